@@ -1,0 +1,128 @@
+"""One experiment from config to MLflow: seed, data, model, optimizer, train, evaluate, log."""
+
+import io
+import logging
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gatelab import plots, tracking, training
+from gatelab.config import validate
+from gatelab.data import Dataset
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    cfg: DictConfig,
+    overrides: list[str] | None = None,
+    choices: dict[str, str] | None = None,
+    output_dir: Path | None = None,
+    parent_run_id: str | None = None,
+) -> float:
+    """Train and track one run of `cfg`; return its final epoch loss (NaN when it diverged).
+
+    Args:
+        overrides: the command-line overrides, kept as a tag and used as the run name.
+        choices: the chosen option of each config group, kept as tags.
+        output_dir: the job's output folder; its `.hydra` config files become artifacts.
+        parent_run_id: the sweep's MLflow run, when this run is one job of a sweep.
+    """
+    validate(cfg)
+    overrides = overrides or []
+    choices = choices or {}
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(cfg.seed)
+    dataset: Dataset = instantiate(cfg.dataset)
+    model: keras.Model = instantiate(cfg.model, n_inputs=dataset.n_inputs)
+    optimizer: keras.optimizers.Optimizer = instantiate(cfg.optimizer)
+
+    tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
+    tags = {"hydra.overrides": " ".join(overrides)}
+    tags |= {f"hydra.choices.{group}": str(option) for group, option in choices.items()}
+    run_name = " ".join(overrides) or f"{choices.get('model', 'model')}-{choices.get('dataset')}"
+    with tracking.tracked_run(run_name, tags, parent_run_id) as (active_run, outcome):
+        mlflow.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
+        summary = model_summary(model)
+        log.info("\n%s", summary)
+
+        history = training.train(
+            model,
+            optimizer,
+            dataset.inputs,
+            dataset.targets,
+            loss=cfg.trainer.loss,
+            epochs=cfg.trainer.epochs,
+            batch_size=cfg.trainer.batch_size,
+            shuffle=cfg.trainer.shuffle,
+            seed=cfg.seed,
+            jit_compile=cfg.trainer.jit_compile,
+        )
+        tracking.log_history(active_run.info.run_id, history.loss)
+        report_losses(history.loss, cfg.trainer.epochs, cfg.trainer.print_every)
+        if history.diverged:
+            outcome.failure_reason = "diverged"
+            log.warning("loss became %s at epoch %d: stopped", history.loss[-1], len(history.loss))
+
+        outputs = np.asarray(model(dataset.inputs))
+        metrics = {"accuracy": accuracy(outputs, dataset.targets)}
+        if history.epochs_to_solve is not None:
+            metrics["epochs_to_solve"] = history.epochs_to_solve
+        log.info("predictions:\n%s", predictions_table(dataset, outputs))
+        log.info("weights:\n%s", weights_text(model))
+        log.info(
+            "accuracy %.2f, epochs_to_solve %s", metrics["accuracy"], history.epochs_to_solve
+        )
+
+        title = f"{model.name} on {choices.get('dataset', 'data')}"
+        tracking.log_results(
+            model,
+            dataset,
+            outputs,
+            metrics,
+            plots.loss_curve(history.loss, title),
+            summary,
+            output_dir / ".hydra" if output_dir else None,
+        )
+    log.info("MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command())
+    return float(history.loss[-1])
+
+
+def accuracy(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """Fraction of rows whose output is on the target's side of 0.5."""
+    return float(np.mean((outputs > 0.5) == (targets > 0.5)))
+
+
+def model_summary(model: keras.Model) -> str:
+    lines = io.StringIO()
+    model.summary(print_fn=lambda line, line_break=True: lines.write(line + "\n"))
+    return lines.getvalue()
+
+
+def report_losses(loss: np.ndarray, epochs: int, print_every: int) -> None:
+    """Log the loss every `print_every` epochs, as the chapter's loop prints it."""
+    if print_every == 0:
+        return
+    for epoch in range(print_every, len(loss) + 1, print_every):
+        log.info("epoch %d/%d  loss %.6f", epoch, epochs, loss[epoch - 1])
+
+
+def predictions_table(dataset: Dataset, outputs: np.ndarray) -> str:
+    cells = [" ".join(f"{value:g}" for value in inputs) for inputs in dataset.inputs]
+    width = max(len("inputs"), *map(len, cells)) + 2
+    rows = ["inputs".ljust(width) + "target  output"]
+    for cell, target, output in zip(cells, dataset.targets, outputs, strict=True):
+        rows.append(f"{cell:{width}}{target[0]:<8g}{output[0]:.4f}")
+    return "\n".join(rows)
+
+
+def weights_text(model: keras.Model) -> str:
+    return "\n".join(
+        f"{weight.path}: {np.array2string(np.asarray(weight), precision=4)}"
+        for weight in model.weights
+    )

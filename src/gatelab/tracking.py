@@ -1,0 +1,169 @@
+"""Everything MLflow: one run per training job, with its config, history and results."""
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure
+from mlflow.entities import Metric, RunStatus
+from mlflow.models import Model, infer_signature
+from mlflow.tracking import MlflowClient
+
+from gatelab.data import Dataset
+
+
+def configure(uri: str | None, experiment: str) -> str:
+    """Point MLflow at `uri` (None keeps MLflow's default) and return the experiment id."""
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    return mlflow.set_experiment(experiment).experiment_id
+
+
+def ui_command() -> str:
+    """The `mlflow ui` command that shows the current store."""
+    return f"mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}"
+
+
+@dataclass
+class Outcome:
+    """How a run ends when nothing raised: FINISHED, or FAILED with a reason such as `diverged`."""
+
+    failure_reason: str | None = None
+
+
+@contextmanager
+def tracked_run(
+    run_name: str, tags: dict[str, str], parent_run_id: str | None = None
+) -> Iterator[tuple[mlflow.ActiveRun, Outcome]]:
+    """Start an MLflow run that always ends: FINISHED, FAILED (with the error as a tag), KILLED."""
+    run = mlflow.start_run(run_name=run_name, tags=tags, parent_run_id=parent_run_id)
+    outcome = Outcome()
+    try:
+        yield run, outcome
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException as error:
+        mlflow.set_tags({"failure_reason": "error", "error": f"{type(error).__name__}: {error}"})
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    if outcome.failure_reason:
+        mlflow.set_tag("failure_reason", outcome.failure_reason)
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config to dotted keys: {'optimizer': {'learning_rate': 0.1}} -> optimizer.learning_rate."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def log_history(run_id: str, loss: np.ndarray) -> None:
+    """The loss of every epoch as metric `loss` at step = epoch (1-based), in batched writes."""
+    timestamp = int(time.time() * 1000)
+    metrics = [
+        Metric(key="loss", value=float(value), timestamp=timestamp, step=epoch)
+        for epoch, value in enumerate(loss, start=1)
+    ]
+    MlflowClient().log_batch(run_id, metrics=metrics)
+
+
+def weights_by_layer(model: keras.Model) -> dict[str, dict[str, list]]:
+    """Every kernel and bias by layer name, as the chapter prints `model.weights`."""
+    return {
+        layer.name: {weight.name: np.asarray(weight).tolist() for weight in layer.weights}
+        for layer in model.layers
+    }
+
+
+def log_results(
+    model: keras.Model,
+    dataset: Dataset,
+    outputs: np.ndarray,
+    metrics: dict[str, float],
+    loss_figure: Figure,
+    summary: str,
+    config_dir: Path | None,
+) -> None:
+    """Final metrics, weights, predictions, figure, summary, config files and the model."""
+    mlflow.log_metrics(metrics)
+    mlflow.log_dict(weights_by_layer(model), "weights.json")
+    mlflow.log_table(
+        {
+            "inputs": dataset.inputs.tolist(),
+            "target": dataset.targets[:, 0].tolist(),
+            "output": outputs[:, 0].tolist(),
+        },
+        artifact_file="predictions.json",
+    )
+    mlflow.log_figure(loss_figure, "loss_curve.png")
+    mlflow.log_text(summary, "model_summary.txt")
+    if config_dir is not None and config_dir.is_dir():
+        mlflow.log_artifacts(str(config_dir), "config")
+    with _without_progress_bars():
+        _log_model(model, dataset, outputs)
+
+
+@contextmanager
+def _without_progress_bars() -> Iterator[None]:
+    """MLflow checks the input example with `model.predict`: keep its progress bar quiet."""
+    interactive_logging = keras.config.is_interactive_logging_enabled()
+    # Without interactive logging Keras sends the bar to absl's logger at INFO.
+    absl_logger = logging.getLogger("absl")
+    absl_level = absl_logger.level
+    keras.config.disable_interactive_logging()
+    absl_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        absl_logger.setLevel(absl_level)
+        if interactive_logging:
+            keras.config.enable_interactive_logging()
+
+
+def _log_model(model: keras.Model, dataset: Dataset, outputs: np.ndarray) -> None:
+    Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=_KerasFlavor,
+        model=model,
+        signature=infer_signature(dataset.inputs, outputs),
+        input_example=dataset.inputs[:1],
+        # Explicit requirements skip MLflow's inference, which re-imports the model (~5 s).
+        pip_requirements=[
+            f"mlflow=={mlflow.__version__}",
+            f"tensorflow=={tf.__version__}",
+            f"keras=={keras.__version__}",
+        ],
+    )
+
+
+class _KerasFlavor:
+    """`mlflow.keras`, creating the model folder first.
+
+    Its `save_model` writes the input example before it creates the folder, so
+    `mlflow.keras.log_model(..., input_example=...)` fails (mlflow/mlflow#16183, open in 3.17).
+    """
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path: str, **kwargs) -> None:
+        os.makedirs(path, exist_ok=True)
+        mlflow.keras.save_model(path=path, **kwargs)

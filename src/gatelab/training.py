@@ -1,0 +1,187 @@
+"""The training engine: a whole run, every epoch and step, inside one compiled `tf.function`.
+
+Keras `fit` pays Python and callback overhead on every one of the chapter's 8000 tiny steps;
+here the loop runs in one XLA-compiled call. The compiled function is cached at module level
+by the shapes it was traced for, and runs on template copies of the model and optimizer
+whose variables are loaded before and read back after each run, so later runs of the same
+shapes in one process (a sweep) reuse it without tracing again and share no state.
+"""
+
+import json
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class History:
+    """What a run recorded, one entry per epoch trained (fewer than asked when it diverged)."""
+
+    loss: np.ndarray
+    solved: np.ndarray
+
+    @property
+    def epochs_to_solve(self) -> int | None:
+        """First epoch (1-based) after which every output was on the right side of 0.5."""
+        solved_epochs = np.flatnonzero(self.solved)
+        return int(solved_epochs[0]) + 1 if solved_epochs.size else None
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.loss.size) and not np.isfinite(self.loss[-1])
+
+
+def epoch_orders(n_rows: int, epochs: int, shuffle: bool, seed: int) -> np.ndarray:
+    """Row order of every epoch: a fresh permutation per epoch drawn from `seed`, or in order."""
+    if not shuffle:
+        return np.tile(np.arange(n_rows, dtype=np.int32), (epochs, 1))
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(n_rows) for _ in range(epochs)]).astype(np.int32)
+
+
+def train(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    loss: str,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    jit_compile: bool = True,
+) -> History:
+    """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would.
+
+    Stops early when the epoch loss is NaN or infinite. The loss of an epoch is the mean of its
+    batch losses weighted by batch size, as Keras reports it.
+    """
+    n_rows = len(x)
+    batch_size = min(batch_size, n_rows)
+    steps = -(-n_rows // batch_size)
+    padding = steps * batch_size - n_rows
+    # A short last batch is padded with row 0 at weight 0, so every step has one static shape.
+    orders = np.pad(epoch_orders(n_rows, epochs, shuffle, seed), ((0, 0), (0, padding)))
+    row_weights = np.concatenate([np.ones(n_rows), np.zeros(padding)]).astype(np.float32)
+
+    optimizer.build(model.trainable_variables)
+    loop = _compiled_loop(model, optimizer, loss, x.shape, epochs, steps, batch_size, jit_compile)
+    loop.load(model, optimizer)
+    losses, solved, epochs_run = loop.function(
+        tf.constant(x, tf.float32),
+        tf.constant(y, tf.float32),
+        tf.constant(orders.reshape(epochs, steps, batch_size)),
+        tf.constant(row_weights.reshape(steps, batch_size)),
+    )
+    loop.store(model, optimizer)
+    epochs_run = int(epochs_run)
+    return History(loss=losses.numpy()[:epochs_run], solved=solved.numpy()[:epochs_run])
+
+
+class _CompiledLoop:
+    """One traced training function and the template model and optimizer it updates."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        loss: str,
+        jit_compile: bool,
+    ):
+        self.model = keras.models.clone_model(model)
+        self.optimizer = optimizer.__class__.from_config(optimizer.get_config())
+        self.optimizer.build(self.model.trainable_variables)
+        self.loss_function = keras.losses.get(loss)
+        self.function = tf.function(self._run, jit_compile=jit_compile)
+
+    def load(self, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
+        _copy_values(model.weights, self.model.weights)
+        _copy_values(optimizer.variables, self.optimizer.variables)
+
+    def store(self, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
+        _copy_values(self.model.weights, model.weights)
+        _copy_values(self.optimizer.variables, optimizer.variables)
+
+    def _run(self, x, y, orders, row_weights):
+        epochs = orders.shape[0]
+        losses = tf.TensorArray(tf.float32, size=epochs, element_shape=[])
+        solved = tf.TensorArray(tf.bool, size=epochs, element_shape=[])
+        epoch = tf.constant(0)
+        epoch_loss = tf.constant(0.0)
+        while epoch < epochs and tf.math.is_finite(epoch_loss):
+            epoch_loss = self._epoch(x, y, orders[epoch], row_weights)
+            losses = losses.write(epoch, epoch_loss)
+            solved = solved.write(epoch, self._all_on_right_side(x, y))
+            epoch += 1
+        return losses.stack(), solved.stack(), epoch
+
+    def _epoch(self, x, y, batches, row_weights):
+        weighted_loss = tf.constant(0.0)
+        for step in tf.range(batches.shape[0]):
+            weights = row_weights[step]
+            x_batch = tf.gather(x, batches[step])
+            y_batch = tf.gather(y, batches[step])
+            with tf.GradientTape() as tape:
+                per_row = self.loss_function(y_batch, self.model(x_batch, training=True))
+                batch_loss = tf.reduce_sum(per_row * weights) / tf.reduce_sum(weights)
+            gradients = tape.gradient(batch_loss, self.model.trainable_variables)
+            self.optimizer.apply(gradients, self.model.trainable_variables)
+            weighted_loss += batch_loss * tf.reduce_sum(weights)
+        return weighted_loss / tf.reduce_sum(row_weights)
+
+    def _all_on_right_side(self, x, y):
+        return tf.reduce_all((self.model(x) > 0.5) == (y > 0.5))
+
+
+_COMPILED_LOOPS: dict[str, _CompiledLoop] = {}
+
+
+def _compiled_loop(model, optimizer, loss, x_shape, epochs, steps, batch_size, jit_compile):
+    """The cached loop for this structure and these shapes, created on first use."""
+    optimizer_config = {
+        key: value
+        for key, value in optimizer.get_config().items()
+        if key not in ("name", "learning_rate")
+    }
+    key = json.dumps(
+        [
+            _without_names(model.get_config()),
+            type(optimizer).__name__,
+            optimizer_config,
+            loss,
+            list(x_shape),
+            epochs,
+            steps,
+            batch_size,
+            jit_compile,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _COMPILED_LOOPS:
+        _COMPILED_LOOPS[key] = _CompiledLoop(model, optimizer, loss, jit_compile)
+    return _COMPILED_LOOPS[key]
+
+
+def tracing_count() -> int:
+    """How many times the cached training functions have been traced in this process."""
+    return sum(
+        loop.function.experimental_get_tracing_count() for loop in _COMPILED_LOOPS.values()
+    )
+
+
+def _without_names(config):
+    if isinstance(config, dict):
+        return {key: _without_names(value) for key, value in config.items() if key != "name"}
+    if isinstance(config, list):
+        return [_without_names(value) for value in config]
+    return config
+
+
+def _copy_values(sources, targets) -> None:
+    assert len(sources) == len(targets), "model or optimizer structure differs from its template"
+    for source, target in zip(sources, targets, strict=True):
+        target.assign(source)

@@ -1,0 +1,32 @@
+"""Train one of the chapter's networks and track it in MLflow.
+
+    python src/train.py model=mlp dataset=xor
+    python src/train.py -m seed=0,1,2 optimizer.learning_rate=0.01,0.1,1.0
+"""
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from gatelab import cli, pipeline
+from gatelab.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Run one job; the returned final loss is what a Hydra sweeper would minimise."""
+    hydra_config = HydraConfig.get()
+    return pipeline.run(
+        cfg,
+        overrides=list(hydra_config.overrides.task),
+        choices=dict(hydra_config.runtime.choices),
+        output_dir=Path(hydra_config.runtime.output_dir),
+    )
+
+
+if __name__ == "__main__":
+    cli.run_reporting_config_errors(main)
