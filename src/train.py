@@ -20,12 +20,13 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     """Run one job; the returned final loss is what a Hydra sweeper would minimise."""
     hydra_config = HydraConfig.get()
-    return pipeline.run(
-        cfg,
-        overrides=list(hydra_config.overrides.task),
-        choices=dict(hydra_config.runtime.choices),
-        output_dir=Path(hydra_config.runtime.output_dir),
-    )
+    with cli.config_errors_exit(hydra_config.mode):
+        return pipeline.run(
+            cfg,
+            overrides=list(hydra_config.overrides.task),
+            choices=dict(hydra_config.runtime.choices),
+            output_dir=Path(hydra_config.runtime.output_dir),
+        )
 
 
 if __name__ == "__main__":

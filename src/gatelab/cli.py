@@ -2,16 +2,19 @@
 
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from gatelab.config import ConfigError
 
 EXIT_CONFIG_ERROR = 2
+CONFIG_ERRORS = (ConfigError, ConfigCompositionException, OmegaConfBaseException)
 
 
 def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
@@ -27,9 +30,28 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         hydra_main()
-    except (ConfigError, ConfigCompositionException, OmegaConfBaseException) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG_ERROR)
+    except CONFIG_ERRORS as error:
+        exit_with(error)
+
+
+@contextmanager
+def config_errors_exit(run_mode: RunMode) -> Iterator[None]:
+    """In a single run, exit on a config error before Hydra adds its own line about the job.
+
+    In a multirun the error propagates instead, so Hydra records the job as failed and goes
+    on with the others.
+    """
+    try:
+        yield
+    except ConfigError as error:
+        if run_mode == RunMode.MULTIRUN:
+            raise
+        exit_with(error)
+
+
+def exit_with(error: Exception) -> NoReturn:
+    print(f"error: {one_line(error)}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG_ERROR)
 
 
 def one_line(error: Exception) -> str:
@@ -39,9 +61,11 @@ def one_line(error: Exception) -> str:
         options = [name for name in error.options if not name.startswith("base_")]
         return f"{group}={option} is not an option of '{group}': choose one of {', '.join(options)}"
     cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
-    if isinstance(cause, ConfigKeyError) and isinstance(cause.parent_node, DictConfig):
-        fields = ", ".join(str(key) for key in cause.parent_node.keys())
-        return f"{cause.full_key} is not a field of this config: allowed fields are {fields}"
+    if isinstance(cause, ConfigKeyError | ConfigAttributeError):
+        parent = cause.parent_node
+        fields = ", ".join(str(key) for key in parent.keys()) if isinstance(parent, DictConfig) else ""
+        section = cause.full_key.rpartition(".")[0] or "the config"
+        return f"{cause.full_key} is not a field of {section}: allowed fields are {fields}"
     if isinstance(cause, OmegaConfBaseException):
         return f"{cause.full_key}={cause.value!r} is not allowed: {cause.msg.splitlines()[0]}"
     return str(error).splitlines()[0]

@@ -1,0 +1,41 @@
+"""Shared fixtures: configs composed with Hydra's compose API, MLflow stores in tmp_path."""
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import gatelab  # noqa: F401  (imports TensorFlow quietly before anything else does)
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from gatelab.config import register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "conf"
+TRAIN_SCRIPT = REPO / "src" / "train.py"
+PYTHON = sys.executable
+
+register_configs()
+
+
+@pytest.fixture
+def compose_config() -> Callable[..., DictConfig]:
+    """Compose `conf/config.yaml` with overrides, as `python src/train.py OVERRIDES` would."""
+
+    def _compose(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+
+    return _compose
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite MLflow store in tmp_path, also the working directory (artifacts, outputs)."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    yield uri
+    mlflow.set_tracking_uri(previous)

@@ -1,0 +1,139 @@
+"""The compiled engine trains exactly as Keras `fit` does, faster, and reproducibly."""
+
+import keras
+import numpy as np
+import pytest
+
+from gatelab import training
+from gatelab.data import from_lists, truth_table
+from gatelab.models import build_mlp, build_perceptron
+
+XOR = truth_table("xor", 2)
+
+
+def fresh_mlp(seed: int = 126) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return build_mlp(n_inputs=2, hidden_units=[2])
+
+
+def train(model, optimizer=None, dataset=XOR, **overrides) -> training.History:
+    settings = dict(loss="mse", epochs=30, batch_size=1, shuffle=False, seed=0, jit_compile=True)
+    settings |= overrides
+    optimizer = optimizer or keras.optimizers.SGD(learning_rate=0.1)
+    return training.train(model, optimizer, dataset.inputs, dataset.targets, **settings)
+
+
+@pytest.mark.parametrize(
+    ("optimizer_class", "loss", "batch_size", "jit_compile"),
+    [
+        (keras.optimizers.SGD, "mse", 1, True),
+        (keras.optimizers.SGD, "mse", 1, False),
+        (keras.optimizers.Adam, "binary_crossentropy", 1, True),
+        # Three rows a batch leaves a short last batch of one.
+        (keras.optimizers.SGD, "mse", 3, True),
+    ],
+)
+def test_losses_and_weights_equal_keras_fit(optimizer_class, loss, batch_size, jit_compile):
+    ours, theirs = fresh_mlp(), fresh_mlp()
+    theirs.set_weights(ours.get_weights())
+    theirs.compile(optimizer=optimizer_class(learning_rate=0.1), loss=loss)
+    fit_history = theirs.fit(
+        XOR.inputs, XOR.targets, epochs=20, batch_size=batch_size, shuffle=False, verbose=0
+    )
+
+    history = train(
+        ours,
+        optimizer_class(learning_rate=0.1),
+        loss=loss,
+        epochs=20,
+        batch_size=batch_size,
+        jit_compile=jit_compile,
+    )
+
+    np.testing.assert_allclose(history.loss, fit_history.history["loss"], atol=1e-5)
+    for our_weight, their_weight in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(our_weight, their_weight, atol=1e-5)
+
+
+def test_one_step_of_the_chapters_rule_is_one_sgd_step_on_binary_crossentropy():
+    # The chapter: output = sigmoid(x . w + b); w <- w + lr * x * (y - output).
+    learning_rate = 0.5
+    keras.utils.set_random_seed(3)
+    model = build_perceptron(n_inputs=2)
+    kernel, bias = (weight.copy() for weight in model.get_weights())
+    x, y = np.array([1.0, 1.0], np.float32), 1.0
+    output = 1 / (1 + np.exp(-(x @ kernel[:, 0] + bias[0])))
+    expected_kernel = kernel[:, 0] + learning_rate * x * (y - output)
+    expected_bias = bias[0] + learning_rate * (y - output)
+
+    train(
+        model,
+        keras.optimizers.SGD(learning_rate=learning_rate),
+        dataset=from_lists([x.tolist()], [y]),
+        loss="binary_crossentropy",
+        epochs=1,
+    )
+
+    new_kernel, new_bias = model.get_weights()
+    np.testing.assert_allclose(new_kernel[:, 0], expected_kernel, rtol=1e-5)
+    np.testing.assert_allclose(new_bias[0], expected_bias, rtol=1e-5)
+    assert not np.allclose(new_kernel, kernel)
+
+
+def test_shuffle_is_a_new_order_every_epoch_and_repeats_with_the_seed():
+    orders = training.epoch_orders(n_rows=4, epochs=50, shuffle=True, seed=7)
+    assert all(sorted(order) == [0, 1, 2, 3] for order in orders)
+    assert len({tuple(order) for order in orders}) > 1
+    np.testing.assert_array_equal(orders, training.epoch_orders(4, 50, True, seed=7))
+    assert not np.array_equal(orders, training.epoch_orders(4, 50, True, seed=8))
+
+
+def test_same_seed_same_config_gives_identical_loss_history():
+    first = train(fresh_mlp(), shuffle=True, seed=5, epochs=100)
+    second = train(fresh_mlp(), shuffle=True, seed=5, epochs=100)
+    unshuffled = train(fresh_mlp(), shuffle=False, seed=5, epochs=100)
+    np.testing.assert_array_equal(first.loss, second.loss)
+    assert not np.array_equal(first.loss, unshuffled.loss)
+
+
+def test_later_runs_of_the_same_shapes_reuse_the_compiled_function():
+    train(fresh_mlp(1), epochs=40)
+    traces = training.tracing_count()
+    history = train(fresh_mlp(2), keras.optimizers.SGD(learning_rate=0.7), epochs=40, seed=3)
+    assert training.tracing_count() == traces
+    # The reused function saw the new learning rate and initial weights: a different run.
+    assert history.loss[0] != train(fresh_mlp(1), epochs=40).loss[0]
+
+
+def test_reused_function_gives_the_same_result_as_a_first_trace():
+    keras.utils.set_random_seed(11)
+    model = build_mlp(n_inputs=2, hidden_units=[2])
+    initial = model.get_weights()
+    first = train(model, epochs=25, shuffle=True, seed=4)
+    train(fresh_mlp(9), keras.optimizers.SGD(learning_rate=0.9), epochs=25)
+    model.set_weights(initial)
+    again = train(model, epochs=25, shuffle=True, seed=4)
+    np.testing.assert_array_equal(first.loss, again.loss)
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss():
+    # Sigmoids saturate and keep the loss finite; a linear network overflows.
+    keras.utils.set_random_seed(0)
+    linear = build_mlp(n_inputs=2, hidden_units=[2], activation="linear", output_activation="linear")
+    history = train(linear, keras.optimizers.SGD(learning_rate=1e6), epochs=500)
+    assert history.diverged
+    assert len(history.loss) < 500
+    assert np.all(np.isfinite(history.loss[:-1]))
+
+
+def test_epochs_to_solve_is_the_first_epoch_with_every_output_on_the_right_side():
+    history = train(
+        build_perceptron(n_inputs=2),
+        dataset=truth_table("and", 2),
+        epochs=300,
+        loss="binary_crossentropy",
+    )
+    assert history.epochs_to_solve is not None
+    assert history.solved[history.epochs_to_solve - 1]
+    assert not history.solved[: history.epochs_to_solve - 1].any()
+    assert training.History(loss=np.ones(3), solved=np.zeros(3, bool)).epochs_to_solve is None
