@@ -4,8 +4,8 @@
     python benchmarks/bench_train.py --epochs 200 --repeats 5
 
 Both train the same 2-2-1 sigmoid MLP from the same initial weights with SGD(0.1), MSE,
-batch size 1 and no shuffling, in one process. Expect `fit` to take about 30-40 s on a 2-core
-CPU; our first call pays tracing and XLA compilation (about a second), and the repeats after it,
+batch size 1 and no shuffling, in one process. Expect `fit` to take 30-70 s on a 2-core CPU;
+our first call pays tracing and XLA compilation (under a second), and the repeats after it,
 which are what each job of a sweep pays, should be at least 1000x faster than `fit` with XLA.
 The two must agree on final weights and per-epoch loss within 1e-4 (typically about 1e-6), or
 the script exits with status 1; the speed-up target is reported, not enforced.

@@ -1,7 +1,7 @@
 """Train one of the chapter's networks and track it in MLflow.
 
-    python src/train.py model=mlp dataset=xor
-    python src/train.py -m seed=0,1,2 optimizer.learning_rate=0.01,0.1,1.0
+python src/train.py model=mlp dataset=xor
+python src/train.py -m seed=0,1,2 optimizer.learning_rate=0.01,0.1,1.0
 """
 
 from pathlib import Path

@@ -4,12 +4,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import gatelab  # noqa: F401  (imports TensorFlow quietly before anything else does)
 import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import gatelab  # noqa: F401  (imports TensorFlow quietly before anything else does)
 from gatelab.config import register_configs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,7 +36,9 @@ def test_perceptron_output_with_hand_set_weights():
     kernel, bias = np.array([[2.0], [-1.0]]), np.array([0.5])
     model.set_weights([kernel, bias])
     inputs = truth_table("and", 2).inputs
-    np.testing.assert_allclose(np.asarray(model(inputs)), sigmoid(inputs @ kernel + bias), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(model(inputs)), sigmoid(inputs @ kernel + bias), rtol=1e-6
+    )
 
 
 def test_mlp_with_hand_set_weights_computes_xor():

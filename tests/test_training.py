@@ -119,7 +119,9 @@ def test_reused_function_gives_the_same_result_as_a_first_trace():
 def test_a_diverging_run_stops_at_the_first_non_finite_loss():
     # Sigmoids saturate and keep the loss finite; a linear network overflows.
     keras.utils.set_random_seed(0)
-    linear = build_mlp(n_inputs=2, hidden_units=[2], activation="linear", output_activation="linear")
+    linear = build_mlp(
+        n_inputs=2, hidden_units=[2], activation="linear", output_activation="linear"
+    )
     history = train(linear, keras.optimizers.SGD(learning_rate=1e6), epochs=500)
     assert history.diverged
     assert len(history.loss) < 500

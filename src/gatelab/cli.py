@@ -63,7 +63,7 @@ def one_line(error: Exception) -> str:
     cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
     if isinstance(cause, ConfigKeyError | ConfigAttributeError):
         parent = cause.parent_node
-        fields = ", ".join(str(key) for key in parent.keys()) if isinstance(parent, DictConfig) else ""
+        fields = ", ".join(str(key) for key in parent) if isinstance(parent, DictConfig) else ""
         section = cause.full_key.rpartition(".")[0] or "the config"
         return f"{cause.full_key} is not a field of {section}: allowed fields are {fields}"
     if isinstance(cause, OmegaConfBaseException):

@@ -33,6 +33,10 @@ def _require_activation(field_name: str, name: str) -> None:
         _require(False, field_name, name, "use a Keras activation name such as sigmoid, relu, tanh")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass
 class TruthTableConfig:
     _target_: str = "gatelab.data.truth_table"
@@ -52,17 +56,28 @@ class TruthTableConfig:
 @dataclass
 class CustomDatasetConfig:
     _target_: str = "gatelab.data.from_lists"
-    inputs: list[list[float]] = MISSING
-    targets: list[float] = MISSING
+    # Any, not float: OmegaConf would refuse the integers of `dataset.inputs=[[0],[1]]`.
+    inputs: list[Any] = MISSING
+    targets: list[Any] = MISSING
 
     def __post_init__(self) -> None:
-        _require(len(self.inputs) > 0, "dataset.inputs", self.inputs, "at least one row")
-        widths = {len(row) for row in self.inputs}
+        rows_of_numbers = all(
+            isinstance(row, list) and row and all(_is_number(value) for value in row)
+            for row in self.inputs
+        )
         _require(
-            len(widths) == 1 and 0 not in widths,
+            len(self.inputs) > 0
+            and rows_of_numbers
+            and len({len(row) for row in self.inputs}) == 1,
             "dataset.inputs",
             self.inputs,
-            "rows of one same, non-zero length, e.g. [[0],[1]]",
+            "a list of rows of numbers, all of one length, e.g. [[0],[1]]",
+        )
+        _require(
+            all(_is_number(target) for target in self.targets),
+            "dataset.targets",
+            self.targets,
+            "a list of numbers, e.g. [0,1]",
         )
         _require(
             len(self.targets) == len(self.inputs),

@@ -75,9 +75,7 @@ def run(
             metrics["epochs_to_solve"] = history.epochs_to_solve
         log.info("predictions:\n%s", predictions_table(dataset, outputs))
         log.info("weights:\n%s", weights_text(model))
-        log.info(
-            "accuracy %.2f, epochs_to_solve %s", metrics["accuracy"], history.epochs_to_solve
-        )
+        log.info("accuracy %.2f, epochs_to_solve %s", metrics["accuracy"], history.epochs_to_solve)
 
         title = f"{model.name} on {choices.get('dataset', 'data')}"
         tracking.log_results(
@@ -89,7 +87,9 @@ def run(
             summary,
             output_dir / ".hydra" if output_dir else None,
         )
-    log.info("MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command())
+    log.info(
+        "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
+    )
     return float(history.loss[-1])
 
 

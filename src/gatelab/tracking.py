@@ -64,7 +64,8 @@ def tracked_run(
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config to dotted keys: {'optimizer': {'learning_rate': 0.1}} -> optimizer.learning_rate."""
+    """Nested config to dotted keys: {'optimizer': {'learning_rate': 0.1}} becomes
+    {'optimizer.learning_rate': 0.1}."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):

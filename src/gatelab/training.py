@@ -168,9 +168,7 @@ def _compiled_loop(model, optimizer, loss, x_shape, epochs, steps, batch_size, j
 
 def tracing_count() -> int:
     """How many times the cached training functions have been traced in this process."""
-    return sum(
-        loop.function.experimental_get_tracing_count() for loop in _COMPILED_LOOPS.values()
-    )
+    return sum(loop.function.experimental_get_tracing_count() for loop in _COMPILED_LOOPS.values())
 
 
 def _without_names(config):
