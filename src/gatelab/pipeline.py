@@ -123,6 +123,5 @@ def predictions_table(dataset: Dataset, outputs: np.ndarray) -> str:
 
 def weights_text(model: keras.Model) -> str:
     return "\n".join(
-        f"{weight.path}: {np.array2string(np.asarray(weight), precision=4)}"
-        for weight in model.weights
+        f"{weight.path}: {np.array2string(weight.numpy(), precision=4)}" for weight in model.weights
     )

@@ -64,8 +64,7 @@ def tracked_run(
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config to dotted keys: {'optimizer': {'learning_rate': 0.1}} becomes
-    {'optimizer.learning_rate': 0.1}."""
+    """Nested config to dotted keys, such as `optimizer.learning_rate`."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
@@ -88,7 +87,7 @@ def log_history(run_id: str, loss: np.ndarray) -> None:
 def weights_by_layer(model: keras.Model) -> dict[str, dict[str, list]]:
     """Every kernel and bias by layer name, as the chapter prints `model.weights`."""
     return {
-        layer.name: {weight.name: np.asarray(weight).tolist() for weight in layer.weights}
+        layer.name: {weight.name: weight.numpy().tolist() for weight in layer.weights}
         for layer in model.layers
     }
 

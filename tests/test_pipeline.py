@@ -1,0 +1,83 @@
+"""Each chapter preset reaches the chapter's outcome, and every run is tracked in MLflow."""
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from gatelab import pipeline, training
+
+
+def run_preset(compose_config, tracking_uri, *overrides):
+    """Run the pipeline in-process; return the MLflow run and its predictions table."""
+    pipeline.run(compose_config(*overrides, f"tracking.uri='{tracking_uri}'"))
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("gatelab")
+    (run,) = client.search_runs([experiment.experiment_id], max_results=1)
+    predictions = mlflow.load_table("predictions.json", run_ids=[run.info.run_id])
+    return run, np.array(predictions["output"].tolist())
+
+
+@pytest.mark.parametrize("experiment", ["and", "or", "xor_mlp"])
+def test_gate_presets_learn_their_table(compose_config, tracking_uri, experiment):
+    run, _ = run_preset(compose_config, tracking_uri, f"+experiment={experiment}")
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["accuracy"] == 1.0
+    assert 1 <= run.data.metrics["epochs_to_solve"] <= 2000
+
+
+def test_one_perceptron_cannot_learn_xor(compose_config, tracking_uri):
+    run, outputs = run_preset(compose_config, tracking_uri, "+experiment=xor_perceptron")
+    assert run.data.metrics["accuracy"] < 1.0
+    assert np.all(np.abs(outputs - 0.5) <= 0.1), outputs
+    assert "epochs_to_solve" not in run.data.metrics
+
+
+def test_without_a_bias_input_zero_cannot_learn(compose_config, tracking_uri):
+    _, outputs = run_preset(compose_config, tracking_uri, "+experiment=neuron_no_bias")
+    np.testing.assert_allclose(outputs, [0.5])
+
+
+def test_with_a_bias_input_zero_learns(compose_config, tracking_uri):
+    run, outputs = run_preset(compose_config, tracking_uri, "+experiment=neuron_bias")
+    assert outputs[0] > 0.9
+    assert run.data.metrics["accuracy"] == 1.0
+
+
+def test_the_single_neuron_learns_target_zero(compose_config, tracking_uri):
+    run, outputs = run_preset(compose_config, tracking_uri, "+experiment=neuron")
+    assert outputs[0] < 0.1
+    assert run.data.params["trainer.epochs"] == "1000"
+    assert run.data.params["model.use_bias"] == "False"
+
+
+def test_an_error_during_training_ends_the_run_failed_with_the_error(
+    compose_config, tracking_uri, monkeypatch
+):
+    def broken_train(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(training, "train", broken_train)
+    with pytest.raises(RuntimeError):
+        pipeline.run(compose_config(f"tracking.uri='{tracking_uri}'"))
+    (run,) = MlflowClient(tracking_uri).search_runs(
+        [MlflowClient(tracking_uri).get_experiment_by_name("gatelab").experiment_id]
+    )
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: disk on fire"
+    assert mlflow.active_run() is None
+
+
+def test_a_diverged_run_is_failed_with_reason_diverged(compose_config, tracking_uri):
+    overrides = [
+        "model.activation=linear",
+        "model.output_activation=linear",
+        "optimizer.learning_rate=1e6",
+        "trainer.epochs=50",
+    ]
+    run, _ = run_preset(compose_config, tracking_uri, *overrides)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "diverged"
+    history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "loss")
+    assert len(history) < 50
+    assert not np.isfinite(history[-1].value)
