@@ -49,6 +49,7 @@ def test_the_run_finishes_with_config_params_and_group_tags(store):
     assert run.data.tags["hydra.overrides"] == "model=mlp dataset=xor"
     assert run.data.tags["hydra.choices.model"] == "mlp"
     assert run.data.tags["hydra.choices.optimizer"] == "sgd"
+    assert len(run.data.tags["mlflow.source.git.commit"]) == 40
     assert run.info.run_name == "model=mlp dataset=xor"
 
 

@@ -44,7 +44,11 @@ def run(
 
     tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
     tags = {"hydra.overrides": " ".join(overrides)}
-    tags |= {f"hydra.choices.{group}": str(option) for group, option in choices.items()}
+    tags |= {
+        f"hydra.choices.{group}": str(option)
+        for group, option in choices.items()
+        if not group.startswith("hydra/")
+    }
     run_name = " ".join(overrides) or f"{choices.get('model', 'model')}-{choices.get('dataset')}"
     with tracking.tracked_run(run_name, tags, parent_run_id) as (active_run, outcome):
         mlflow.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
