@@ -8,9 +8,10 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gatelab import cli, pipeline
+from gatelab import cli, pipeline, sweep
 from gatelab.config import register_configs
 
 register_configs()
@@ -20,13 +21,16 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     """Run one job; the returned final loss is what a Hydra sweeper would minimise."""
     hydra_config = HydraConfig.get()
+    in_sweep = hydra_config.mode == RunMode.MULTIRUN
+    job = pipeline.Job(
+        overrides=list(hydra_config.overrides.task),
+        choices=dict(hydra_config.runtime.choices),
+        output_dir=Path(hydra_config.runtime.output_dir),
+        sweep_run_id=sweep.parent_run_id() if in_sweep else None,
+        number=hydra_config.job.num if in_sweep else 0,
+    )
     with cli.config_errors_exit(hydra_config.mode):
-        return pipeline.run(
-            cfg,
-            overrides=list(hydra_config.overrides.task),
-            choices=dict(hydra_config.runtime.choices),
-            output_dir=Path(hydra_config.runtime.output_dir),
-        )
+        return pipeline.run(cfg, job)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from gatelab import sweep
 from gatelab.config import ConfigError
 
 EXIT_CONFIG_ERROR = 2
@@ -23,15 +24,18 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     Hydra prints its own multi-line report unless HYDRA_FULL_ERROR is set, in which case it
     re-raises; we set it so the error reaches us. Errors that are not about the config still
     end in their full traceback. Set HYDRA_FULL_ERROR=1 yourself to see Hydra's own output.
+    A sweep whose job raised is still summarised and closed: Hydra then skips its callback.
     """
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        hydra_main()
-        return
+    report_config_errors = os.environ.get("HYDRA_FULL_ERROR") != "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         hydra_main()
     except CONFIG_ERRORS as error:
+        if not report_config_errors:
+            raise
         exit_with(error)
+    finally:
+        sweep.finish_open_sweeps()
 
 
 @contextmanager

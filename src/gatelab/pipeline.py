@@ -2,6 +2,7 @@
 
 import io
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -17,40 +18,47 @@ from gatelab.data import Dataset
 log = logging.getLogger(__name__)
 
 
-def run(
-    cfg: DictConfig,
-    overrides: list[str] | None = None,
-    choices: dict[str, str] | None = None,
-    output_dir: Path | None = None,
-    parent_run_id: str | None = None,
-) -> float:
-    """Train and track one run of `cfg`; return its final epoch loss (NaN when it diverged).
+@dataclass(frozen=True)
+class Job:
+    """Hydra's view of a run; the defaults describe a direct call without Hydra.
 
     Args:
         overrides: the command-line overrides, kept as a tag and used as the run name.
         choices: the chosen option of each config group, kept as tags.
         output_dir: the job's output folder; its `.hydra` config files become artifacts.
-        parent_run_id: the sweep's MLflow run, when this run is one job of a sweep.
+        sweep_run_id: the sweep's MLflow run, parent of this one, when the job is in a sweep.
+        number: the job's number in its sweep.
     """
-    validate(cfg)
-    overrides = overrides or []
-    choices = choices or {}
 
-    keras.backend.clear_session()
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+    output_dir: Path | None = None
+    sweep_run_id: str | None = None
+    number: int = 0
+
+
+def run(cfg: DictConfig, job: Job | None = None) -> float:
+    """Train and track one run of `cfg`; return its final epoch loss (NaN when it diverged)."""
+    validate(cfg)
+    job = job or Job()
+    overrides, choices = job.overrides, job.choices
+
+    # Jobs of a sweep share the process: start each from a clean Keras state and its own seed.
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(cfg.seed)
     dataset: Dataset = instantiate(cfg.dataset)
     model: keras.Model = instantiate(cfg.model, n_inputs=dataset.n_inputs)
     optimizer: keras.optimizers.Optimizer = instantiate(cfg.optimizer)
 
     tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
-    tags = {"hydra.overrides": " ".join(overrides)}
+    tags = {"hydra.overrides": " ".join(overrides), "hydra.job.num": str(job.number)}
     tags |= {
         f"hydra.choices.{group}": str(option)
         for group, option in choices.items()
         if not group.startswith("hydra/")
     }
-    run_name = " ".join(overrides) or f"{choices.get('model', 'model')}-{choices.get('dataset')}"
-    with tracking.tracked_run(run_name, tags, parent_run_id) as (active_run, outcome):
+    run_name = tracking.run_name(overrides) or f"{model.name}-{choices.get('dataset', 'data')}"
+    with tracking.tracked_run(run_name, tags, job.sweep_run_id) as (active_run, outcome):
         mlflow.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
         summary = model_summary(model)
         log.info("\n%s", summary)
@@ -89,7 +97,7 @@ def run(
             metrics,
             plots.loss_curve(history.loss, title),
             summary,
-            output_dir / ".hydra" if output_dir else None,
+            job.output_dir / ".hydra" if job.output_dir else None,
         )
     log.info(
         "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()

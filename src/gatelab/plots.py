@@ -19,3 +19,85 @@ def loss_curve(loss: np.ndarray, title: str) -> Figure:
     axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+def close(figure: Figure) -> None:
+    """Free a figure once it is logged; a sweep draws many."""
+    plt.close(figure)
+
+
+def success_rate_bars(values: list[str], rates: list[float], parameter: str) -> Figure:
+    """Fraction of jobs reaching 100% accuracy for each value of a swept parameter."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.bar(range(len(values)), rates)
+    axes.set_xticks(range(len(values)), values, rotation=45 if len(values) > 6 else 0)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel(parameter)
+    axes.set_ylabel("success rate (accuracy 1.0)")
+    axes.set_title(f"success rate by {parameter}")
+    figure.tight_layout()
+    return figure
+
+
+def success_heatmap(
+    rows: list[str],
+    columns: list[str],
+    rates: np.ndarray,
+    row_parameter: str,
+    column_parameter: str,
+) -> Figure:
+    """Success rate for every pair of values of two swept parameters."""
+    figure, axes = plt.subplots(figsize=(1.2 * len(columns) + 3, 0.6 * len(rows) + 2.5))
+    image = axes.imshow(rates, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    axes.set_xticks(range(len(columns)), columns, rotation=45 if len(columns) > 6 else 0)
+    axes.set_yticks(range(len(rows)), rows)
+    axes.set_xlabel(column_parameter)
+    axes.set_ylabel(row_parameter)
+    for (i, j), rate in np.ndenumerate(rates):
+        if np.isfinite(rate):
+            axes.text(
+                j,
+                i,
+                f"{rate:.2f}",
+                ha="center",
+                va="center",
+                color="white" if rate < 0.5 else "black",
+            )
+    figure.colorbar(image, ax=axes, label="success rate")
+    axes.set_title("success rate")
+    figure.tight_layout()
+    return figure
+
+
+def overlaid_loss_curves(
+    losses: list[np.ndarray], colour_values: list[str] | None, colour_parameter: str | None
+) -> Figure:
+    """Every job's loss curve on one axes, one colour per value of `colour_parameter`."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    distinct = sorted(set(colour_values or [""]), key=numeric_first)
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(distinct)))
+    colour_of = dict(zip(distinct, colours, strict=True))
+    labelled = set()
+    for index, loss in enumerate(losses):
+        value = colour_values[index] if colour_values else ""
+        label = (
+            f"{colour_parameter}={value}" if colour_parameter and value not in labelled else None
+        )
+        labelled.add(value)
+        axes.plot(np.arange(1, len(loss) + 1), loss, color=colour_of[value], alpha=0.6, label=label)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss")
+    axes.set_title(f"loss curves of {len(losses)} jobs")
+    if colour_parameter:
+        axes.legend(fontsize="small")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def numeric_first(value: str) -> tuple:
+    """Sort key for swept values: numbers by value (0.05 before 0.1), then the rest by name."""
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)

@@ -1,0 +1,286 @@
+"""Sweeps in MLflow: one parent run per Hydra multirun, each job a child, and a summary at the end.
+
+`SweepCallback` is a Hydra callback (`hydra.callbacks.mlflow_sweep` in conf/config.yaml). It runs
+in the launching process, so it works the same for the basic launcher and for joblib, Ray or
+SLURM launchers: the parent run id reaches the jobs through the environment, and the summary is
+read back from MLflow, which every job wrote to.
+"""
+
+import csv
+import logging
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from mlflow.entities import Run, RunStatus
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from gatelab import plots, tracking
+
+log = logging.getLogger(__name__)
+
+PARENT_RUN_ENV = "GATELAB_SWEEP_RUN_ID"
+SUMMARY_FILE = "sweep_summary.csv"
+
+
+def parent_run_id() -> str | None:
+    """The MLflow run of the sweep this process's jobs belong to, if any."""
+    return os.environ.get(PARENT_RUN_ENV)
+
+
+def swept_keys(overrides: list[str]) -> list[str]:
+    """The keys a multirun sweeps over, in command-line order: `seed=0,1` gives `seed`."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [override.key_or_group for override in parsed if override.is_sweep_override()]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """One row of the sweep summary, read back from the job's MLflow run."""
+
+    number: int
+    name: str
+    values: dict[str, str]
+    loss: float
+    accuracy: float
+    epochs_to_solve: int | None
+    status: str
+    run_id: str
+
+    @property
+    def solved(self) -> bool:
+        return self.accuracy == 1.0
+
+
+class SweepCallback(Callback):
+    """Open a parent MLflow run when a multirun starts; summarise and close it when it ends."""
+
+    def __init__(self) -> None:
+        self.client: MlflowClient | None = None
+        self.run_id: str | None = None
+        self.swept: list[str] = []
+        self.sweep_dir: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Creating the store (schema migration) and the experiment here, before any job starts,
+        # avoids SQLite's races when parallel workers would otherwise both try.
+        experiment_id = tracking.configure(config.tracking.uri, config.tracking.experiment)
+        self.client = MlflowClient()
+        self.swept = swept_keys(list(config.hydra.overrides.task))
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        command = shlex.join(["python", *sys.argv])
+        run = self.client.create_run(
+            experiment_id,
+            run_name=f"sweep {' '.join(config.hydra.overrides.task)}".strip(),
+            tags={
+                "sweep.command": command,
+                "sweep.params": ", ".join(self.swept),
+                "sweep.dir": str(self.sweep_dir),
+                "hydra.overrides": " ".join(config.hydra.overrides.task),
+            },
+        )
+        self.run_id = run.info.run_id
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        _open_sweeps.append(self)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        # A job that failed before its run started (a bad value in its config) still gets a
+        # FAILED child, so the sweep shows every job. Runs in whichever process ran the job.
+        parent = parent_run_id()
+        if parent is None or job_return.status != JobStatus.FAILED:
+            return
+        name = tracking.run_name(list(job_return.overrides or []))
+        client = MlflowClient()
+        experiment_id = client.get_run(parent).info.experiment_id
+        same_job = f"tags.mlflow.parentRunId = '{parent}' and attributes.run_name = '{name}'"
+        existing = client.search_runs([experiment_id], filter_string=same_job)
+        if existing:
+            return
+        error = job_return._return_value
+        child = client.create_run(
+            experiment_id,
+            run_name=name,
+            tags={
+                "mlflow.parentRunId": parent,
+                "hydra.overrides": name,
+                "hydra.job.num": str(config.hydra.job.num),
+                "failure_reason": "error",
+                "error": f"{type(error).__name__}: {error}",
+            },
+        )
+        client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        """Summarise the jobs, log the summary to the parent run and end it."""
+        if self in _open_sweeps:
+            _open_sweeps.remove(self)
+        if self.client is None or self.run_id is None:
+            return
+        os.environ.pop(PARENT_RUN_ENV, None)
+        try:
+            results = self.read_results()
+            self.report(results)
+        except BaseException as error:
+            self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}")
+            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+        errors = sum(result.status == "FAILED: error" for result in results)
+        status = RunStatus.FAILED if errors else RunStatus.FINISHED
+        self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+
+    def read_results(self) -> list[JobResult]:
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+            max_results=50000,
+        )
+        results = [self._result(run) for run in runs]
+        return sorted(results, key=lambda result: result.number)
+
+    def _result(self, run: Run) -> JobResult:
+        metrics, tags = run.data.metrics, run.data.tags
+        status = run.info.status
+        if status == "FAILED":
+            status = f"FAILED: {tags.get('failure_reason', 'error')}"
+        epochs_to_solve = metrics.get("epochs_to_solve")
+        return JobResult(
+            number=int(tags.get("hydra.job.num", -1)),
+            name=run.info.run_name,
+            values={key: _swept_value(run, key) for key in self.swept},
+            loss=metrics.get("loss", float("nan")),
+            accuracy=metrics.get("accuracy", float("nan")),
+            epochs_to_solve=int(epochs_to_solve) if epochs_to_solve is not None else None,
+            status=status,
+            run_id=run.info.run_id,
+        )
+
+    def report(self, results: list[JobResult]) -> None:
+        """Print the summary, write it as CSV in the sweep folder and log it with its plots."""
+        rows = [summary_row(result, self.swept) for result in results]
+        log.info("sweep summary (%d jobs):\n%s", len(rows), format_table(rows))
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        summary_path = self.sweep_dir / SUMMARY_FILE
+        with summary_path.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else ["job"])
+            writer.writeheader()
+            writer.writerows(rows)
+        self.client.log_artifact(self.run_id, str(summary_path))
+        solved = [result.solved for result in results]
+        self.client.log_metric(self.run_id, "success_rate", float(np.mean(solved or [0.0])))
+        self.client.log_metric(self.run_id, "jobs", len(results))
+        for figure_name, figure in self.figures(results).items():
+            self.client.log_figure(self.run_id, figure, figure_name)
+            plots.close(figure)
+        log.info(
+            "sweep run %s; summary %s; to compare: %s",
+            self.run_id,
+            summary_path,
+            tracking.ui_command(),
+        )
+
+    def figures(self, results: list[JobResult]) -> dict[str, Any]:
+        compared = [key for key in self.swept if key != "seed"]
+        figures = {}
+        for key in compared:
+            values, rates = success_rates(results, key)
+            figures[f"success_rate_by_{key}.png"] = plots.success_rate_bars(values, rates, key)
+        if len(compared) >= 2:
+            rows, columns, rates = success_grid(results, compared[0], compared[1])
+            name = f"success_rate_{compared[0]}_x_{compared[1]}.png"
+            figures[name] = plots.success_heatmap(rows, columns, rates, compared[0], compared[1])
+        colour_key = (
+            "optimizer.learning_rate"
+            if "optimizer.learning_rate" in compared
+            else (compared[0] if compared else None)
+        )
+        curves = {
+            result.run_id: self.client.get_metric_history(result.run_id, "loss")
+            for result in results
+        }
+        figures["loss_curves.png"] = plots.overlaid_loss_curves(
+            [np.array([metric.value for metric in curves[result.run_id]]) for result in results],
+            [result.values.get(colour_key, "") for result in results] if colour_key else None,
+            colour_key,
+        )
+        return figures
+
+
+_open_sweeps: list[SweepCallback] = []
+
+
+def finish_open_sweeps() -> None:
+    """End sweeps Hydra did not: when a job raised, Hydra skips `on_multirun_end`."""
+    for sweep in list(_open_sweeps):
+        sweep.finish()
+
+
+def _swept_value(run: Run, key: str) -> str:
+    # A swept config group (model=perceptron,mlp) is a tag; a swept value is a param.
+    return run.data.params.get(key, run.data.tags.get(f"hydra.choices.{key}", ""))
+
+
+def summary_row(result: JobResult, swept: list[str]) -> dict[str, Any]:
+    return {
+        "job": result.number,
+        "overrides": result.name,
+        **{key: result.values.get(key, "") for key in swept},
+        "loss": f"{result.loss:.6g}",
+        "accuracy": f"{result.accuracy:.3g}",
+        "epochs_to_solve": result.epochs_to_solve if result.epochs_to_solve else "",
+        "status": result.status,
+        "run_id": result.run_id,
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no jobs)"
+    columns = [column for column in rows[0] if column not in ("overrides", "run_id")]
+    widths = {
+        column: max(len(column), *(len(str(row[column])) for row in rows)) for column in columns
+    }
+    lines = ["  ".join(column.ljust(widths[column]) for column in columns)]
+    lines += [
+        "  ".join(str(row[column]).ljust(widths[column]) for column in columns) for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def success_rates(results: list[JobResult], key: str) -> tuple[list[str], list[float]]:
+    """Fraction of jobs (of seeds, in a seed sweep) reaching 100% accuracy per value of `key`."""
+    values = sorted({result.values[key] for result in results}, key=plots.numeric_first)
+    rates = [
+        float(np.mean([result.solved for result in results if result.values[key] == value]))
+        for value in values
+    ]
+    return values, rates
+
+
+def success_grid(
+    results: list[JobResult], row_key: str, column_key: str
+) -> tuple[list[str], list[str], np.ndarray]:
+    rows = sorted({result.values[row_key] for result in results}, key=plots.numeric_first)
+    columns = sorted({result.values[column_key] for result in results}, key=plots.numeric_first)
+    rates = np.full((len(rows), len(columns)), np.nan)
+    for i, row in enumerate(rows):
+        for j, column in enumerate(columns):
+            cell = [
+                result.solved
+                for result in results
+                if result.values[row_key] == row and result.values[column_key] == column
+            ]
+            if cell:
+                rates[i, j] = np.mean(cell)
+    return rows, columns, rates
