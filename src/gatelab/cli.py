@@ -31,6 +31,7 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     try:
         hydra_main()
     except CONFIG_ERRORS as error:
+        sweep.finish_open_sweeps()
         if not report_config_errors:
             raise
         exit_with(error)

@@ -75,7 +75,6 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             seed=cfg.seed,
             jit_compile=cfg.trainer.jit_compile,
         )
-        tracking.log_history(active_run.info.run_id, history.loss)
         report_losses(history.loss, cfg.trainer.epochs, cfg.trainer.print_every)
         if history.diverged:
             outcome.failure_reason = "diverged"
@@ -94,6 +93,7 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             model,
             dataset,
             outputs,
+            history.loss,
             metrics,
             plots.loss_curve(history.loss, title),
             summary,

@@ -19,9 +19,9 @@ import numpy as np
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gatelab import plots, tracking
 
@@ -105,6 +105,8 @@ class SweepCallback(Callback):
         if existing:
             return
         error = job_return._return_value
+        job_config = {key: value for key, value in config.items() if key != "hydra"}
+        params = tracking.flatten(OmegaConf.to_container(DictConfig(job_config), resolve=True))
         child = client.create_run(
             experiment_id,
             run_name=name,
@@ -115,6 +117,9 @@ class SweepCallback(Callback):
                 "failure_reason": "error",
                 "error": f"{type(error).__name__}: {error}",
             },
+        )
+        client.log_batch(
+            child.info.run_id, params=[Param(key, str(value)) for key, value in params.items()]
         )
         client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FAILED))
 

@@ -100,30 +100,17 @@ def log_results(
     model: keras.Model,
     dataset: Dataset,
     outputs: np.ndarray,
+    loss: np.ndarray,
     metrics: dict[str, float],
     loss_figure: Figure,
     summary: str,
     config_dir: Path | None,
 ) -> None:
-    """Final metrics, weights, predictions, figure, summary, config files and the model."""
+    """Final metrics, the model, the loss history, weights, predictions and the other files."""
+    run_id = mlflow.active_run().info.run_id
     mlflow.log_metrics(metrics)
-    mlflow.log_dict(weights_by_layer(model), "weights.json")
-    mlflow.log_table(
-        {
-            "inputs": dataset.inputs.tolist(),
-            "target": dataset.targets[:, 0].tolist(),
-            "output": outputs[:, 0].tolist(),
-        },
-        artifact_file="predictions.json",
-    )
-    mlflow.log_figure(loss_figure, "loss_curve.png")
-    mlflow.log_text(summary, "model_summary.txt")
-    if config_dir is not None and config_dir.is_dir():
-        mlflow.log_artifacts(str(config_dir), "config")
-    _log_model(model, dataset, outputs)
-
-
-def _log_model(model: keras.Model, dataset: Dataset, outputs: np.ndarray) -> None:
+    # Before the loss history: MLflow links the run's step-0 metrics to the logged model by
+    # reading every metric's whole history, 2000 loss points included.
     Model.log(
         artifact_path=None,
         name="model",
@@ -141,6 +128,20 @@ def _log_model(model: keras.Model, dataset: Dataset, outputs: np.ndarray) -> Non
             f"keras=={keras.__version__}",
         ],
     )
+    log_history(run_id, loss)
+    mlflow.log_dict(weights_by_layer(model), "weights.json")
+    mlflow.log_table(
+        {
+            "inputs": dataset.inputs.tolist(),
+            "target": dataset.targets[:, 0].tolist(),
+            "output": outputs[:, 0].tolist(),
+        },
+        artifact_file="predictions.json",
+    )
+    mlflow.log_figure(loss_figure, "loss_curve.png")
+    mlflow.log_text(summary, "model_summary.txt")
+    if config_dir is not None and config_dir.is_dir():
+        mlflow.log_artifacts(str(config_dir), "config")
 
 
 class _KerasFlavor:
