@@ -89,16 +89,18 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
         log.info("accuracy %.2f, epochs_to_solve %s", metrics["accuracy"], history.epochs_to_solve)
 
         title = f"{model.name} on {choices.get('dataset', 'data')}"
+        loss_figure = plots.loss_curve(history.loss, title)
         tracking.log_results(
             model,
             dataset,
             outputs,
             history.loss,
             metrics,
-            plots.loss_curve(history.loss, title),
+            loss_figure,
             summary,
             job.output_dir / ".hydra" if job.output_dir else None,
         )
+        plots.close(loss_figure)
     log.info(
         "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
     )

@@ -1,0 +1,182 @@
+"""Sweeps: one MLflow parent per multirun, a child per job, failures kept in their job."""
+
+import csv
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from gatelab.sweep import JobResult, success_grid, success_rates, swept_keys
+from tests.conftest import PYTHON, TRAIN_SCRIPT
+
+QUICK = ["trainer.epochs=300", "trainer.print_every=0"]
+
+
+def train(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+    environment.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [PYTHON, str(TRAIN_SCRIPT), *arguments],
+        cwd=workdir,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def runs_of(workdir: Path) -> tuple[MlflowClient, list, list]:
+    """The store's client, its sweep parents and the other runs."""
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("gatelab")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [run for run in runs if "sweep.params" in run.data.tags]
+    others = [run for run in runs if "sweep.params" not in run.data.tags]
+    return client, parents, others
+
+
+def summary_rows(workdir: Path) -> list[dict[str, str]]:
+    (path,) = workdir.glob("multirun/*/*/sweep_summary.csv")
+    with path.open() as file:
+        return list(csv.DictReader(file))
+
+
+def test_swept_keys_are_the_overrides_with_several_values():
+    overrides = [
+        "model=mlp",
+        "seed=range(3)",
+        "optimizer.learning_rate=0.1,1.0",
+        "trainer.epochs=5",
+    ]
+    assert swept_keys(overrides) == ["seed", "optimizer.learning_rate"]
+    assert swept_keys(["seed=1"]) == []
+
+
+def result(seed: str, learning_rate: str, accuracy: float) -> JobResult:
+    values = {"seed": seed, "optimizer.learning_rate": learning_rate}
+    return JobResult(0, "", values, 0.1, accuracy, None, "FINISHED", "")
+
+
+def test_success_rate_is_the_fraction_of_jobs_at_full_accuracy_per_value():
+    results = [result("0", "0.1", 1.0), result("1", "0.1", 0.5), result("0", "1.0", 1.0)]
+    assert success_rates(results, "optimizer.learning_rate") == (["0.1", "1.0"], [0.5, 1.0])
+    rows, columns, rates = success_grid(results, "seed", "optimizer.learning_rate")
+    assert (rows, columns) == (["0", "1"], ["0.1", "1.0"])
+    np.testing.assert_array_equal(rates, [[1.0, 1.0], [0.0, np.nan]])
+
+
+@pytest.fixture(scope="module")
+def two_by_two(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    result = train(workdir, "-m", "seed=1,2", "optimizer.learning_rate=0.1,0.5", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result
+
+
+@pytest.mark.slow
+def test_a_sweep_is_one_parent_with_a_child_per_job(two_by_two):
+    workdir, _ = two_by_two
+    client, parents, children = runs_of(workdir)
+    (parent,) = parents
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["sweep.params"] == "seed, optimizer.learning_rate"
+    assert "-m seed=1,2 optimizer.learning_rate=0.1,0.5" in parent.data.tags["sweep.command"]
+    assert len(children) == 4
+    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
+    assert {child.info.status for child in children} == {"FINISHED"}
+    assert "seed=2 optimizer.learning_rate=0.5 trainer.epochs=300 trainer.print_every=0" in {
+        child.info.run_name for child in children
+    }
+    names = {artifact.path for artifact in client.list_artifacts(parent.info.run_id)}
+    assert {
+        "sweep_summary.csv",
+        "loss_curves.png",
+        "success_rate_by_optimizer.learning_rate.png",
+    } <= names
+    assert parent.data.metrics["jobs"] == 4
+
+
+@pytest.mark.slow
+def test_the_summary_has_a_row_per_job_and_outputs_sit_under_multirun(two_by_two):
+    workdir, result = two_by_two
+    rows = summary_rows(workdir)
+    assert [row["job"] for row in rows] == ["0", "1", "2", "3"]
+    assert [(row["seed"], row["optimizer.learning_rate"]) for row in rows] == [
+        ("1", "0.1"),
+        ("1", "0.5"),
+        ("2", "0.1"),
+        ("2", "0.5"),
+    ]
+    assert {row["status"] for row in rows} == {"FINISHED"}
+    assert all(0 <= float(row["accuracy"]) <= 1 for row in rows)
+    (sweep_dir,) = workdir.glob("multirun/*/*")
+    assert {path.name for path in sweep_dir.iterdir() if path.is_dir()} == {"0", "1", "2", "3"}
+    assert "sweep summary (4 jobs)" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_job_gives_the_same_results_alone_as_inside_a_sweep(two_by_two, tmp_path):
+    sweep_dir, _ = two_by_two
+    # The last job of the sweep ran after three others in the same process.
+    alone = train(tmp_path, "seed=2", "optimizer.learning_rate=0.5", *QUICK)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+
+    def loss_history(workdir: Path, name: str) -> list[float]:
+        client, _, runs = runs_of(workdir)
+        (run,) = [run for run in runs if run.info.run_name == name]
+        history = client.get_metric_history(run.info.run_id, "loss")
+        return [metric.value for metric in sorted(history, key=lambda metric: metric.step)]
+
+    name = "seed=2 optimizer.learning_rate=0.5 trainer.epochs=300 trainer.print_every=0"
+    in_sweep = loss_history(sweep_dir, name)
+    assert len(in_sweep) == 300
+    assert loss_history(tmp_path, name) == in_sweep
+
+
+@pytest.mark.slow
+def test_a_diverging_and_a_raising_job_stay_in_their_job(tmp_path):
+    result = train(
+        tmp_path,
+        "-m",
+        "optimizer.learning_rate=0.1,1e6,-1",
+        "model.activation=linear",
+        "model.output_activation=linear",
+        "trainer.epochs=50",
+        "trainer.print_every=0",
+    )
+    assert result.returncode != 0
+    assert "error: optimizer.learning_rate=-1.0 is not allowed" in result.stderr
+    _, (parent,), children = runs_of(tmp_path)
+    by_rate = {child.data.params["optimizer.learning_rate"]: child for child in children}
+    assert by_rate["0.1"].info.status == "FINISHED"
+    assert by_rate["1000000.0"].info.status == "FAILED"
+    assert by_rate["1000000.0"].data.tags["failure_reason"] == "diverged"
+    assert by_rate["-1.0"].info.status == "FAILED"
+    assert by_rate["-1.0"].data.tags["error"].startswith("ConfigError: optimizer.learning_rate")
+    assert parent.info.status == "FAILED"
+    statuses = [row["status"] for row in summary_rows(tmp_path)]
+    assert statuses == ["FINISHED", "FAILED: diverged", "FAILED: error"]
+
+
+@pytest.mark.slow
+def test_two_joblib_workers_on_one_sqlite_store_lose_nothing(tmp_path):
+    result = train(
+        tmp_path,
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "seed=range(16)",
+        "trainer.print_every=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, (parent,), children = runs_of(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 16
+    assert {child.info.status for child in children} == {"FINISHED"}
+    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
+    for child in children:
+        assert len(client.get_metric_history(child.info.run_id, "loss")) == 2000
+    assert len(summary_rows(tmp_path)) == 16
