@@ -17,6 +17,8 @@ from gatelab.data import Dataset
 
 log = logging.getLogger(__name__)
 
+LOSS_FILE = "loss.csv"
+
 
 @dataclass(frozen=True)
 class Job:
@@ -52,6 +54,8 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
 
     tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
     tags = {"hydra.overrides": " ".join(overrides), "hydra.job.num": str(job.number)}
+    if job.output_dir is not None:
+        tags["hydra.output_dir"] = str(job.output_dir)
     tags |= {
         f"hydra.choices.{group}": str(option)
         for group, option in choices.items()
@@ -76,6 +80,8 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             jit_compile=cfg.trainer.jit_compile,
         )
         report_losses(history.loss, cfg.trainer.epochs, cfg.trainer.print_every)
+        if job.output_dir is not None:
+            save_losses(history.loss, job.output_dir / LOSS_FILE)
         if history.diverged:
             outcome.failure_reason = "diverged"
             log.warning("loss became %s at epoch %d: stopped", history.loss[-1], len(history.loss))
@@ -105,6 +111,23 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
         "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
     )
     return float(history.loss[-1])
+
+
+def save_losses(loss: np.ndarray, path: Path) -> None:
+    """The loss of every epoch as CSV beside the job's config, for the sweep summary and you."""
+    epochs = np.arange(1, len(loss) + 1)
+    np.savetxt(
+        path,
+        np.column_stack([epochs, loss]),
+        fmt=["%d", "%.9g"],
+        delimiter=",",
+        header="epoch,loss",
+        comments="",
+    )
+
+
+def load_losses(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)[:, 1]
 
 
 def accuracy(outputs: np.ndarray, targets: np.ndarray) -> float:

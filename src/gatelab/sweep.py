@@ -23,7 +23,7 @@ from mlflow.entities import Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from gatelab import plots, tracking
+from gatelab import pipeline, plots, tracking
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class JobResult:
     epochs_to_solve: int | None
     status: str
     run_id: str
+    output_dir: str = ""
 
     @property
     def solved(self) -> bool:
@@ -169,6 +170,7 @@ class SweepCallback(Callback):
             epochs_to_solve=int(epochs_to_solve) if epochs_to_solve is not None else None,
             status=status,
             run_id=run.info.run_id,
+            output_dir=tags.get("hydra.output_dir", ""),
         )
 
     def report(self, results: list[JobResult]) -> None:
@@ -210,16 +212,20 @@ class SweepCallback(Callback):
             if "optimizer.learning_rate" in compared
             else (compared[0] if compared else None)
         )
-        curves = {
-            result.run_id: self.client.get_metric_history(result.run_id, "loss")
-            for result in results
-        }
         figures["loss_curves.png"] = plots.overlaid_loss_curves(
-            [np.array([metric.value for metric in curves[result.run_id]]) for result in results],
+            [self.loss_history(result) for result in results],
             [result.values.get(colour_key, "") for result in results] if colour_key else None,
             colour_key,
         )
         return figures
+
+    def loss_history(self, result: JobResult) -> np.ndarray:
+        """The job's losses from its output folder; from MLflow when the folder is elsewhere."""
+        path = Path(result.output_dir) / pipeline.LOSS_FILE
+        if result.output_dir and path.is_file():
+            return pipeline.load_losses(path)
+        history = self.client.get_metric_history(result.run_id, "loss")
+        return np.array([metric.value for metric in sorted(history, key=lambda m: m.step)])
 
 
 _open_sweeps: list[SweepCallback] = []
