@@ -106,7 +106,6 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             summary,
             job.output_dir / ".hydra" if job.output_dir else None,
         )
-        plots.close(loss_figure)
     log.info(
         "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
     )

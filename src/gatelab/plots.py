@@ -1,17 +1,18 @@
-"""The chapter's figures, drawn off-screen."""
+"""The chapter's figures, drawn off-screen.
+
+Figures are made as `matplotlib.figure.Figure`, not through pyplot: no display is needed, and
+nothing keeps them (pyplot's registry would until closed, collecting garbage on each close).
+"""
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def loss_curve(loss: np.ndarray, title: str) -> Figure:
     """Loss per epoch, as the chapter plots `history.history['loss']`."""
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
     axes.plot(np.arange(1, len(loss) + 1), loss)
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss")
@@ -22,14 +23,10 @@ def loss_curve(loss: np.ndarray, title: str) -> Figure:
     return figure
 
 
-def close(figure: Figure) -> None:
-    """Free a figure once it is logged; a sweep draws many."""
-    plt.close(figure)
-
-
 def success_rate_bars(values: list[str], rates: list[float], parameter: str) -> Figure:
     """Fraction of jobs reaching 100% accuracy for each value of a swept parameter."""
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
     axes.bar(range(len(values)), rates)
     axes.set_xticks(range(len(values)), values, rotation=45 if len(values) > 6 else 0)
     axes.set_ylim(0, 1)
@@ -48,7 +45,8 @@ def success_heatmap(
     column_parameter: str,
 ) -> Figure:
     """Success rate for every pair of values of two swept parameters."""
-    figure, axes = plt.subplots(figsize=(1.2 * len(columns) + 3, 0.6 * len(rows) + 2.5))
+    figure = Figure(figsize=(1.2 * len(columns) + 3, 0.6 * len(rows) + 2.5))
+    axes = figure.subplots()
     image = axes.imshow(rates, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     axes.set_xticks(range(len(columns)), columns, rotation=45 if len(columns) > 6 else 0)
     axes.set_yticks(range(len(rows)), rows)
@@ -74,9 +72,10 @@ def overlaid_loss_curves(
     losses: list[np.ndarray], colour_values: list[str] | None, colour_parameter: str | None
 ) -> Figure:
     """Every job's loss curve on one axes, one colour per value of `colour_parameter`."""
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
     distinct = sorted(set(colour_values or [""]), key=numeric_first)
-    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(distinct)))
+    colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(distinct)))
     colour_of = dict(zip(distinct, colours, strict=True))
     labelled = set()
     for index, loss in enumerate(losses):

@@ -1,0 +1,244 @@
+"""Time a 100-job Hydra sweep of the chapter's XOR MLP, logged to MLflow, against `model.fit`.
+
+    python benchmarks/bench_sweep.py                          # 10 seeds x 10 learning rates
+    python benchmarks/bench_sweep.py --launcher joblib --workers 2 --skip-fit
+    python benchmarks/bench_sweep.py --seeds 2 --learning-rates 2 --skip-fit   # about 15 s
+
+The sweep is `src/train.py -m model=mlp dataset=xor seed=range(10)
+optimizer.learning_rate=...`, run as a subprocess in a fresh temporary directory with its own
+SQLite MLflow store: each job trains 2000 epochs at batch size 1 and logs its params, loss
+history, model and figures as a child of one parent run, and the sweep ends with a summary CSV
+and plots. Its wall time includes process start-up (about 4 s to import TensorFlow) and that
+end-of-sweep summary, so the cost per job falls as the sweep grows. The baseline is the naive
+way, Keras `model.fit` for one chapter run (30-70 s on a 2-core CPU), times the number of jobs,
+with no tracking at all; the table gives each total, the cost per job and the sweep's speed-up
+over that estimate. The store must hold one FINISHED parent run, one FINISHED child per job and
+a summary row per job, or the script exits with status 1; the target (100 jobs in at most 25 s
+on 2 cores) is reported, not enforced.
+"""
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gatelab  # noqa: F401  (first, so TensorFlow's start-up lines stay hidden)
+
+# isort: split
+import keras
+import numpy as np
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from gatelab.data import truth_table
+from gatelab.models import build_mlp
+from gatelab.sweep import SUMMARY_FILE
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPOSITORY / "src" / "train.py"
+LEARNING_RATES = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0]
+EXPERIMENT = "gatelab"
+SEED = 126
+LEARNING_RATE = 0.1
+EPOCHS = 2000
+TARGET_JOBS = 100
+TARGET_SECONDS = 25.0
+LOG_TAIL_LINES = 40
+
+
+def learning_rates(count: int) -> list[float]:
+    """The head of the chapter's list, or `count` log-spaced rates over its range if longer."""
+    if count <= len(LEARNING_RATES):
+        return LEARNING_RATES[:count]
+    spaced = np.geomspace(LEARNING_RATES[0], LEARNING_RATES[-1], count)
+    return [float(f"{rate:.3g}") for rate in spaced]
+
+
+def sweep_command(
+    directory: Path, seeds: int, rates: list[float], launcher: str, workers: int
+) -> list[str]:
+    command = [
+        sys.executable,
+        str(TRAIN_SCRIPT),
+        "-m",
+        "model=mlp",
+        "dataset=xor",
+        f"seed=range({seeds})",
+        "optimizer.learning_rate=" + ",".join(str(rate) for rate in rates),
+        "trainer.print_every=0",
+        f"tracking.uri={tracking_uri(directory)}",
+    ]
+    if launcher == "joblib":
+        command += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={workers}"]
+    return command
+
+
+def tracking_uri(directory: Path) -> str:
+    return f"sqlite:///{directory}/mlflow.db"
+
+
+def run_sweep(command: list[str], directory: Path) -> float:
+    """Run the sweep in `directory` and return its wall time; on failure show the log's tail."""
+    log_path = directory / "sweep.log"
+    with log_path.open("w") as log_file:
+        start = time.perf_counter()
+        completed = subprocess.run(
+            command, cwd=directory, stdout=log_file, stderr=subprocess.STDOUT, check=False
+        )
+        seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        tail = log_path.read_text().splitlines()[-LOG_TAIL_LINES:]
+        print("\n".join(tail), file=sys.stderr)
+        print(
+            f"FAILED: the sweep exited with status {completed.returncode}; "
+            f"the last {len(tail)} lines of its output are above",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    return seconds
+
+
+def check_store(directory: Path, jobs: int) -> bool:
+    """Print what the sweep left in MLflow and in its summary CSV; True if all jobs are there."""
+    client = MlflowClient(tracking_uri(directory))
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        print(f"FAILED: no experiment {EXPERIMENT!r} in the store", file=sys.stderr)
+        return False
+    runs: list[Run] = client.search_runs([experiment.experiment_id], max_results=50000)
+    parents = [run for run in runs if "sweep.params" in run.data.tags]
+    children = [
+        run
+        for parent in parents
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    ]
+    finished_children = [run for run in children if run.info.status == "FINISHED"]
+    parent_status = parents[0].info.status if len(parents) == 1 else "-"
+    print(
+        f"MLflow: {len(runs)} runs in {EXPERIMENT!r}: {len(parents)} parent ({parent_status}), "
+        f"{len(children)} children, {len(finished_children)} FINISHED"
+    )
+
+    summaries = sorted(directory.glob(f"multirun/*/*/{SUMMARY_FILE}"))
+    summary_rows = -1
+    if len(summaries) == 1:
+        with summaries[0].open(newline="") as file:
+            summary_rows = sum(1 for _ in csv.DictReader(file))
+        print(f"summary: {summary_rows} rows in {summaries[0].relative_to(directory)}")
+    else:
+        print(f"summary: {len(summaries)} {SUMMARY_FILE} files found, expected 1")
+
+    correct = (
+        len(parents) == 1
+        and parent_status == "FINISHED"
+        and len(runs) == jobs + 1
+        and len(children) == jobs
+        and len(finished_children) == jobs
+        and summary_rows == jobs
+    )
+    if not correct:
+        print(
+            f"FAILED: expected 1 FINISHED parent run, {jobs} FINISHED children and {jobs} "
+            "summary rows",
+            file=sys.stderr,
+        )
+    return correct
+
+
+def fit_with_keras() -> float:
+    """The baseline: the chapter's `model.fit` for one run, timed from the call to its return."""
+    keras.utils.set_random_seed(SEED)
+    x, y = truth_table("xor", 2)
+    model = build_mlp(n_inputs=2, hidden_units=[2])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE), loss="mse")
+    start = time.perf_counter()
+    model.fit(x, y, epochs=EPOCHS, batch_size=1, verbose=0)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    parser.add_argument(
+        "--learning-rates",
+        type=int,
+        default=10,
+        help=f"how many learning rates: the head of {LEARNING_RATES}, log-spaced over its range "
+        "if more (default 10)",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=["basic", "joblib"],
+        default="basic",
+        help="Hydra launcher: basic runs the jobs one after another in one process (default)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="joblib worker processes (default 2)"
+    )
+    parser.add_argument(
+        "--skip-fit", action="store_true", help="skip the model.fit baseline (30-70 s)"
+    )
+    args = parser.parse_args()
+    if args.seeds < 1 or args.learning_rates < 1 or args.workers < 1:
+        parser.error(
+            f"--seeds, --learning-rates and --workers must be at least 1, got --seeds "
+            f"{args.seeds} --learning-rates {args.learning_rates} --workers {args.workers}"
+        )
+
+    rates = learning_rates(args.learning_rates)
+    jobs = args.seeds * len(rates)
+    launcher = (
+        f"joblib launcher, {args.workers} workers"
+        if args.launcher == "joblib"
+        else "basic launcher"
+    )
+    print(
+        f"XOR, 2-2-1 MLP, SGD, mse, {EPOCHS} epochs, batch_size 1: {jobs} jobs = "
+        f"{args.seeds} seeds x {len(rates)} learning rates {rates}, {launcher}"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_") as temporary:
+        directory = Path(temporary)
+        command = sweep_command(directory, args.seeds, rates, args.launcher, args.workers)
+        print(f"Running the sweep in {directory} ...", flush=True)
+        sweep_seconds = run_sweep(command, directory)
+        if not check_store(directory, jobs):
+            return 1
+
+    fit_seconds = None
+    if not args.skip_fit:
+        print("Running model.fit once ...", flush=True)
+        fit_seconds = fit_with_keras()
+
+    rows: list[tuple[str, float]] = []
+    if fit_seconds is not None:
+        rows.append((f"keras model.fit x {jobs} (estimate from 1 run)", fit_seconds * jobs))
+    rows.append((f"gatelab sweep, {launcher} (includes start-up)", sweep_seconds))
+
+    print()
+    method_width = max(len(method) for method, _ in rows)
+    header = f"{'method':<{method_width}}  {'seconds':>10}  {'seconds/job':>11}"
+    print(header + (f"  {'speed-up vs fit':>15}" if fit_seconds is not None else ""))
+    for method, seconds in rows:
+        line = f"{method:<{method_width}}  {seconds:>10.2f}  {seconds / jobs:>11.3f}"
+        if fit_seconds is not None:
+            line += f"  {fit_seconds * jobs / seconds:>14.1f}x"
+        print(line)
+
+    if jobs == TARGET_JOBS:
+        verdict = "met" if sweep_seconds <= TARGET_SECONDS else "not met"
+    else:
+        verdict = f"not judged, this sweep has {jobs} jobs"
+    print(
+        f"target: the {TARGET_JOBS}-job sweep in at most {TARGET_SECONDS:.0f} s on 2 cores: "
+        f"{sweep_seconds:.1f} s, {verdict}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
