@@ -114,6 +114,10 @@ def test_the_summary_has_a_row_per_job_and_outputs_sit_under_multirun(two_by_two
     assert all(0 <= float(row["accuracy"]) <= 1 for row in rows)
     (sweep_dir,) = workdir.glob("multirun/*/*")
     assert {path.name for path in sweep_dir.iterdir() if path.is_dir()} == {"0", "1", "2", "3"}
+    losses = (sweep_dir / "3" / "loss.csv").read_text().splitlines()
+    assert losses[0] == "epoch,loss"
+    assert len(losses) == 1 + 300
+    assert float(losses[-1].split(",")[1]) == pytest.approx(float(rows[3]["loss"]), rel=1e-5)
     assert "sweep summary (4 jobs)" in result.stdout + result.stderr
 
 

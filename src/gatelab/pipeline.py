@@ -38,13 +38,27 @@ class Job:
     sweep_run_id: str | None = None
     number: int = 0
 
+    def run_name(self, model: keras.Model) -> str:
+        return tracking.run_name(self.overrides) or f"{model.name}-{self.dataset_name}"
+
+    @property
+    def dataset_name(self) -> str:
+        return self.choices.get("dataset", "data")
+
+    def tags(self) -> dict[str, str]:
+        tags = {"hydra.overrides": " ".join(self.overrides), "hydra.job.num": str(self.number)}
+        if self.output_dir is not None:
+            tags["hydra.output_dir"] = str(self.output_dir)
+        for group, option in self.choices.items():
+            if not group.startswith("hydra/"):
+                tags[f"hydra.choices.{group}"] = str(option)
+        return tags
+
 
 def run(cfg: DictConfig, job: Job | None = None) -> float:
     """Train and track one run of `cfg`; return its final epoch loss (NaN when it diverged)."""
     validate(cfg)
     job = job or Job()
-    overrides, choices = job.overrides, job.choices
-
     # Jobs of a sweep share the process: start each from a clean Keras state and its own seed.
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(cfg.seed)
@@ -53,20 +67,11 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
     optimizer: keras.optimizers.Optimizer = instantiate(cfg.optimizer)
 
     tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
-    tags = {"hydra.overrides": " ".join(overrides), "hydra.job.num": str(job.number)}
-    if job.output_dir is not None:
-        tags["hydra.output_dir"] = str(job.output_dir)
-    tags |= {
-        f"hydra.choices.{group}": str(option)
-        for group, option in choices.items()
-        if not group.startswith("hydra/")
-    }
-    run_name = tracking.run_name(overrides) or f"{model.name}-{choices.get('dataset', 'data')}"
-    with tracking.tracked_run(run_name, tags, job.sweep_run_id) as (active_run, outcome):
+    run_name = job.run_name(model)
+    with tracking.tracked_run(run_name, job.tags(), job.sweep_run_id) as (active_run, outcome):
         mlflow.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
         summary = model_summary(model)
         log.info("\n%s", summary)
-
         history = training.train(
             model,
             optimizer,
@@ -79,30 +84,23 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             seed=cfg.seed,
             jit_compile=cfg.trainer.jit_compile,
         )
-        report_losses(history.loss, cfg.trainer.epochs, cfg.trainer.print_every)
-        if job.output_dir is not None:
-            save_losses(history.loss, job.output_dir / LOSS_FILE)
         if history.diverged:
             outcome.failure_reason = "diverged"
-            log.warning("loss became %s at epoch %d: stopped", history.loss[-1], len(history.loss))
+        if job.output_dir is not None:
+            save_losses(history.loss, job.output_dir / LOSS_FILE)
 
         outputs = np.asarray(model(dataset.inputs))
         metrics = {"accuracy": accuracy(outputs, dataset.targets)}
         if history.epochs_to_solve is not None:
             metrics["epochs_to_solve"] = history.epochs_to_solve
-        log.info("predictions:\n%s", predictions_table(dataset, outputs))
-        log.info("weights:\n%s", weights_text(model))
-        log.info("accuracy %.2f, epochs_to_solve %s", metrics["accuracy"], history.epochs_to_solve)
-
-        title = f"{model.name} on {choices.get('dataset', 'data')}"
-        loss_figure = plots.loss_curve(history.loss, title)
+        report(history, cfg.trainer, dataset, outputs, model, metrics)
         tracking.log_results(
             model,
             dataset,
             outputs,
             history.loss,
             metrics,
-            loss_figure,
+            plots.loss_curve(history.loss, f"{model.name} on {job.dataset_name}"),
             summary,
             job.output_dir / ".hydra" if job.output_dir else None,
         )
@@ -110,6 +108,25 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
         "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
     )
     return float(history.loss[-1])
+
+
+def report(
+    history: training.History,
+    trainer: DictConfig,
+    dataset: Dataset,
+    outputs: np.ndarray,
+    model: keras.Model,
+    metrics: dict[str, float],
+) -> None:
+    """The chapter's console: losses as training went, predictions, weights, the outcome."""
+    if trainer.print_every > 0:
+        for epoch in range(trainer.print_every, len(history.loss) + 1, trainer.print_every):
+            log.info("epoch %d/%d  loss %.6f", epoch, trainer.epochs, history.loss[epoch - 1])
+    if history.diverged:
+        log.warning("loss became %s at epoch %d: stopped", history.loss[-1], len(history.loss))
+    log.info("predictions:\n%s", predictions_table(dataset, outputs))
+    log.info("weights:\n%s", weights_text(model))
+    log.info("accuracy %.2f, epochs_to_solve %s", metrics["accuracy"], history.epochs_to_solve)
 
 
 def save_losses(loss: np.ndarray, path: Path) -> None:
@@ -138,14 +155,6 @@ def model_summary(model: keras.Model) -> str:
     lines = io.StringIO()
     model.summary(print_fn=lambda line, line_break=True: lines.write(line + "\n"))
     return lines.getvalue()
-
-
-def report_losses(loss: np.ndarray, epochs: int, print_every: int) -> None:
-    """Log the loss every `print_every` epochs, as the chapter's loop prints it."""
-    if print_every == 0:
-        return
-    for epoch in range(print_every, len(loss) + 1, print_every):
-        log.info("epoch %d/%d  loss %.6f", epoch, epochs, loss[epoch - 1])
 
 
 def predictions_table(dataset: Dataset, outputs: np.ndarray) -> str:
