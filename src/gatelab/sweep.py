@@ -106,14 +106,15 @@ class SweepCallback(Callback):
         parent = parent_run_id()
         if parent is None or job_return.status != JobStatus.FAILED:
             return
-        name = tracking.run_name(list(job_return.overrides or []))
+        number = str(config.hydra.job.num)
         client = MlflowClient()
         experiment_id = client.get_run(parent).info.experiment_id
-        same_job = f"tags.mlflow.parentRunId = '{parent}' and attributes.run_name = '{name}'"
-        existing = client.search_runs([experiment_id], filter_string=same_job)
-        if existing:
+        same_job = f"tags.mlflow.parentRunId = '{parent}' and tags.`hydra.job.num` = '{number}'"
+        if client.search_runs([experiment_id], filter_string=same_job):
             return
+        # The public `return_value` re-raises and prints Hydra's line about the job again.
         error = job_return._return_value
+        name = tracking.run_name(list(job_return.overrides or []))
         job_config = {key: value for key, value in config.items() if key != "hydra"}
         params = tracking.flatten(OmegaConf.to_container(DictConfig(job_config), resolve=True))
         child = client.create_run(
@@ -122,7 +123,7 @@ class SweepCallback(Callback):
             tags={
                 "mlflow.parentRunId": parent,
                 "hydra.overrides": name,
-                "hydra.job.num": str(config.hydra.job.num),
+                "hydra.job.num": number,
                 "failure_reason": "error",
                 "error": f"{type(error).__name__}: {error}",
             },
@@ -137,10 +138,9 @@ class SweepCallback(Callback):
 
     def finish(self) -> None:
         """Summarise the jobs, log the summary to the parent run and end it."""
-        if self in _open_sweeps:
-            _open_sweeps.remove(self)
-        if self.client is None or self.run_id is None:
+        if self not in _open_sweeps:
             return
+        _open_sweeps.remove(self)
         os.environ.pop(PARENT_RUN_ENV, None)
         try:
             results = self.read_results()
