@@ -1,9 +1,10 @@
 """Sweeps in MLflow: one parent run per Hydra multirun, each job a child, and a summary at the end.
 
-`SweepCallback` is a Hydra callback (`hydra.callbacks.mlflow_sweep` in conf/config.yaml). It runs
-in the launching process, so it works the same for the basic launcher and for joblib, Ray or
-SLURM launchers: the parent run id reaches the jobs through the environment, and the summary is
-read back from MLflow, which every job wrote to.
+`SweepCallback` is a Hydra callback (conf/hydra/callbacks/mlflow_sweep.yaml). Its multirun
+hooks run in the launching process and its job hooks wherever the job runs, so it works the same
+for the basic launcher and for joblib, Ray or SLURM: the parent run id reaches the jobs through
+the environment, and the summary is read back from MLflow, which every job wrote to (the loss
+curves from each job's `loss.csv` when its folder is at hand, being faster to read).
 """
 
 import csv
