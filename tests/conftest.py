@@ -1,5 +1,7 @@
 """Shared fixtures: configs composed with Hydra's compose API, MLflow stores in tmp_path."""
 
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,3 +41,17 @@ def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     previous = mlflow.get_tracking_uri()
     yield uri
     mlflow.set_tracking_uri(previous)
+
+
+def run_train(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """`python src/train.py ARGUMENTS` in `workdir`, tracking to `workdir/mlflow.db`."""
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+    environment.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [PYTHON, str(TRAIN_SCRIPT), *arguments],
+        cwd=workdir,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )

@@ -1,8 +1,6 @@
 """Sweeps: one MLflow parent per multirun, a child per job, failures kept in their job."""
 
 import csv
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,22 +8,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gatelab.sweep import JobResult, success_grid, success_rates, swept_keys
-from tests.conftest import PYTHON, TRAIN_SCRIPT
+from tests.conftest import run_train as train
 
 QUICK = ["trainer.epochs=300", "trainer.print_every=0"]
-
-
-def train(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
-    environment.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [PYTHON, str(TRAIN_SCRIPT), *arguments],
-        cwd=workdir,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def runs_of(workdir: Path) -> tuple[MlflowClient, list, list]:

@@ -1,29 +1,13 @@
 """`python src/train.py` as a user runs it: a subprocess against a temporary SQLite store."""
 
-import os
-import subprocess
-
 import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import PYTHON, TRAIN_SCRIPT
+from tests.conftest import run_train
 
 pytestmark = pytest.mark.slow
-
-
-def train(workdir, tracking_uri, *overrides):
-    environment = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    environment.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [PYTHON, str(TRAIN_SCRIPT), *overrides],
-        cwd=workdir,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +15,7 @@ def store(tmp_path_factory):
     """One chapter XOR run, made once, in a store the bad-input tests then add to."""
     workdir = tmp_path_factory.mktemp("store")
     tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    result = train(workdir, tracking_uri, "model=mlp", "dataset=xor")
+    result = run_train(workdir, "model=mlp", "dataset=xor")
     assert result.returncode == 0, result.stderr
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("gatelab").experiment_id])
@@ -111,7 +95,7 @@ def test_the_console_shows_the_chapter_and_no_tensorflow_chatter(store):
 )
 def test_bad_input_is_one_line_and_a_non_zero_exit_leaving_the_store_intact(store, override, names):
     workdir, tracking_uri, _, first_run = store
-    result = train(workdir, tracking_uri, override)
+    result = run_train(workdir, override)
     assert result.returncode != 0
     error_lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(error_lines) == 1, result.stderr
