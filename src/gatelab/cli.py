@@ -29,14 +29,15 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     report_config_errors = os.environ.get("HYDRA_FULL_ERROR") != "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        hydra_main()
+        try:
+            hydra_main()
+        finally:
+            # Before the error line, so a failed sweep's summary comes first.
+            sweep.finish_open_sweeps()
     except CONFIG_ERRORS as error:
-        sweep.finish_open_sweeps()
         if not report_config_errors:
             raise
         exit_with(error)
-    finally:
-        sweep.finish_open_sweeps()
 
 
 @contextmanager

@@ -125,8 +125,7 @@ class SweepCallback(Callback):
                 "mlflow.parentRunId": parent,
                 "hydra.overrides": name,
                 "hydra.job.num": number,
-                "failure_reason": "error",
-                "error": f"{type(error).__name__}: {error}",
+                **tracking.error_tags(error),
             },
         )
         client.log_batch(
@@ -277,9 +276,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def distinct_values(results: list[JobResult], key: str) -> list[str]:
+    """The values a swept key took, numbers in numeric order."""
+    return sorted({result.values[key] for result in results}, key=plots.numeric_first)
+
+
 def success_rates(results: list[JobResult], key: str) -> tuple[list[str], list[float]]:
     """Fraction of jobs (of seeds, in a seed sweep) reaching 100% accuracy per value of `key`."""
-    values = sorted({result.values[key] for result in results}, key=plots.numeric_first)
+    values = distinct_values(results, key)
     rates = [
         float(np.mean([result.solved for result in results if result.values[key] == value]))
         for value in values
@@ -290,8 +294,8 @@ def success_rates(results: list[JobResult], key: str) -> tuple[list[str], list[f
 def success_grid(
     results: list[JobResult], row_key: str, column_key: str
 ) -> tuple[list[str], list[str], np.ndarray]:
-    rows = sorted({result.values[row_key] for result in results}, key=plots.numeric_first)
-    columns = sorted({result.values[column_key] for result in results}, key=plots.numeric_first)
+    rows = distinct_values(results, row_key)
+    columns = distinct_values(results, column_key)
     rates = np.full((len(rows), len(columns)), np.nan)
     for i, row in enumerate(rows):
         for j, column in enumerate(columns):

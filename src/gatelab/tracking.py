@@ -52,7 +52,7 @@ def tracked_run(
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as error:
-        mlflow.set_tags({"failure_reason": "error", "error": f"{type(error).__name__}: {error}"})
+        mlflow.set_tags(error_tags(error))
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
         raise
     if outcome.failure_reason:
@@ -60,6 +60,11 @@ def tracked_run(
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def error_tags(error: BaseException) -> dict[str, str]:
+    """Tags of a run that raised: the sweep summary reads `failure_reason`, people `error`."""
+    return {"failure_reason": "error", "error": f"{type(error).__name__}: {error}"}
 
 
 def run_name(overrides: list[str]) -> str:
