@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import gatelab  # noqa: F401  (first, so TensorFlow's start-up lines stay hidden)
+import gatelab.backend  # noqa: F401  (first, so TensorFlow's start-up lines stay hidden)
 
 # isort: split
 import keras

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-import gatelab  # noqa: F401  (first, so TensorFlow's start-up lines stay hidden)
+import gatelab.backend  # noqa: F401  (first, so TensorFlow's start-up lines stay hidden)
 
 # isort: split
 import keras

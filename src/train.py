@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gatelab import cli, pipeline, sweep
+from gatelab import cli, sweep
 from gatelab.config import register_configs
 
 register_configs()
@@ -20,6 +20,10 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Run one job; the returned final loss is what a Hydra sweeper would minimise."""
+    # TensorFlow comes with the pipeline, imported by the process that runs jobs: one that
+    # only launches them (joblib, Ray, SLURM), `--help` or `--cfg job` never waits for it.
+    from gatelab import pipeline
+
     hydra_config = HydraConfig.get()
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     job = pipeline.Job(

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import gatelab  # noqa: F401  (imports TensorFlow quietly before anything else does)
+import gatelab.backend  # noqa: F401  (imports TensorFlow quietly before anything else does)
 from gatelab.config import register_configs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,11 +1,13 @@
 """`python src/train.py` as a user runs it: a subprocess against a temporary SQLite store."""
 
+import subprocess
+
 import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import run_train
+from tests.conftest import PYTHON, TRAIN_SCRIPT, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -105,3 +107,21 @@ def test_bad_input_is_one_line_and_a_non_zero_exit_leaving_the_store_intact(stor
     runs = client.search_runs([client.get_experiment_by_name("gatelab").experiment_id])
     assert [run.info.run_id for run in runs] == [first_run.info.run_id]
     assert all(run.info.status != "RUNNING" for run in runs)
+
+
+def test_printing_the_config_never_imports_tensorflow(tmp_path):
+    # The process that launches a sweep composes configs and runs the sweep callback, like
+    # `--cfg job`; only processes that run jobs pay TensorFlow's start-up.
+    script = (
+        "import runpy, sys\n"
+        "sys.argv = ['train.py', '--cfg', 'job', 'model=perceptron']\n"
+        f"runpy.run_path({str(TRAIN_SCRIPT)!r}, run_name='__main__')\n"
+        "import gatelab.sweep, gatelab.tracking\n"
+        "print('imported:', sorted({'tensorflow', 'keras'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [PYTHON, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "_target_: gatelab.models.build_perceptron" in result.stdout
+    assert "imported: []" in result.stdout

@@ -6,6 +6,7 @@ import pytest
 
 from gatelab import training
 from gatelab.data import from_lists, truth_table
+from gatelab.history import History
 from gatelab.models import build_mlp, build_perceptron
 
 XOR = truth_table("xor", 2)
@@ -16,7 +17,7 @@ def fresh_mlp(seed: int = 126) -> keras.Model:
     return build_mlp(n_inputs=2, hidden_units=[2])
 
 
-def train(model, optimizer=None, dataset=XOR, **overrides) -> training.History:
+def train(model, optimizer=None, dataset=XOR, **overrides) -> History:
     settings = dict(loss="mse", epochs=30, batch_size=1, shuffle=False, seed=0, jit_compile=True)
     settings |= overrides
     optimizer = optimizer or keras.optimizers.SGD(learning_rate=0.1)
@@ -138,4 +139,4 @@ def test_epochs_to_solve_is_the_first_epoch_with_every_output_on_the_right_side(
     assert history.epochs_to_solve is not None
     assert history.solved[history.epochs_to_solve - 1]
     assert not history.solved[: history.epochs_to_solve - 1].any()
-    assert training.History(loss=np.ones(3), solved=np.zeros(3, bool)).epochs_to_solve is None
+    assert History(loss=np.ones(3), solved=np.zeros(3, bool)).epochs_to_solve is None

@@ -8,7 +8,6 @@ rate, zero epochs). `validate` runs those checks once, before any training or tr
 from dataclasses import dataclass, field
 from typing import Any
 
-import keras
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -27,6 +26,10 @@ def _require(condition: bool, field_name: str, value: Any, allowed: str) -> None
 
 
 def _require_activation(field_name: str, name: str) -> None:
+    # Imported here, where a config is checked before training, not where schemas are registered:
+    # the process launching a sweep composes configs but never needs TensorFlow.
+    from gatelab.backend import keras
+
     try:
         keras.activations.get(name)
     except ValueError:

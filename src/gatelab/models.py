@@ -1,6 +1,6 @@
 """Keras builders for the chapter's networks: one sigmoid unit and a small MLP."""
 
-import keras
+from gatelab.backend import keras
 
 
 def build_perceptron(n_inputs: int, use_bias: bool = True, activation: str = "sigmoid"):

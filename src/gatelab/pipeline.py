@@ -5,19 +5,18 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import mlflow
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gatelab import plots, tracking, training
+from gatelab.backend import keras
 from gatelab.config import validate
 from gatelab.data import Dataset
+from gatelab.history import LOSS_FILE, History, save_losses
 
 log = logging.getLogger(__name__)
-
-LOSS_FILE = "loss.csv"
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
 
 
 def report(
-    history: training.History,
+    history: History,
     trainer: DictConfig,
     dataset: Dataset,
     outputs: np.ndarray,
@@ -127,23 +126,6 @@ def report(
     log.info("predictions:\n%s", predictions_table(dataset, outputs))
     log.info("weights:\n%s", weights_text(model))
     log.info("accuracy %.2f, epochs_to_solve %s", metrics["accuracy"], history.epochs_to_solve)
-
-
-def save_losses(loss: np.ndarray, path: Path) -> None:
-    """The loss of every epoch as CSV beside the job's config, for the sweep summary and you."""
-    epochs = np.arange(1, len(loss) + 1)
-    np.savetxt(
-        path,
-        np.column_stack([epochs, loss]),
-        fmt=["%d", "%.9g"],
-        delimiter=",",
-        header="epoch,loss",
-        comments="",
-    )
-
-
-def load_losses(path: Path) -> np.ndarray:
-    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)[:, 1]
 
 
 def accuracy(outputs: np.ndarray, targets: np.ndarray) -> float:

@@ -25,7 +25,8 @@ from mlflow.entities import Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from gatelab import pipeline, plots, tracking
+from gatelab import plots, tracking
+from gatelab.history import LOSS_FILE, load_losses
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +229,9 @@ class SweepCallback(Callback):
 
     def loss_history(self, result: JobResult) -> np.ndarray:
         """The job's losses from its output folder; from MLflow when the folder is elsewhere."""
-        path = Path(result.output_dir) / pipeline.LOSS_FILE
+        path = Path(result.output_dir) / LOSS_FILE
         if result.output_dir and path.is_file():
-            return pipeline.load_losses(path)
+            return load_losses(path)
         history = self.client.get_metric_history(result.run_id, "loss")
         return np.array([metric.value for metric in sorted(history, key=lambda m: m.step)])
 

@@ -1,23 +1,31 @@
-"""Everything MLflow: one run per training job, with its config, history and results."""
+"""Everything MLflow: one run per training job, with its config, history and results.
+
+TensorFlow is not imported here: the sweep callback uses this module in the process that
+launches a sweep, which never trains (see `gatelab.backend`).
+"""
+
+from __future__ import annotations
 
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import mlflow
 import numpy as np
-import tensorflow as tf
-from matplotlib.figure import Figure
 from mlflow.entities import Metric, RunStatus
 from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 
 from gatelab.data import Dataset
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.figure import Figure
 
 
 def configure(uri: str | None, experiment: str) -> str:
@@ -128,9 +136,7 @@ def log_results(
         validate_serving_input=False,
         # Explicit requirements skip MLflow's inference, which re-imports the model (~5 s).
         pip_requirements=[
-            f"mlflow=={mlflow.__version__}",
-            f"tensorflow=={tf.__version__}",
-            f"keras=={keras.__version__}",
+            f"{package}=={version(package)}" for package in ("mlflow", "tensorflow", "keras")
         ],
     )
     log_history(run_id, loss)

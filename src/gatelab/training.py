@@ -8,29 +8,11 @@ shapes in one process (a sweep) reuse it without tracing again and share no stat
 """
 
 import json
-from dataclasses import dataclass
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-
-@dataclass(frozen=True)
-class History:
-    """What a run recorded, one entry per epoch trained (fewer than asked when it diverged)."""
-
-    loss: np.ndarray
-    solved: np.ndarray
-
-    @property
-    def epochs_to_solve(self) -> int | None:
-        """First epoch (1-based) after which every output was on the right side of 0.5."""
-        solved_epochs = np.flatnonzero(self.solved)
-        return int(solved_epochs[0]) + 1 if solved_epochs.size else None
-
-    @property
-    def diverged(self) -> bool:
-        return bool(self.loss.size) and not np.isfinite(self.loss[-1])
+from gatelab.backend import keras, tf
+from gatelab.history import History
 
 
 def epoch_orders(n_rows: int, epochs: int, shuffle: bool, seed: int) -> np.ndarray:

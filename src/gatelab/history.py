@@ -1,0 +1,43 @@
+"""What a training run recorded per epoch, and the loss file it leaves in the job's folder."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+LOSS_FILE = "loss.csv"
+
+
+@dataclass(frozen=True)
+class History:
+    """What a run recorded, one entry per epoch trained (fewer than asked when it diverged)."""
+
+    loss: np.ndarray
+    solved: np.ndarray
+
+    @property
+    def epochs_to_solve(self) -> int | None:
+        """First epoch (1-based) after which every output was on the right side of 0.5."""
+        solved_epochs = np.flatnonzero(self.solved)
+        return int(solved_epochs[0]) + 1 if solved_epochs.size else None
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.loss.size) and not np.isfinite(self.loss[-1])
+
+
+def save_losses(loss: np.ndarray, path: Path) -> None:
+    """The loss of every epoch as CSV beside the job's config, for the sweep summary and you."""
+    epochs = np.arange(1, len(loss) + 1)
+    np.savetxt(
+        path,
+        np.column_stack([epochs, loss]),
+        fmt=["%d", "%.9g"],
+        delimiter=",",
+        header="epoch,loss",
+        comments="",
+    )
+
+
+def load_losses(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)[:, 1]
