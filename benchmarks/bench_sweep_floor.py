@@ -250,7 +250,14 @@ def logging_seconds(
         figure = plots.loss_curve(history.loss, f"{model.name} on xor")
         summary = pipeline.model_summary(model)
         tracking.log_results(
-            model, dataset, outputs, history.loss, metrics, figure, summary, hydra_dir
+            model,
+            dataset,
+            outputs=outputs,
+            loss=history.loss,
+            metrics=metrics,
+            loss_figure=figure,
+            summary=summary,
+            config_dir=hydra_dir,
         )
         return time.perf_counter() - start
 

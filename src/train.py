@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gatelab import cli, sweep
 from gatelab.config import register_configs
@@ -27,7 +27,8 @@ def main(cfg: DictConfig) -> float:
     hydra_config = HydraConfig.get()
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     job = pipeline.Job(
-        overrides=list(hydra_config.overrides.task),
+        # As typed: `seed=${nope}` is the user's text, not an interpolation to resolve here.
+        overrides=OmegaConf.to_container(hydra_config.overrides.task, resolve=False),
         choices=dict(hydra_config.runtime.choices),
         output_dir=Path(hydra_config.runtime.output_dir),
         sweep_run_id=sweep.parent_run_id() if in_sweep else None,

@@ -10,11 +10,9 @@ import os
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its start-up lines (oneDNN, CUDA stubs, absl) hidden.
-
-    Those lines are written straight to file descriptor 2 before TensorFlow reads
-    TF_CPP_MIN_LOG_LEVEL, so the variable alone cannot hide them (tensorflow#100442).
-    """
+    """Import TensorFlow with its start-up lines (oneDNN, CUDA stubs, absl) hidden."""
+    # Those lines go straight to file descriptor 2 before TensorFlow reads TF_CPP_MIN_LOG_LEVEL,
+    # so the variable alone cannot hide them (tensorflow#100442).
     saved_stderr = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)

@@ -1,6 +1,7 @@
 """The command line's error contract: a bad config value is one line on stderr and exit 2."""
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,20 +20,24 @@ CONFIG_ERRORS = (ConfigError, ConfigCompositionException, OmegaConfBaseException
 
 
 def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
-    """Run a `@hydra.main` function, reporting a config error as one line instead of a report.
-
-    Hydra prints its own multi-line report unless HYDRA_FULL_ERROR is set, in which case it
-    re-raises; we set it so the error reaches us. Errors that are not about the config still
-    end in their full traceback. Set HYDRA_FULL_ERROR=1 yourself to see Hydra's own output.
-    A sweep whose job raised is still summarised and closed: Hydra then skips its callback.
-    """
+    """Run a `@hydra.main` function, reporting a config error as one line instead of a report."""
+    # Hydra prints its own multi-line report unless HYDRA_FULL_ERROR is set, in which case it
+    # re-raises: we set it so the error reaches us. Other errors still end in their traceback;
+    # set HYDRA_FULL_ERROR=1 yourself to see Hydra's own output.
     report_config_errors = os.environ.get("HYDRA_FULL_ERROR") != "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    # SIGTERM (`kill`, a SLURM time limit) stops us as Ctrl-C does: the open MLflow run ends
+    # KILLED and the sweep is summarised, instead of both being left RUNNING.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         try:
             hydra_main()
+        except KeyboardInterrupt:
+            sweep.finish_open_sweeps(interrupted=True)
+            raise
         finally:
-            # Before the error line, so a failed sweep's summary comes first.
+            # Hydra skips the callback's end when a job raised; summarise and close the sweep
+            # here, before the error line, so the summary comes first.
             sweep.finish_open_sweeps()
     except CONFIG_ERRORS as error:
         if not report_config_errors:
@@ -42,14 +47,11 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
 
 @contextmanager
 def config_errors_exit(run_mode: RunMode) -> Iterator[None]:
-    """In a single run, exit on a config error before Hydra adds its own line about the job.
-
-    In a multirun the error propagates instead, so Hydra records the job as failed and goes
-    on with the others.
-    """
+    """In a single run, exit on a config error before Hydra adds its own line about the job."""
     try:
         yield
     except ConfigError as error:
+        # In a multirun Hydra records the job as failed and goes on with the others.
         if run_mode == RunMode.MULTIRUN:
             raise
         exit_with(error)
@@ -69,9 +71,15 @@ def one_line(error: Exception) -> str:
     cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
     if isinstance(cause, ConfigKeyError | ConfigAttributeError):
         parent = cause.parent_node
-        fields = ", ".join(str(key) for key in parent) if isinstance(parent, DictConfig) else ""
+        keys = parent if isinstance(parent, DictConfig) else []
+        # `_target_` and the `hydra` node are there for Hydra, not for the user to set.
+        fields = ", ".join(
+            str(key) for key in keys if not str(key).startswith("_") and key != "hydra"
+        )
         section = cause.full_key.rpartition(".")[0] or "the config"
         return f"{cause.full_key} is not a field of {section}: allowed fields are {fields}"
     if isinstance(cause, OmegaConfBaseException):
-        return f"{cause.full_key}={cause.value!r} is not allowed: {cause.msg.splitlines()[0]}"
+        # Some errors (a missing interpolation) carry no message of their own.
+        reason = (cause.msg or str(cause)).splitlines()[0]
+        return f"{cause.full_key}={cause.value!r} is not allowed: {reason}"
     return str(error).splitlines()[0]

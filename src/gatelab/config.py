@@ -10,6 +10,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from gatelab.data import GATES, MAX_INPUTS
 
@@ -228,9 +229,13 @@ def validate(cfg: DictConfig) -> None:
     except Exception as error:
         # OmegaConf wraps what __post_init__ raised; the user needs only our one line.
         config_error = _find_config_error(error)
-        if config_error is None:
-            raise
-        raise config_error from None
+        if config_error is not None:
+            raise config_error from None
+        if isinstance(error, OmegaConfBaseException) and error.full_key:
+            # Found only when resolved, such as an interpolation of a key that does not exist.
+            reason = str(error.msg or error).splitlines()[0]
+            raise ConfigError(f"{error.full_key} is not allowed: {reason}") from None
+        raise
 
 
 def _find_config_error(error: BaseException | None) -> ConfigError | None:

@@ -3,7 +3,9 @@
 from gatelab.backend import keras
 
 
-def build_perceptron(n_inputs: int, use_bias: bool = True, activation: str = "sigmoid"):
+def build_perceptron(
+    n_inputs: int, use_bias: bool = True, activation: str = "sigmoid"
+) -> keras.Model:
     """One dense unit: the chapter's neuron when `n_inputs` is 1, its AND/OR perceptron at 2."""
     return keras.Sequential(
         [
@@ -20,7 +22,7 @@ def build_mlp(
     activation: str = "sigmoid",
     output_activation: str = "sigmoid",
     use_bias: bool = True,
-):
+) -> keras.Model:
     """Dense hidden layers of `hidden_units` and one output unit; `[2]` is the chapter's 2-2-1."""
     hidden_layers = [
         keras.layers.Dense(units, activation=activation, use_bias=use_bias, name=f"hidden_{i}")

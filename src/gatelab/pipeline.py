@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gatelab import plots, tracking, training
 from gatelab.backend import keras
@@ -45,7 +45,10 @@ class Job:
         return self.choices.get("dataset", "data")
 
     def tags(self) -> dict[str, str]:
-        tags = {"hydra.overrides": " ".join(self.overrides), "hydra.job.num": str(self.number)}
+        tags = {
+            "hydra.overrides": tracking.run_name(self.overrides),
+            "hydra.job.num": str(self.number),
+        }
         if self.output_dir is not None:
             tags["hydra.output_dir"] = str(self.output_dir)
         for group, option in self.choices.items():
@@ -55,7 +58,7 @@ class Job:
 
 
 def run(cfg: DictConfig, job: Job | None = None) -> float:
-    """Train and track one run of `cfg`; return its final epoch loss (NaN when it diverged)."""
+    """Train and track one run of `cfg`; return its final epoch loss (not finite if it diverged)."""
     validate(cfg)
     job = job or Job()
     # Jobs of a sweep share the process: start each from a clean Keras state and its own seed.
@@ -68,7 +71,7 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
     tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
     run_name = job.run_name(model)
     with tracking.tracked_run(run_name, job.tags(), job.sweep_run_id) as (active_run, outcome):
-        mlflow.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
+        mlflow.log_params(tracking.config_params(cfg))
         summary = model_summary(model)
         log.info("\n%s", summary)
         history = training.train(
@@ -92,16 +95,24 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
         metrics = {"accuracy": accuracy(outputs, dataset.targets)}
         if history.epochs_to_solve is not None:
             metrics["epochs_to_solve"] = history.epochs_to_solve
-        report(history, cfg.trainer, dataset, outputs, model, metrics)
+        report(
+            history,
+            dataset,
+            outputs,
+            model,
+            metrics,
+            print_every=cfg.trainer.print_every,
+            epochs=cfg.trainer.epochs,
+        )
         tracking.log_results(
             model,
             dataset,
-            outputs,
-            history.loss,
-            metrics,
-            plots.loss_curve(history.loss, f"{model.name} on {job.dataset_name}"),
-            summary,
-            job.output_dir / ".hydra" if job.output_dir else None,
+            outputs=outputs,
+            loss=history.loss,
+            metrics=metrics,
+            loss_figure=plots.loss_curve(history.loss, f"{model.name} on {job.dataset_name}"),
+            summary=summary,
+            config_dir=job.output_dir / ".hydra" if job.output_dir else None,
         )
     log.info(
         "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
@@ -111,16 +122,18 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
 
 def report(
     history: History,
-    trainer: DictConfig,
     dataset: Dataset,
     outputs: np.ndarray,
     model: keras.Model,
     metrics: dict[str, float],
+    *,
+    print_every: int,
+    epochs: int,
 ) -> None:
     """The chapter's console: losses as training went, predictions, weights, the outcome."""
-    if trainer.print_every > 0:
-        for epoch in range(trainer.print_every, len(history.loss) + 1, trainer.print_every):
-            log.info("epoch %d/%d  loss %.6f", epoch, trainer.epochs, history.loss[epoch - 1])
+    if print_every > 0:
+        for epoch in range(print_every, len(history.loss) + 1, print_every):
+            log.info("epoch %d/%d  loss %.6f", epoch, epochs, history.loss[epoch - 1])
     if history.diverged:
         log.warning("loss became %s at epoch %d: stopped", history.loss[-1], len(history.loss))
     log.info("predictions:\n%s", predictions_table(dataset, outputs))

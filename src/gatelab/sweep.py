@@ -78,17 +78,18 @@ class SweepCallback(Callback):
         # avoids SQLite's races when parallel workers would otherwise both try.
         experiment_id = tracking.configure(config.tracking.uri, config.tracking.experiment)
         self.client = MlflowClient()
-        self.swept = swept_keys(list(config.hydra.overrides.task))
+        overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+        self.swept = swept_keys(overrides)
         self.sweep_dir = Path(config.hydra.sweep.dir)
         command = shlex.join(["python", *sys.argv])
         run = self.client.create_run(
             experiment_id,
-            run_name=f"sweep {' '.join(config.hydra.overrides.task)}".strip(),
+            run_name=f"sweep {tracking.run_name(overrides)}".strip(),
             tags={
                 "sweep.command": command,
                 "sweep.params": ", ".join(self.swept),
                 "sweep.dir": str(self.sweep_dir),
-                "hydra.overrides": " ".join(config.hydra.overrides.task),
+                "hydra.overrides": tracking.run_name(overrides),
             },
         )
         self.run_id = run.info.run_id
@@ -117,8 +118,8 @@ class SweepCallback(Callback):
         # The public `return_value` re-raises and prints Hydra's line about the job again.
         error = job_return._return_value
         name = tracking.run_name(list(job_return.overrides or []))
-        job_config = {key: value for key, value in config.items() if key != "hydra"}
-        params = tracking.flatten(OmegaConf.to_container(DictConfig(job_config), resolve=True))
+        # Unresolved: the job may have failed on the very interpolation resolving would raise.
+        params = tracking.config_params(config, resolve=False)
         child = client.create_run(
             experiment_id,
             run_name=name,
@@ -137,7 +138,7 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self.finish()
 
-    def finish(self) -> None:
+    def finish(self, interrupted: bool = False) -> None:
         """Summarise the jobs, log the summary to the parent run and end it."""
         if self not in _open_sweeps:
             return
@@ -147,11 +148,11 @@ class SweepCallback(Callback):
             results = self.read_results()
             self.report(results)
         except BaseException as error:
-            self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}")
+            for key, value in tracking.error_tags(error).items():
+                self.client.set_tag(self.run_id, key, value)
             self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
             raise
-        errors = sum(result.status == "FAILED: error" for result in results)
-        status = RunStatus.FAILED if errors else RunStatus.FINISHED
+        status = sweep_status(results, interrupted)
         self.client.set_terminated(self.run_id, RunStatus.to_string(status))
 
     def read_results(self) -> list[JobResult]:
@@ -233,16 +234,27 @@ class SweepCallback(Callback):
         if result.output_dir and path.is_file():
             return load_losses(path)
         history = self.client.get_metric_history(result.run_id, "loss")
-        return np.array([metric.value for metric in sorted(history, key=lambda m: m.step)])
+        history = sorted(history, key=lambda metric: metric.step)
+        return np.array([metric.value for metric in history])
 
 
 _open_sweeps: list[SweepCallback] = []
 
 
-def finish_open_sweeps() -> None:
+def finish_open_sweeps(interrupted: bool = False) -> None:
     """End sweeps Hydra did not: when a job raised, Hydra skips `on_multirun_end`."""
     for sweep in list(_open_sweeps):
-        sweep.finish()
+        sweep.finish(interrupted)
+
+
+def sweep_status(results: list[JobResult], interrupted: bool) -> int:
+    """KILLED when stopped before its jobs ended, FAILED when a job raised, else FINISHED."""
+    # A diverged job is a result of the sweep, not a failure of it.
+    if interrupted or any(result.status in ("KILLED", "RUNNING") for result in results):
+        return RunStatus.KILLED
+    if any(result.status == "FAILED: error" for result in results):
+        return RunStatus.FAILED
+    return RunStatus.FINISHED
 
 
 def _swept_value(run: Run, key: str) -> str:

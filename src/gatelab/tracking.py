@@ -20,6 +20,7 @@ import numpy as np
 from mlflow.entities import Metric, RunStatus
 from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
 
 from gatelab.data import Dataset
 
@@ -80,6 +81,13 @@ def run_name(overrides: list[str]) -> str:
     return " ".join(overrides)
 
 
+def config_params(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
+    """A job's config as MLflow params: dotted keys, without Hydra's own `hydra` node."""
+    tree = OmegaConf.to_container(cfg, resolve=resolve)
+    tree.pop("hydra", None)
+    return flatten(tree)
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested config to dotted keys, such as `optimizer.learning_rate`."""
     flat = {}
@@ -112,6 +120,7 @@ def weights_by_layer(model: keras.Model) -> dict[str, dict[str, list]]:
 def log_results(
     model: keras.Model,
     dataset: Dataset,
+    *,
     outputs: np.ndarray,
     loss: np.ndarray,
     metrics: dict[str, float],
@@ -156,16 +165,16 @@ def log_results(
 
 
 class _KerasFlavor:
-    """`mlflow.keras`, creating the model folder first.
+    """`mlflow.keras`, creating the model folder first."""
 
-    Its `save_model` writes the input example before it creates the folder, so
-    `mlflow.keras.log_model(..., input_example=...)` fails (mlflow/mlflow#16183, open in 3.17).
-    """
+    # Its `save_model` writes the input example before it creates the folder, so
+    # `mlflow.keras.log_model(..., input_example=...)` fails (mlflow/mlflow#16183, open in 3.17).
 
     __name__ = "mlflow.keras"
 
     @staticmethod
-    def save_model(path: str, validate_serving_input: bool = True, **kwargs) -> None:
+    def save_model(path: str, **kwargs: Any) -> None:
         # `Model.log` reads `validate_serving_input` itself and passes it on; the flavor takes none.
+        kwargs.pop("validate_serving_input", None)
         os.makedirs(path, exist_ok=True)
         mlflow.keras.save_model(path=path, **kwargs)

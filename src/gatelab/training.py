@@ -36,11 +36,9 @@ def train(
     seed: int,
     jit_compile: bool = True,
 ) -> History:
-    """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would.
-
-    Stops early when the epoch loss is NaN or infinite. The loss of an epoch is the mean of its
-    batch losses weighted by batch size, as Keras reports it.
-    """
+    """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would."""
+    # An epoch's loss is the mean of its batch losses weighted by batch size, as Keras reports
+    # it; training stops early at the first epoch whose loss is NaN or infinite.
     n_rows = len(x)
     batch_size = min(batch_size, n_rows)
     steps = -(-n_rows // batch_size)
