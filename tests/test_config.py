@@ -133,3 +133,9 @@ def test_an_interpolation_of_a_missing_key_is_a_config_error(compose_config):
     # `${...}` is resolved only when validated: the error names the field, not OmegaConf's node.
     with pytest.raises(ConfigError, match=r"^seed is not allowed: Interpolation key 'nope' not"):
         validate(compose_config("seed=${nope}"))
+
+
+def test_epochs_times_rows_is_bounded_so_training_fits_in_memory(compose_config):
+    validate(compose_config("dataset.n_inputs=10", "trainer.epochs=9765"))  # 9,999,360 rows
+    with pytest.raises(ConfigError, match=r"^trainer.epochs=2000 is not allowed: at most 152 "):
+        validate(compose_config("dataset.n_inputs=16"))

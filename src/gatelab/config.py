@@ -3,9 +3,10 @@
 OmegaConf rejects unknown keys and wrong types as a config is composed; each schema's
 `__post_init__` rejects values its type allows but training does not (a negative learning
 rate, zero epochs). `validate` runs those checks once, before any training or tracking.
+Values live in one place, the YAML files of conf/: here a field is MISSING, which its file sets.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -15,6 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 from gatelab.data import GATES, MAX_INPUTS
 
 LOSSES = ("mse", "binary_crossentropy")
+# Training holds every epoch's row order in memory at once: 10 million rows is 40 MB of it.
+MAX_ROWS_TRAINED = 10_000_000
 
 
 class ConfigError(ValueError):
@@ -45,7 +48,7 @@ def _is_number(value: Any) -> bool:
 class TruthTableConfig:
     _target_: str = "gatelab.data.truth_table"
     gate: str = MISSING
-    n_inputs: int = 2
+    n_inputs: int = MISSING
 
     def __post_init__(self) -> None:
         _require(self.gate in GATES, "dataset.gate", self.gate, f"one of {', '.join(GATES)}")
@@ -55,6 +58,10 @@ class TruthTableConfig:
             self.n_inputs,
             f"from 1 to {MAX_INPUTS} (a truth table has 2**n_inputs rows)",
         )
+
+    @property
+    def n_rows(self) -> int:
+        return 2**self.n_inputs
 
 
 @dataclass
@@ -96,12 +103,16 @@ class CustomDatasetConfig:
             "values from 0 to 1 (a sigmoid output is compared with them)",
         )
 
+    @property
+    def n_rows(self) -> int:
+        return len(self.inputs)
+
 
 @dataclass
 class PerceptronConfig:
     _target_: str = "gatelab.models.build_perceptron"
-    use_bias: bool = True
-    activation: str = "sigmoid"
+    use_bias: bool = MISSING
+    activation: str = MISSING
 
     def __post_init__(self) -> None:
         _require_activation("model.activation", self.activation)
@@ -110,10 +121,10 @@ class PerceptronConfig:
 @dataclass
 class MLPConfig:
     _target_: str = "gatelab.models.build_mlp"
-    hidden_units: list[int] = field(default_factory=lambda: [2])
-    activation: str = "sigmoid"
-    output_activation: str = "sigmoid"
-    use_bias: bool = True
+    hidden_units: list[int] = MISSING
+    activation: str = MISSING
+    output_activation: str = MISSING
+    use_bias: bool = MISSING
 
     def __post_init__(self) -> None:
         _require(
@@ -138,9 +149,9 @@ def _require_learning_rate(learning_rate: float) -> None:
 @dataclass
 class SGDConfig:
     _target_: str = "keras.optimizers.SGD"
-    learning_rate: float = 0.1
-    momentum: float = 0.0
-    nesterov: bool = False
+    learning_rate: float = MISSING
+    momentum: float = MISSING
+    nesterov: bool = MISSING
 
     def __post_init__(self) -> None:
         _require_learning_rate(self.learning_rate)
@@ -152,11 +163,11 @@ class SGDConfig:
 @dataclass
 class AdamConfig:
     _target_: str = "keras.optimizers.Adam"
-    learning_rate: float = 0.001
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    epsilon: float = 1e-7
-    amsgrad: bool = False
+    learning_rate: float = MISSING
+    beta_1: float = MISSING
+    beta_2: float = MISSING
+    epsilon: float = MISSING
+    amsgrad: bool = MISSING
 
     def __post_init__(self) -> None:
         _require_learning_rate(self.learning_rate)
@@ -168,12 +179,12 @@ class AdamConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 2000
-    batch_size: int = 1
-    shuffle: bool = True
-    loss: str = "mse"
-    print_every: int = 200
-    jit_compile: bool = True
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    shuffle: bool = MISSING
+    loss: str = MISSING
+    print_every: int = MISSING
+    jit_compile: bool = MISSING
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "an integer of at least 1")
@@ -192,8 +203,8 @@ class TrainerConfig:
 @dataclass
 class TrackingConfig:
     # None keeps MLflow's own choice: MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db here.
-    uri: str | None = None
-    experiment: str = "gatelab"
+    uri: str | None = MISSING
+    experiment: str = MISSING
 
 
 @dataclass
@@ -202,11 +213,19 @@ class Config:
     model: Any = MISSING
     optimizer: Any = MISSING
     trainer: TrainerConfig = MISSING
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    seed: int = 126
+    tracking: TrackingConfig = MISSING
+    seed: int = MISSING
 
     def __post_init__(self) -> None:
         _require(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
+        rows = self.dataset.n_rows
+        _require(
+            self.trainer.epochs * rows <= MAX_ROWS_TRAINED,
+            "trainer.epochs",
+            self.trainer.epochs,
+            f"at most {MAX_ROWS_TRAINED // rows:,} for a dataset of {rows:,} rows "
+            f"(epochs x rows at most {MAX_ROWS_TRAINED:,}); lower one of them",
+        )
 
 
 def register_configs() -> None:
