@@ -4,19 +4,19 @@
     python benchmarks/bench_sweep.py --launcher joblib --workers 2 --skip-fit
     python benchmarks/bench_sweep.py --seeds 2 --learning-rates 2 --skip-fit   # about 15 s
 
-The sweep is `src/train.py -m model=mlp dataset=xor seed=range(10)
-optimizer.learning_rate=...`, run as a subprocess in a fresh temporary directory with its own
-SQLite MLflow store: each job trains 2000 epochs at batch size 1 and logs its params, loss
-history, model and figures as a child of one parent run, and the sweep ends with a summary CSV
-and plots. Its wall time includes process start-up (about 4 s to import TensorFlow) and that
-end-of-sweep summary, so the cost per job falls as the sweep grows. The baseline is the naive
-way, Keras `model.fit` for one chapter run (30-70 s on a 2-core CPU), times the number of jobs,
-with no tracking at all; the table gives each total, the cost per job and the sweep's speed-up
-over that estimate. The store must hold one FINISHED parent run, one FINISHED child per job and
-a summary row per job, or the script exits with status 1; the target (100 jobs in at most 25 s
-on 2 cores) is reported, not enforced. Measured on this 2-core machine: 44-52 s with the basic
-launcher and 36.5-40 s with 2 joblib workers (noisy neighbours), against about 3,800 s estimated
-for `model.fit`; a job's training is 0.013 s of that, the rest Hydra's composition and MLflow's
+The sweep is `src/train.py -m model=mlp dataset=xor seed=range(10) optimizer.learning_rate=...`,
+run as a subprocess in a fresh temporary directory with its own SQLite MLflow store: each job
+trains 2000 epochs at batch size 1 and logs its params, loss history, model and figures as a
+child of one parent run, and the sweep ends with a summary CSV and plots. Its wall time includes
+process start-up (about 4.7 s for a process that imports TensorFlow) and that end-of-sweep
+summary, so the cost per job falls as the sweep grows. The baseline is the naive way, Keras
+`model.fit` for one chapter run (30-70 s on a 2-core CPU), times the number of jobs, with no
+tracking at all; the table gives each total, the cost per job and the sweep's speed-up over that
+estimate. The store must hold one FINISHED parent run, one FINISHED child per job and a summary
+row per job, or the script exits with status 1; the target (100 jobs in at most 25 s on 2 cores)
+is reported, not enforced. Measured on this 2-core machine: 44-52 s with the basic launcher and
+36.5-40 s with 2 joblib workers (noisy neighbours), against about 3,800 s estimated for
+`model.fit`; a job's training is 0.013 s of that, the rest Hydra's composition and MLflow's
 writes. `benchmarks/bench_sweep_floor.py` shows why 25 s is out of reach on 2 cores.
 """
 

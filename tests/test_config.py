@@ -1,23 +1,37 @@
 """Every config composes and validates; a bad value is refused with one clear line."""
 
 import itertools
+import re
 
 import pytest
 
 from gatelab.cli import CONFIG_ERRORS, one_line
 from gatelab.config import ConfigError, validate
-from tests.conftest import CONFIG_DIR
+from tests.conftest import CONFIG_DIR, REPO
 
 
 def options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+def readme_options() -> dict[str, list[str]]:
+    """The options of each group in the README's table: `| group | options | fields |` rows."""
+    listed: dict[str, list[str]] = {}
+    group = ""
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not re.fullmatch(r"(`\w+`)?", cells[0]) or "`" not in cells[1]:
+            continue
+        group = cells[0].strip("`") or group
+        listed.setdefault(group, []).extend(re.findall(r"`(\w+)`", cells[1]))
+    return listed
+
+
 def test_groups_have_the_options_the_readme_lists():
-    assert options("dataset") == ["and", "custom", "nand", "nor", "or", "xnor", "xor"]
-    assert options("model") == ["mlp", "perceptron"]
-    assert options("optimizer") == ["adam", "sgd"]
-    assert options("trainer") == ["default"]
+    listed = readme_options()
+    assert set(listed) == {"dataset", "model", "optimizer", "trainer"}
+    for group, names in listed.items():
+        assert sorted(names) == options(group), group
 
 
 @pytest.mark.parametrize(
@@ -28,6 +42,12 @@ def test_every_group_combination_composes_and_validates(compose_config, dataset,
     cfg = compose_config(f"dataset={dataset}", f"model={model}", f"optimizer={optimizer}")
     validate(cfg)
     assert cfg.optimizer._target_.endswith(optimizer.upper() if optimizer == "sgd" else "Adam")
+
+
+def test_the_readme_shows_every_preset_as_a_command():
+    readme = (REPO / "README.md").read_text()
+    for experiment in options("experiment"):
+        assert f"python src/train.py +experiment={experiment}`" in readme, experiment
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
