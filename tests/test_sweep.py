@@ -1,19 +1,24 @@
 """Sweeps: one MLflow parent per multirun, a child per job, failures kept in their job."""
 
 import csv
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from gatelab.sweep import JobResult, success_grid, success_rates, swept_keys
+from tests.conftest import TRAIN_SCRIPT
 from tests.conftest import run_train as train
 
 QUICK = ["trainer.epochs=300", "trainer.print_every=0"]
+# In QUICK's 300 epochs the MLP learns XOR from seeds 1 and 2 at learning rate 2.0, not at 0.1.
+SEEDS_BY_RATES = ["seed=1,2", "optimizer.learning_rate=0.1,2.0"]
 
 
-def runs_of(workdir: Path) -> tuple[MlflowClient, list, list]:
+def runs_of(workdir: Path) -> tuple[MlflowClient, list[Run], list[Run]]:
     """The store's client, its sweep parents and the other runs."""
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("gatelab")
@@ -29,6 +34,33 @@ def summary_rows(workdir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
+def rows_with_their_runs(workdir: Path) -> list[tuple[dict[str, str], Run]]:
+    """Each summary row with the child run it names; every child has exactly one row."""
+    _, _, children = runs_of(workdir)
+    children_by_id = {child.info.run_id: child for child in children}
+    rows = summary_rows(workdir)
+    assert sorted(row["run_id"] for row in rows) == sorted(children_by_id)
+    return [(row, children_by_id[row["run_id"]]) for row in rows]
+
+
+def assert_row_repeats_its_run(row: dict[str, str], child: Run) -> None:
+    """A summary row is its child run's name, job number, final metrics and status."""
+    assert row["overrides"] == child.info.run_name
+    assert row["job"] == child.data.tags["hydra.job.num"]
+    assert float(row["accuracy"]) == pytest.approx(child.data.metrics["accuracy"], rel=1e-3)
+    assert float(row["loss"]) == pytest.approx(child.data.metrics["loss"], rel=1e-5)
+    assert row["status"] == child.info.status
+
+
+def assert_success_rate_is_the_fraction_solved(parent: Run, children: list[Run]) -> None:
+    """The parent's `success_rate` is the fraction of its children at accuracy 1.0."""
+    solved = [child.data.metrics["accuracy"] == 1.0 for child in children]
+    # Some jobs solve and some do not, so a rate stuck at 0 or 1 would not pass.
+    assert set(solved) == {True, False}
+    assert parent.data.metrics["success_rate"] == pytest.approx(sum(solved) / len(solved))
+    assert parent.data.metrics["jobs"] == len(children)
+
+
 def test_swept_keys_are_the_overrides_with_several_values():
     overrides = [
         "model=mlp",
@@ -40,13 +72,17 @@ def test_swept_keys_are_the_overrides_with_several_values():
     assert swept_keys(["seed=1"]) == []
 
 
-def result(seed: str, learning_rate: str, accuracy: float) -> JobResult:
+def job_result(seed: str, learning_rate: str, accuracy: float) -> JobResult:
     values = {"seed": seed, "optimizer.learning_rate": learning_rate}
     return JobResult(0, "", values, 0.1, accuracy, None, "FINISHED", "")
 
 
 def test_success_rate_is_the_fraction_of_jobs_at_full_accuracy_per_value():
-    results = [result("0", "0.1", 1.0), result("1", "0.1", 0.5), result("0", "1.0", 1.0)]
+    results = [
+        job_result("0", "0.1", 1.0),
+        job_result("1", "0.1", 0.5),
+        job_result("0", "1.0", 1.0),
+    ]
     assert success_rates(results, "optimizer.learning_rate") == (["0.1", "1.0"], [0.5, 1.0])
     rows, columns, rates = success_grid(results, "seed", "optimizer.learning_rate")
     assert (rows, columns) == (["0", "1"], ["0.1", "1.0"])
@@ -56,7 +92,7 @@ def test_success_rate_is_the_fraction_of_jobs_at_full_accuracy_per_value():
 @pytest.fixture(scope="module")
 def two_by_two(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sweep")
-    result = train(workdir, "-m", "seed=1,2", "optimizer.learning_rate=0.1,0.5", *QUICK)
+    result = train(workdir, "-m", *SEEDS_BY_RATES, *QUICK)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, result
 
@@ -68,20 +104,27 @@ def test_a_sweep_is_one_parent_with_a_child_per_job(two_by_two):
     (parent,) = parents
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweep.params"] == "seed, optimizer.learning_rate"
-    assert "-m seed=1,2 optimizer.learning_rate=0.1,0.5" in parent.data.tags["sweep.command"]
+    # The command line that reruns the sweep, and the folder its outputs went to.
+    command = shlex.split(parent.data.tags["sweep.command"])
+    assert command[1:] == [str(TRAIN_SCRIPT), "-m", *SEEDS_BY_RATES, *QUICK]
+    (sweep_dir,) = workdir.glob("multirun/*/*")
+    assert (workdir / parent.data.tags["sweep.dir"]).resolve() == sweep_dir.resolve()
     assert len(children) == 4
     assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
     assert {child.info.status for child in children} == {"FINISHED"}
-    assert "seed=2 optimizer.learning_rate=0.5 trainer.epochs=300 trainer.print_every=0" in {
+    assert "seed=2 optimizer.learning_rate=2.0 trainer.epochs=300 trainer.print_every=0" in {
         child.info.run_name for child in children
     }
+    assert_success_rate_is_the_fraction_solved(parent, children)
     names = {artifact.path for artifact in client.list_artifacts(parent.info.run_id)}
     assert {
         "sweep_summary.csv",
         "loss_curves.png",
         "success_rate_by_optimizer.learning_rate.png",
     } <= names
-    assert parent.data.metrics["jobs"] == 4
+    # Seeds are repetitions, not a setting to compare; one compared key makes no heatmap.
+    assert "success_rate_by_seed.png" not in names
+    assert not [name for name in names if "_x_" in name]
 
 
 @pytest.mark.slow
@@ -91,12 +134,15 @@ def test_the_summary_has_a_row_per_job_and_outputs_sit_under_multirun(two_by_two
     assert [row["job"] for row in rows] == ["0", "1", "2", "3"]
     assert [(row["seed"], row["optimizer.learning_rate"]) for row in rows] == [
         ("1", "0.1"),
-        ("1", "0.5"),
+        ("1", "2.0"),
         ("2", "0.1"),
-        ("2", "0.5"),
+        ("2", "2.0"),
     ]
     assert {row["status"] for row in rows} == {"FINISHED"}
-    assert all(0 <= float(row["accuracy"]) <= 1 for row in rows)
+    for row, child in rows_with_their_runs(workdir):
+        assert_row_repeats_its_run(row, child)
+        assert row["seed"] == child.data.params["seed"]
+        assert row["optimizer.learning_rate"] == child.data.params["optimizer.learning_rate"]
     (sweep_dir,) = workdir.glob("multirun/*/*")
     assert {path.name for path in sweep_dir.iterdir() if path.is_dir()} == {"0", "1", "2", "3"}
     losses = (sweep_dir / "3" / "loss.csv").read_text().splitlines()
@@ -108,9 +154,9 @@ def test_the_summary_has_a_row_per_job_and_outputs_sit_under_multirun(two_by_two
 
 @pytest.mark.slow
 def test_a_job_gives_the_same_results_alone_as_inside_a_sweep(two_by_two, tmp_path):
-    sweep_dir, _ = two_by_two
+    sweep_workdir, _ = two_by_two
     # The last job of the sweep ran after three others in the same process.
-    alone = train(tmp_path, "seed=2", "optimizer.learning_rate=0.5", *QUICK)
+    alone = train(tmp_path, "seed=2", "optimizer.learning_rate=2.0", *QUICK)
     assert alone.returncode == 0, alone.stderr[-3000:]
 
     def loss_history(workdir: Path, name: str) -> list[float]:
@@ -119,10 +165,47 @@ def test_a_job_gives_the_same_results_alone_as_inside_a_sweep(two_by_two, tmp_pa
         history = client.get_metric_history(run.info.run_id, "loss")
         return [metric.value for metric in sorted(history, key=lambda metric: metric.step)]
 
-    name = "seed=2 optimizer.learning_rate=0.5 trainer.epochs=300 trainer.print_every=0"
-    in_sweep = loss_history(sweep_dir, name)
+    name = "seed=2 optimizer.learning_rate=2.0 trainer.epochs=300 trainer.print_every=0"
+    in_sweep = loss_history(sweep_workdir, name)
     assert len(in_sweep) == 300
     assert loss_history(tmp_path, name) == in_sweep
+
+
+@pytest.fixture(scope="module")
+def models_by_rates(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep_models")
+    # The MLP learns XOR at 5.0 in QUICK's epochs, not at 0.5; the perceptron never does.
+    overrides = ["model=perceptron,mlp", "optimizer.learning_rate=0.5,5.0", *QUICK]
+    result = train(workdir, "-m", *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_a_swept_config_group_is_a_summary_column_of_its_options(models_by_rates):
+    rows = summary_rows(models_by_rates)
+    assert [row["model"] for row in rows] == ["perceptron", "perceptron", "mlp", "mlp"]
+    for row, child in rows_with_their_runs(models_by_rates):
+        assert_row_repeats_its_run(row, child)
+        # A group is no param: its value is the option the job chose.
+        assert row["model"] == child.data.tags["hydra.choices.model"]
+        assert f"model={row['model']}" in child.info.run_name.split()
+    # One perceptron cannot learn XOR, whatever its learning rate.
+    assert all(float(row["accuracy"]) < 1.0 for row in rows if row["model"] == "perceptron")
+
+
+@pytest.mark.slow
+def test_two_compared_keys_give_a_bar_chart_each_and_a_heatmap(models_by_rates):
+    client, (parent,), children = runs_of(models_by_rates)
+    assert parent.data.tags["sweep.params"] == "model, optimizer.learning_rate"
+    assert_success_rate_is_the_fraction_solved(parent, children)
+    names = {artifact.path for artifact in client.list_artifacts(parent.info.run_id)}
+    assert {
+        "success_rate_by_model.png",
+        "success_rate_by_optimizer.learning_rate.png",
+        "success_rate_model_x_optimizer.learning_rate.png",
+        "loss_curves.png",
+    } <= names
 
 
 @pytest.mark.slow

@@ -44,7 +44,7 @@ def test_the_loss_of_every_epoch_is_logged_at_step_epoch(store):
     history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "loss")
     assert sorted(metric.step for metric in history) == list(range(1, 2001))
     assert run.data.metrics["accuracy"] == 1.0
-    assert run.data.metrics["loss"] == min(history, key=lambda m: -m.step).value
+    assert run.data.metrics["loss"] == max(history, key=lambda metric: metric.step).value
 
 
 def test_artifacts_hold_weights_predictions_figure_summary_and_config(store):
@@ -52,7 +52,7 @@ def test_artifacts_hold_weights_predictions_figure_summary_and_config(store):
     client = MlflowClient(tracking_uri)
     names = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
     assert {"weights.json", "predictions.json", "loss_curve.png", "model_summary.txt"} <= names
-    config_files = {a.path for a in client.list_artifacts(run.info.run_id, "config")}
+    config_files = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "config")}
     assert {"config/config.yaml", "config/overrides.yaml", "config/hydra.yaml"} <= config_files
     weights = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/weights.json")
     assert set(weights) == {"hidden_1", "output"}

@@ -97,13 +97,32 @@ def test_same_seed_same_config_gives_identical_loss_history():
     assert not np.array_equal(first.loss, unshuffled.loss)
 
 
-def test_later_runs_of_the_same_shapes_reuse_the_compiled_function():
-    train(fresh_mlp(1), epochs=40)
+def test_a_later_run_of_the_same_shapes_reuses_the_compiled_function_with_its_learning_rate():
+    initial = fresh_mlp().get_weights()
+
+    def model_at_start() -> keras.Model:
+        model = fresh_mlp()
+        model.set_weights(initial)
+        return model
+
+    epochs = 30
+    low_rate = train(model_at_start(), keras.optimizers.SGD(learning_rate=0.1), epochs=epochs)
     traces = training.tracing_count()
-    history = train(fresh_mlp(2), keras.optimizers.SGD(learning_rate=0.7), epochs=40, seed=3)
+    model = model_at_start()
+    high_rate = train(model, keras.optimizers.SGD(learning_rate=0.7), epochs=epochs)
     assert training.tracing_count() == traces
-    # The reused function saw the new learning rate and initial weights: a different run.
-    assert history.loss[0] != train(fresh_mlp(1), epochs=40).loss[0]
+    # Same start and shapes, so only the learning rate can make the two runs differ.
+    assert not np.allclose(high_rate.loss, low_rate.loss, atol=1e-3)
+
+    # The reused function trained exactly as Keras does at the new rate, not at the traced one.
+    reference = model_at_start()
+    reference.compile(optimizer=keras.optimizers.SGD(learning_rate=0.7), loss="mse")
+    fit_history = reference.fit(
+        XOR.inputs, XOR.targets, epochs=epochs, batch_size=1, shuffle=False, verbose=0
+    )
+    np.testing.assert_allclose(high_rate.loss, fit_history.history["loss"], atol=1e-5)
+    for our_weight, their_weight in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(our_weight, their_weight, atol=1e-5)
 
 
 def test_reused_function_gives_the_same_result_as_a_first_trace():

@@ -80,7 +80,7 @@ class SweepCallback(Callback):
         self.client = MlflowClient()
         overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         self.swept = swept_keys(overrides)
-        self.sweep_dir = Path(config.hydra.sweep.dir)
+        self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
         command = shlex.join(["python", *sys.argv])
         run = self.client.create_run(
             experiment_id,
