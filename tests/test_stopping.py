@@ -66,3 +66,16 @@ def test_a_terminated_sweep_is_summarised_and_its_parent_and_job_end_killed(tmp_
     assert [child.info.status for child in children] == ["KILLED"]
     (summary,) = tmp_path.glob("multirun/*/*/sweep_summary.csv")
     assert "KILLED" in summary.read_text()
+
+
+def test_a_terminated_joblib_sweep_leaves_no_job_running(tmp_path):
+    result = start_and_terminate(
+        tmp_path, "-m", "seed=0,1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *LONG
+    )
+    assert result.returncode != 0
+    runs = runs_in(tmp_path)
+    (parent,) = [run for run in runs if "sweep.params" in run.data.tags]
+    children = [run for run in runs if "sweep.params" not in run.data.tags]
+    assert parent.info.status == "KILLED"
+    assert children
+    assert {child.info.status for child in children} == {"KILLED"}
