@@ -37,8 +37,11 @@ def configure(uri: str | None, experiment: str) -> str:
 
 
 def ui_command() -> str:
-    """The `mlflow ui` command that shows the current store."""
-    return f"mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}"
+    """How to see the current store: a tracking server's address, or `mlflow ui` on a local one."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 @dataclass
