@@ -252,3 +252,14 @@ def test_two_joblib_workers_on_one_sqlite_store_lose_nothing(tmp_path):
     for child in children:
         assert len(client.get_metric_history(child.info.run_id, "loss")) == 2000
     assert len(summary_rows(tmp_path)) == 16
+
+
+def test_jobs_launched_by_submitit_are_children_of_one_parent(tmp_path):
+    # submitit_local runs each job as its own process, as submitit_slurm does on a cluster.
+    result = train(tmp_path, "-m", "hydra/launcher=submitit_local", "seed=1,2", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, (parent,), children = runs_of(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert {child.info.status for child in children} == {"FINISHED"}
+    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
+    assert sorted(row["seed"] for row in summary_rows(tmp_path)) == ["1", "2"]
