@@ -146,12 +146,12 @@ class SweepCallback(Callback):
         os.environ.pop(PARENT_RUN_ENV, None)
         try:
             results = self.read_results()
-            if interrupted and any(result.status == "RUNNING" for result in results):
+            running = [result for result in results if result.status == "RUNNING"]
+            if interrupted and running:
                 # A stopped sweep's jobs stop with it (joblib's workers do); a job that goes on
                 # elsewhere, as on SLURM, sets its own status again when it ends.
-                for result in results:
-                    if result.status == "RUNNING":
-                        self.client.set_terminated(result.run_id, "KILLED")
+                for result in running:
+                    self.client.set_terminated(result.run_id, RunStatus.to_string(RunStatus.KILLED))
                 results = self.read_results()
             self.report(results)
         except BaseException as error:
