@@ -15,7 +15,7 @@ tracking at all; the table gives each total, the cost per job and the sweep's sp
 estimate. The store must hold one FINISHED parent run, one FINISHED child per job and a summary
 row per job, or the script exits with status 1; the target (100 jobs in at most 25 s on 2 cores)
 is reported, not enforced. Measured on this 2-core machine: 44-52 s with the basic launcher and
-36.5-40 s with 2 joblib workers (noisy neighbours), against about 3,800 s estimated for
+34-40 s with 2 joblib workers (noisy neighbours), against about 3,800 s estimated for
 `model.fit`; a job's training is 0.013 s of that, the rest Hydra's composition and MLflow's
 writes. `benchmarks/bench_sweep_floor.py` shows why 25 s is out of reach on 2 cores.
 """

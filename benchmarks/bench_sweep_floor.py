@@ -41,7 +41,7 @@ against 10 ms as one raw INSERT (8.8x); the run's bookkeeping 12 ms; all of a jo
 179 ms, those 90 ms included; training 12 ms (first call 0.39 s); a new store 1.1 s; starting the
 launching process 1.7 s and a process that runs jobs 4.7 s. Floors for 100 jobs: 36.3 s with the
 basic launcher and 25.4 s with 2 joblib workers (40.1 s and 27.1 s in a second, noisier run),
-both above the 25 s target, against 44-52 s and 36.5-40 s measured for the real sweeps.
+both above the 25 s target, against 44-52 s and 34-40 s measured for the real sweeps.
 """
 
 import argparse
