@@ -13,7 +13,7 @@ import logging
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,13 +146,8 @@ class SweepCallback(Callback):
         os.environ.pop(PARENT_RUN_ENV, None)
         try:
             results = self.read_results()
-            running = [result for result in results if result.status == "RUNNING"]
-            if interrupted and running:
-                # A stopped sweep's jobs stop with it (joblib's workers do); a job that goes on
-                # elsewhere, as on SLURM, sets its own status again when it ends.
-                for result in running:
-                    self.client.set_terminated(result.run_id, RunStatus.to_string(RunStatus.KILLED))
-                results = self.read_results()
+            if interrupted:
+                results = [self.kill_if_running(result) for result in results]
             self.report(results)
         except BaseException as error:
             for key, value in tracking.error_tags(error).items():
@@ -161,6 +156,16 @@ class SweepCallback(Callback):
             raise
         status = sweep_status(results, interrupted)
         self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+
+    def kill_if_running(self, result: JobResult) -> JobResult:
+        """End a stopped sweep's job KILLED if its run is still RUNNING."""
+        if result.status != "RUNNING":
+            return result
+        # A stopped sweep's jobs stop with it (joblib's workers do); a job that goes on
+        # elsewhere, as on SLURM, sets its own status again when it ends.
+        killed = RunStatus.to_string(RunStatus.KILLED)
+        self.client.set_terminated(result.run_id, killed)
+        return replace(result, status=killed)
 
     def read_results(self) -> list[JobResult]:
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
