@@ -6,14 +6,15 @@ rate, zero epochs). `validate` runs those checks once, before any training or tr
 Values live in one place, the YAML files of conf/: here a field is MISSING, which its file sets.
 """
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gatelab.data import GATES, MAX_INPUTS
+from gatelab.data import GATES, MAX_INPUTS, ORDERS
 
 LOSSES = ("mse", "binary_crossentropy")
 # Training holds every epoch's row order in memory at once: 10 million rows is 40 MB of it.
@@ -49,9 +50,11 @@ class TruthTableConfig:
     _target_: str = "gatelab.data.truth_table"
     gate: str = MISSING
     n_inputs: int = MISSING
+    order: str = MISSING
 
     def __post_init__(self) -> None:
         _require(self.gate in GATES, "dataset.gate", self.gate, f"one of {', '.join(GATES)}")
+        _require(self.order in ORDERS, "dataset.order", self.order, f"one of {', '.join(ORDERS)}")
         _require(
             1 <= self.n_inputs <= MAX_INPUTS,
             "dataset.n_inputs",
@@ -109,13 +112,59 @@ class CustomDatasetConfig:
 
 
 @dataclass
+class InitializerConfig:
+    """A Keras initializer by name, with the arguments it takes; None keeps Keras's default."""
+
+    _target_: str = "gatelab.models.initializer"
+    name: str = MISSING
+    mean: float | None = None
+    stddev: float | None = None
+    minval: float | None = None
+    maxval: float | None = None
+    value: float | None = None
+    seed: int | None = None
+
+
+INITIALIZER_ARGUMENTS = [item.name for item in fields(InitializerConfig)][2:]
+
+
+def _require_initializer(field_name: str, config: InitializerConfig) -> None:
+    from gatelab.models import OWN_INITIALIZERS, initializer_class
+
+    try:
+        initializer = initializer_class(config.name)
+    except ValueError:
+        _require(
+            False,
+            f"{field_name}.name",
+            config.name,
+            "a Keras initializer name such as glorot_uniform, zeros, random_normal, "
+            f"random_uniform, constant, or one of ours: {', '.join(OWN_INITIALIZERS)}",
+        )
+    parameters = inspect.signature(initializer.__init__).parameters
+    takes = [name for name in INITIALIZER_ARGUMENTS if name in parameters]
+    for name in INITIALIZER_ARGUMENTS:
+        value = getattr(config, name)
+        _require(
+            value is None or name in takes,
+            f"{field_name}.{name}",
+            value,
+            f"{config.name} takes {', '.join(takes) or 'no arguments'}",
+        )
+
+
+@dataclass
 class PerceptronConfig:
     _target_: str = "gatelab.models.build_perceptron"
     use_bias: bool = MISSING
     activation: str = MISSING
+    kernel_initializer: InitializerConfig = MISSING
+    bias_initializer: InitializerConfig = MISSING
 
     def __post_init__(self) -> None:
         _require_activation("model.activation", self.activation)
+        _require_initializer("model.kernel_initializer", self.kernel_initializer)
+        _require_initializer("model.bias_initializer", self.bias_initializer)
 
 
 @dataclass
@@ -125,6 +174,8 @@ class MLPConfig:
     activation: str = MISSING
     output_activation: str = MISSING
     use_bias: bool = MISSING
+    kernel_initializer: InitializerConfig = MISSING
+    bias_initializer: InitializerConfig = MISSING
 
     def __post_init__(self) -> None:
         _require(
@@ -135,6 +186,8 @@ class MLPConfig:
         )
         _require_activation("model.activation", self.activation)
         _require_activation("model.output_activation", self.output_activation)
+        _require_initializer("model.kernel_initializer", self.kernel_initializer)
+        _require_initializer("model.bias_initializer", self.bias_initializer)
 
 
 def _require_learning_rate(learning_rate: float) -> None:
