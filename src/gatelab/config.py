@@ -17,6 +17,8 @@ from omegaconf.errors import OmegaConfBaseException
 from gatelab.data import GATES, MAX_INPUTS, ORDERS
 
 LOSSES = ("mse", "binary_crossentropy")
+# The console: `default` (losses, predictions, weights) or `chapter` (what the book prints).
+REPORTS = ("default", "chapter")
 # Training holds every epoch's row order in memory at once: 10 million rows is 40 MB of it.
 MAX_ROWS_TRAINED = 10_000_000
 
@@ -238,6 +240,7 @@ class TrainerConfig:
     loss: str = MISSING
     print_every: int = MISSING
     jit_compile: bool = MISSING
+    report: str = MISSING
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "an integer of at least 1")
@@ -251,6 +254,9 @@ class TrainerConfig:
             self.print_every,
             "an integer of at least 0 (0 prints no epoch losses)",
         )
+        _require(
+            self.report in REPORTS, "trainer.report", self.report, f"one of {', '.join(REPORTS)}"
+        )
 
 
 @dataclass
@@ -261,6 +267,23 @@ class TrackingConfig:
 
 
 @dataclass
+class DrawConfig:
+    """A tensor of `shape` drawn by an initializer, as the chapter's first cells draw them."""
+
+    shape: list[int] = MISSING
+    initializer: InitializerConfig = MISSING
+
+    def __post_init__(self) -> None:
+        _require(
+            all(size >= 1 for size in self.shape),
+            "draws.shape",
+            list(self.shape),
+            "a list of sizes, each at least 1, e.g. [4]",
+        )
+        _require_initializer("draws.initializer", self.initializer)
+
+
+@dataclass
 class Config:
     dataset: Any = MISSING
     model: Any = MISSING
@@ -268,6 +291,8 @@ class Config:
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
     seed: int = MISSING
+    # Named tensors to draw instead of training (`+experiment=book/random`); empty: train.
+    draws: dict[str, DrawConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")

@@ -37,7 +37,7 @@ class Dataset(NamedTuple):
 
 
 def truth_table(gate: str, n_inputs: int = 2, order: str = "ascending") -> Dataset:
-    """All 2**n_inputs rows of `gate`, counting up in binary (00, 01, 10, 11) or down (`chapter`)."""
+    """All 2**n_inputs rows of `gate`, counting up in binary (00, 01, 10, 11) or down (chapter)."""
     rows = np.arange(2**n_inputs)
     if order == "chapter":
         rows = rows[::-1]

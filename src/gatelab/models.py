@@ -14,7 +14,7 @@ Initializer = str | dict[str, Any] | keras.initializers.Initializer
 
 @keras.saving.register_keras_serializable(package="gatelab")
 class ChapterNormal(keras.initializers.Initializer):
-    """`tf.random.normal(shape, mean, stddev)` after `tf.random.set_seed(seed)`, as the chapter draws.
+    """The chapter's draws: `tf.random.normal(shape, mean, stddev)` after `set_seed(seed)`.
 
     Keras's `RandomNormal` draws from its own seeded generator; the chapter draws from
     TensorFlow's global one. `seed=None` continues that generator where the last draw left it
@@ -35,8 +35,26 @@ class ChapterNormal(keras.initializers.Initializer):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="gatelab")
+class ChapterUniform(keras.initializers.Initializer):
+    """`tf.random.uniform(shape, minval, maxval)` after `set_seed(seed)`, as `ChapterNormal`."""
+
+    def __init__(self, minval: float = 0.0, maxval: float = 1.0, seed: int | None = None):
+        self.minval = minval
+        self.maxval = maxval
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        if self.seed is not None:
+            tf.random.set_seed(self.seed)
+        return tf.random.uniform(shape, self.minval, self.maxval, dtype=dtype or "float32")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
+
 # Our own initializer names, beside Keras's (`glorot_uniform`, `zeros`, `random_normal`, ...).
-OWN_INITIALIZERS = {"chapter_normal": ChapterNormal}
+OWN_INITIALIZERS = {"chapter_normal": ChapterNormal, "chapter_uniform": ChapterUniform}
 
 
 def initializer_class(name: str) -> type:

@@ -181,3 +181,13 @@ class _KerasFlavor:
         kwargs.pop("validate_serving_input", None)
         os.makedirs(path, exist_ok=True)
         mlflow.keras.save_model(path=path, **kwargs)
+
+
+def log_series(run_id: str, key: str, values: np.ndarray, first_step: int = 0) -> None:
+    """`values` as metric `key`, one point a step from `first_step`, in batched writes."""
+    timestamp = int(time.time() * 1000)
+    metrics = [
+        Metric(key=key, value=float(value), timestamp=timestamp, step=step)
+        for step, value in enumerate(values, start=first_step)
+    ]
+    MlflowClient().log_batch(run_id, metrics=metrics)

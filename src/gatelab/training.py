@@ -13,6 +13,7 @@ import numpy as np
 
 from gatelab.backend import keras, tf
 from gatelab.history import History
+from gatelab.models import float64_outputs
 
 
 def epoch_orders(n_rows: int, epochs: int, shuffle: bool, seed: int) -> np.ndarray:
@@ -35,8 +36,13 @@ def train(
     shuffle: bool,
     seed: int,
     jit_compile: bool = True,
+    record_outputs: bool = False,
 ) -> History:
-    """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would."""
+    """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would.
+
+    With `record_outputs`, the history also holds each row's output at the step that trains it,
+    before that step's update, as the chapter's loops print it (`History.outputs`).
+    """
     # An epoch's loss is the mean of its batch losses weighted by batch size, as Keras reports
     # it; training stops early at the first epoch whose loss is NaN or infinite.
     n_rows = len(x)
@@ -48,9 +54,11 @@ def train(
     row_weights = np.concatenate([np.ones(n_rows), np.zeros(padding)]).astype(np.float32)
 
     optimizer.build(model.trainable_variables)
-    loop = _compiled_loop(model, optimizer, loss, x.shape, epochs, steps, batch_size, jit_compile)
+    loop = _compiled_loop(
+        model, optimizer, loss, x.shape, epochs, steps, batch_size, jit_compile, record_outputs
+    )
     loop.load(model, optimizer)
-    losses, solved, epochs_run = loop.function(
+    losses, solved, epochs_run, step_outputs = loop.function(
         tf.constant(x, tf.float32),
         tf.constant(y, tf.float32),
         tf.constant(orders.reshape(epochs, steps, batch_size)),
@@ -58,7 +66,17 @@ def train(
     )
     loop.store(model, optimizer)
     epochs_run = int(epochs_run)
-    return History(loss=losses.numpy()[:epochs_run], solved=solved.numpy()[:epochs_run])
+    outputs = None
+    if record_outputs:
+        # From the order rows were trained in back to the rows' own order; padding dropped.
+        visited = orders[:epochs_run, :n_rows]
+        outputs = np.empty((epochs_run, n_rows))
+        np.put_along_axis(
+            outputs, visited, step_outputs.numpy().reshape(epochs, -1)[:epochs_run, :n_rows], axis=1
+        )
+    return History(
+        loss=losses.numpy()[:epochs_run], solved=solved.numpy()[:epochs_run], outputs=outputs
+    )
 
 
 class _CompiledLoop:
@@ -70,7 +88,9 @@ class _CompiledLoop:
         optimizer: keras.optimizers.Optimizer,
         loss: str,
         jit_compile: bool,
+        record_outputs: bool,
     ):
+        self.record_outputs = record_outputs
         self.model = keras.models.clone_model(model)
         self.optimizer = optimizer.__class__.from_config(optimizer.get_config())
         self.optimizer.build(self.model.trainable_variables)
@@ -89,28 +109,41 @@ class _CompiledLoop:
         epochs = orders.shape[0]
         losses = tf.TensorArray(tf.float32, size=epochs, element_shape=[])
         solved = tf.TensorArray(tf.bool, size=epochs, element_shape=[])
+        # Recorded only when asked: an empty array otherwise, so the default loop does no more.
+        outputs = tf.TensorArray(tf.float64, size=epochs if self.record_outputs else 0)
         epoch = tf.constant(0)
         epoch_loss = tf.constant(0.0)
         while epoch < epochs and tf.math.is_finite(epoch_loss):
-            epoch_loss = self._epoch(x, y, orders[epoch], row_weights)
+            epoch_loss, epoch_outputs = self._epoch(x, y, orders[epoch], row_weights)
             losses = losses.write(epoch, epoch_loss)
             solved = solved.write(epoch, self._all_on_right_side(x, y))
+            if self.record_outputs:
+                outputs = outputs.write(epoch, epoch_outputs)
             epoch += 1
-        return losses.stack(), solved.stack(), epoch
+        if self.record_outputs:
+            return losses.stack(), solved.stack(), epoch, outputs.stack()
+        return losses.stack(), solved.stack(), epoch, tf.zeros([0])
 
     def _epoch(self, x, y, batches, row_weights):
         weighted_loss = tf.constant(0.0)
-        for step in tf.range(batches.shape[0]):
+        steps, batch_size = batches.shape
+        outputs = tf.TensorArray(tf.float64, size=steps if self.record_outputs else 0)
+        for step in tf.range(steps):
             weights = row_weights[step]
             x_batch = tf.gather(x, batches[step])
             y_batch = tf.gather(y, batches[step])
+            if self.record_outputs:
+                outputs = outputs.write(
+                    step, tf.reshape(float64_outputs(self.model, x_batch), [-1])
+                )
             with tf.GradientTape() as tape:
                 per_row = self.loss_function(y_batch, self.model(x_batch, training=True))
                 batch_loss = tf.reduce_sum(per_row * weights) / tf.reduce_sum(weights)
             gradients = tape.gradient(batch_loss, self.model.trainable_variables)
             self.optimizer.apply(gradients, self.model.trainable_variables)
             weighted_loss += batch_loss * tf.reduce_sum(weights)
-        return weighted_loss / tf.reduce_sum(row_weights)
+        epoch_outputs = outputs.stack() if self.record_outputs else tf.zeros([steps, batch_size])
+        return weighted_loss / tf.reduce_sum(row_weights), epoch_outputs
 
     def _all_on_right_side(self, x, y):
         return tf.reduce_all((self.model(x) > 0.5) == (y > 0.5))
@@ -119,7 +152,9 @@ class _CompiledLoop:
 _COMPILED_LOOPS: dict[str, _CompiledLoop] = {}
 
 
-def _compiled_loop(model, optimizer, loss, x_shape, epochs, steps, batch_size, jit_compile):
+def _compiled_loop(
+    model, optimizer, loss, x_shape, epochs, steps, batch_size, jit_compile, record_outputs
+):
     """The cached loop for this structure and these shapes, created on first use."""
     optimizer_config = {
         key: value
@@ -137,12 +172,13 @@ def _compiled_loop(model, optimizer, loss, x_shape, epochs, steps, batch_size, j
             steps,
             batch_size,
             jit_compile,
+            record_outputs,
         ],
         sort_keys=True,
         default=str,
     )
     if key not in _COMPILED_LOOPS:
-        _COMPILED_LOOPS[key] = _CompiledLoop(model, optimizer, loss, jit_compile)
+        _COMPILED_LOOPS[key] = _CompiledLoop(model, optimizer, loss, jit_compile, record_outputs)
     return _COMPILED_LOOPS[key]
 
 
