@@ -15,6 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gatelab import pipeline
+from gatelab.config import validate
+from tests.conftest import CONFIG_DIR, REPO
 
 STEP_LINE = re.compile(r"^(\d+) (\S+)(?: (\S+))?$")
 ROW_LINE = re.compile(r"^X: \[([\d ]+)\] Y: \[(\d+)\] Output: (\S+)$")
@@ -173,3 +175,27 @@ def test_book_xor_mlp_runs_the_cell_as_printed(compose_config, tracking_uri, cap
     assert run.data.params["trainer.loss"] == "mse"
     assert run.data.params["dataset.order"] == "chapter"
     assert run.info.status == "FINISHED"
+
+
+BOOK_PRESETS = sorted(path.stem for path in (CONFIG_DIR / "experiment" / "book").glob("*.yaml"))
+
+
+def test_every_cell_has_a_preset_and_a_row_in_the_readme():
+    assert BOOK_PRESETS == [
+        "and",
+        "neuron",
+        "neuron_bias",
+        "neuron_no_bias",
+        "or",
+        "random",
+        "xor_mlp",
+        "xor_perceptron",
+    ]
+    readme = (REPO / "README.md").read_text()
+    for name in BOOK_PRESETS:
+        assert f"| `python src/train.py +experiment=book/{name}` |" in readme, name
+
+
+@pytest.mark.parametrize("name", BOOK_PRESETS)
+def test_every_book_preset_composes_and_validates(compose_config, name):
+    validate(compose_config(f"+experiment=book/{name}"))
