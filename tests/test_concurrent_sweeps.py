@@ -28,7 +28,8 @@ def test_two_sweeps_started_together_on_a_new_sqlite_store_both_land_whole(tmp_p
 
     client = MlflowClient(store)
     sweeps = sweeps_in(client)
-    assert len(sweeps) == 2
+    top_level = [client.get_run(run_id).info.run_name for run_id in sweeps]
+    assert len(sweeps) == 2, f"two sweeps, but these top-level runs: {top_level}"
     landed = set()
     for parent_id, children in sweeps.items():
         seeds = sorted(int(child.data.params["seed"]) for child in children)
