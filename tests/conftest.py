@@ -144,7 +144,9 @@ def mlflow_server(directory: Path, backend_store_uri: str) -> Iterator[str]:
                 "2",
             ],
             cwd=directory,
-            env=train_environment(None),
+            # Without MLflow's job runner (GenAI scorers, trace rollups; gatelab uses none of
+            # them): one process fewer to start and stop.
+            env={**train_environment(None), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
