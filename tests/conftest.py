@@ -118,11 +118,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def mlflow_server(directory: Path, backend_store_uri: str) -> Iterator[str]:
+def mlflow_server(directory: Path, backend_store_uri: str | None = None) -> Iterator[str]:
     """`mlflow server` on a free loopback port, proxying artifacts to `directory/artifacts`.
 
-    Yields its address; the server's log is `directory/server.log`.
+    Yields its address. Its store is `backend_store_uri`, by default `directory/mlflow.db`; its
+    log is `directory/server.log`.
     """
+    if backend_store_uri is None:
+        backend_store_uri = f"sqlite:///{directory / 'mlflow.db'}"
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     log_path = directory / "server.log"

@@ -17,7 +17,7 @@ QUICK = ["trainer.epochs=300", "trainer.print_every=0"]
 def server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` with its own SQLite store, proxying artifacts, for this module."""
     directory = tmp_path_factory.mktemp("server")
-    with mlflow_server(directory, f"sqlite:///{directory / 'mlflow.db'}") as uri:
+    with mlflow_server(directory) as uri:
         yield uri
 
 
