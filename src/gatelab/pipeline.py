@@ -65,6 +65,8 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
     # Jobs of a sweep share the process: start each from a clean Keras state and its own seed.
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(cfg.seed)
+    # The chapter's first cells train nothing: a config that lists tensors to draw is such a
+    # run (`+experiment=book/random`), decided by its content, not by a name.
     if cfg.draws:
         return draw(cfg, job)
     console = CONSOLES[cfg.trainer.report]
