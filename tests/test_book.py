@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gatelab import pipeline
-from gatelab.config import validate
+from gatelab.config import ConfigError, validate
 from tests.conftest import CONFIG_DIR, REPO
 
 STEP_LINE = re.compile(r"^(\d+) (\S+)(?: (\S+))?$")
@@ -199,3 +199,10 @@ def test_every_cell_has_a_preset_and_a_row_in_the_readme():
 @pytest.mark.parametrize("name", BOOK_PRESETS)
 def test_every_book_preset_composes_and_validates(compose_config, name):
     validate(compose_config(f"+experiment=book/{name}"))
+
+
+def test_a_bad_draw_is_refused_with_its_name(compose_config):
+    with pytest.raises(ConfigError, match=r"^draws.normal.shape=\[0\] is not allowed: a list"):
+        validate(compose_config("+experiment=book/random", "draws.normal.shape=[0]"))
+    with pytest.raises(ConfigError, match=r"^draws.uniform.initializer.mean=0.0 is not allowed"):
+        validate(compose_config("+experiment=book/random", "draws.uniform.initializer.mean=0"))

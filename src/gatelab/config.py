@@ -273,15 +273,6 @@ class DrawConfig:
     shape: list[int] = MISSING
     initializer: InitializerConfig = MISSING
 
-    def __post_init__(self) -> None:
-        _require(
-            all(size >= 1 for size in self.shape),
-            "draws.shape",
-            list(self.shape),
-            "a list of sizes, each at least 1, e.g. [4]",
-        )
-        _require_initializer("draws.initializer", self.initializer)
-
 
 @dataclass
 class Config:
@@ -296,6 +287,14 @@ class Config:
 
     def __post_init__(self) -> None:
         _require(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
+        for name, draw in self.draws.items():
+            _require(
+                all(size >= 1 for size in draw.shape),
+                f"draws.{name}.shape",
+                list(draw.shape),
+                "a list of sizes, each at least 1, e.g. [4]",
+            )
+            _require_initializer(f"draws.{name}.initializer", draw.initializer)
         rows = self.dataset.n_rows
         _require(
             self.trainer.epochs * rows <= MAX_ROWS_TRAINED,
