@@ -382,7 +382,7 @@ def check_keys(cfg: DictConfig) -> None:
     OmegaConf lets `+trainer.epoch=10` into a typed node and `to_object` then drops it silently;
     a `_target_` is code Hydra would run, so only the factories the schemas name are allowed.
     """
-    _check_node(cfg, "")
+    _check_node(cfg, cfg._get_full_key(None))
 
 
 def _check_node(node: Any, path: str) -> None:
@@ -426,7 +426,8 @@ def _check_target(node: DictConfig, full_key: str, default: str) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Run every schema's checks on the composed config; raise ConfigError at the first failure."""
+    """Run every schema's checks on the composed config (or one of its nodes); raise ConfigError
+    at the first failure."""
     check_keys(cfg)
     try:
         OmegaConf.to_object(cfg)
