@@ -92,7 +92,7 @@ def train(
         if not np.isfinite(losses[-1][-1]):  # diverged: stopped at this epoch
             break
         # Time for the next chunk to take about CHUNK_SECONDS, growing at most 4x at a time.
-        seconds = time.perf_counter() - began
+        seconds = max(time.perf_counter() - began, 1e-6)
         count = max(1, min(chunk_epochs, 4 * count, int(count * CHUNK_SECONDS / seconds)))
     loop.store(model, optimizer)
     return History(loss=np.concatenate(losses), solved=np.concatenate(solved))
