@@ -54,22 +54,28 @@ def start_and_terminate(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not any(
-        run.info.status == "RUNNING" and "sweep.params" not in run.data.tags
-        for run in runs_in(workdir)
-    ):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no training run started"
-        time.sleep(0.2)
-    time.sleep(settle)
-    process.send_signal(signal.SIGTERM)
-    stopped = time.monotonic()
-    if repeat_every is not None:
-        while process.poll() is None and time.monotonic() < stopped + 120:
-            time.sleep(repeat_every)
-            process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(
+            run.info.status == "RUNNING" and "sweep.params" not in run.data.tags
+            for run in runs_in(workdir)
+        ):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no training run started"
+            time.sleep(0.2)
+        time.sleep(settle)
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        if repeat_every is not None:
+            while process.poll() is None and time.monotonic() < stopped + 120:
+                time.sleep(repeat_every)
+                process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        # A process that did not stop is not left training after the test.
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     result.seconds = time.monotonic() - stopped
     return result
