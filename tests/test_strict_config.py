@@ -12,7 +12,7 @@ import keras
 import pytest
 
 from gatelab import config
-from gatelab.cli import CONFIG_ERRORS, one_line
+from gatelab.cli import CONFIG_ERRORS, one_line, refuse_targets
 from gatelab.config import ConfigError, validate
 from tests.conftest import PYTHON, TRAIN_SCRIPT, run_train
 
@@ -75,6 +75,26 @@ def test_a_misspelled_key_without_plus_names_the_nearest_key_too(compose_config)
 )
 def test_a_target_is_only_ever_the_schemas_own(compose_config, overrides, line):
     assert refusal(compose_config, *overrides).startswith(line)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["optimizer._target_=keras.optimizers.Adam"],
+        ["~optimizer._target_"],
+        ["+hydra.callbacks.x={_target_:os.system,_args_:[ls]}"],
+        ["-m", "+a.b={c:1},[{d:{_target_:os.system}}]"],
+    ],
+)
+def test_the_command_line_cannot_set_a_target_anywhere(arguments):
+    # Checked before Hydra composes: it instantiates `hydra.callbacks` as it does.
+    with pytest.raises(ConfigError, match=r"is not allowed: a _target_ names code to run"):
+        refuse_targets(arguments)
+
+
+def test_the_command_line_check_lets_every_other_override_through():
+    refuse_targets(["-m", "dataset=glob(*)", "seed=range(3)", "x=interval(0,1)", "y={a:1}"])
+    refuse_targets(["--cfg", "job", "tracking.experiment=my_target_experiment"])
 
 
 def test_a_group_file_cannot_bring_a_target_of_its_own(compose_config, tmp_path):

@@ -9,8 +9,10 @@ from typing import Any, NoReturn
 import mlflow
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import (
     ConfigCompositionException,
+    HydraException,
     MissingConfigException,
     OverrideParseException,
 )
@@ -83,17 +85,21 @@ def refuse_targets(arguments: list[str]) -> None:
         return  # Hydra reports a malformed override itself, and one_line words it.
     for override in overrides:
         key = override.key_or_group
-        values = (
-            list(override.sweep_iterator())
-            if override.is_sweep_override() and not override.is_interval_sweep()
-            else [override.value()]
-        )
-        if key.split(".")[-1] == "_target_" or any(map(_has_target, values)):
+        if key.split(".")[-1] == "_target_" or any(map(_has_target, _values(override))):
             raise ConfigError(
                 f"{shorten(override.input_line or key)} is not allowed: a _target_ names code to "
                 "run and cannot be set from the command line; choose a group option instead "
                 "(such as optimizer=adam)"
             )
+
+
+def _values(override: Override) -> list[Any]:
+    if not override.is_sweep_override():
+        return [override.value()]
+    try:
+        return list(override.sweep_iterator())
+    except HydraException:
+        return []  # an interval or a glob of options: numbers and names, never a dict
 
 
 def _has_target(value: Any) -> bool:
