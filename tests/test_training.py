@@ -197,3 +197,49 @@ def test_recording_outputs_does_not_change_training():
     np.testing.assert_array_equal(recorded.loss, plain.loss)
     assert plain.outputs is None
     assert recorded.outputs.shape == (50, 4)
+
+
+def test_recorded_outputs_are_the_same_in_chunks_of_epochs(monkeypatch):
+    whole = train(fresh_mlp(), record_outputs=True, shuffle=True, epochs=7)
+    monkeypatch.setattr(training, "MAX_CHUNK_EPOCHS", 3)
+    chunked = train(fresh_mlp(), record_outputs=True, shuffle=True, epochs=7)
+    np.testing.assert_array_equal(chunked.outputs, whole.outputs)
+    assert chunked.outputs.shape == (7, 4)
+
+
+@pytest.mark.parametrize("max_chunk_epochs", [1, 3])
+@pytest.mark.parametrize(
+    ("optimizer_class", "learning_rate", "loss", "batch_size", "activation"),
+    [
+        (keras.optimizers.SGD, 0.3, "mse", 1, "sigmoid"),
+        # Adam's moments and step count carry over from one chunk to the next.
+        (keras.optimizers.Adam, 0.3, "binary_crossentropy", 3, "sigmoid"),
+        # Diverges at epoch 4: in the middle of a chunk of 3, at the end of a chunk of 1.
+        (keras.optimizers.SGD, 0.26, "mse", 1, "linear"),
+    ],
+)
+def test_training_in_chunks_of_epochs_is_bit_identical_to_one_call(
+    monkeypatch, max_chunk_epochs, optimizer_class, learning_rate, loss, batch_size, activation
+):
+    # Between chunks a stop signal is acted on; chunking must not change a single bit.
+    keras.utils.set_random_seed(3)
+    initial = build_mlp(
+        n_inputs=2, hidden_units=[2], activation=activation, output_activation=activation
+    )
+
+    def run() -> tuple[History, list[np.ndarray]]:
+        model = keras.models.clone_model(initial)
+        model.set_weights(initial.get_weights())
+        settings = dict(loss=loss, batch_size=batch_size, shuffle=True, seed=2, epochs=30)
+        history = train(model, optimizer_class(learning_rate=learning_rate), **settings)
+        return history, model.get_weights()
+
+    whole, whole_weights = run()
+    monkeypatch.setattr(training, "MAX_CHUNK_EPOCHS", max_chunk_epochs)
+    chunked, chunked_weights = run()
+
+    assert len(whole.loss) == (4 if activation == "linear" else 30)
+    np.testing.assert_array_equal(chunked.loss, whole.loss)
+    np.testing.assert_array_equal(chunked.solved, whole.solved)
+    for chunked_weight, whole_weight in zip(chunked_weights, whole_weights, strict=True):
+        np.testing.assert_array_equal(chunked_weight, whole_weight)
