@@ -108,7 +108,7 @@ def test_yaml_files_open_with_the_command_that_uses_them():
         ("trainer.report=book", "trainer.report='book' is not allowed: one of default, chapter"),
         (
             "model.kernel_initializer.name=glorot",
-            "model.kernel_initializer.name='glorot' is not allowed: a Keras initializer name",
+            "model.kernel_initializer.name='glorot' is not allowed: one of glorot_uniform,",
         ),
         (
             "model.kernel_initializer.stddev=1",

@@ -1,11 +1,20 @@
 """The Keras builders in the Keras manner: parameter counts and outputs with hand-set weights."""
 
+import inspect
+
 import numpy as np
 import pytest
 
 from gatelab.backend import keras, tf
+from gatelab.config import INITIALIZER_ARGUMENTS, INITIALIZERS
 from gatelab.data import truth_table
-from gatelab.models import build_mlp, build_perceptron, float64_outputs, initializer
+from gatelab.models import (
+    build_mlp,
+    build_perceptron,
+    float64_outputs,
+    initializer,
+    initializer_class,
+)
 
 
 def sigmoid(z):
@@ -130,3 +139,13 @@ def test_float64_outputs_resolve_what_float32_rounds_to_one_half():
     (output,) = float64_outputs(model, inputs).numpy()[0]
     assert output == pytest.approx(sigmoid(np.float64(np.float32(-3.6e-9))), abs=1e-15)
     assert output < 0.5
+
+
+def test_the_configs_initializer_table_is_keras_own():
+    # config.py checks names and arguments without importing Keras, from a table.
+    for name, takes in INITIALIZERS.items():
+        parameters = inspect.signature(initializer_class(name).__init__).parameters
+        assert tuple(argument for argument in INITIALIZER_ARGUMENTS if argument in parameters) == (
+            takes
+        ), name
+        assert isinstance(keras.initializers.get(initializer(name)), keras.initializers.Initializer)
