@@ -77,34 +77,72 @@ def initial_weights(model: keras.Model, seeds: list[int]) -> list[np.ndarray]:
     """Each seed's initial weights, stacked: what the model's builder draws for that seed.
 
     `keras.utils.set_random_seed(seed)` seeds Python's `random`, from which every Keras
-    initializer takes its own seed when it is created (a Dense layer creates its kernel's,
-    then its bias's, in layer order); the draw itself is stateless. So re-creating the
-    initializers in that order after `random.seed(seed)` draws the very same numbers.
+    initializer takes its own integer seed when it is created (a Dense layer creates its
+    kernel's, then its bias's, in layer order); the draw itself is stateless, a function of
+    that integer. So the integers come from `random.seed(seed)` and fresh initializers in that
+    order, and each initializer then draws for all members in one compiled call.
     """
     saved_state = random.getstate()
-    drawn: list[list[np.ndarray]] = [[] for _ in model.weights]
+    member_seeds = []
     try:
         for seed in seeds:
             random.seed(seed)
-            layer_initializers = [
-                (layer, _fresh(layer.kernel_initializer), _fresh(layer.bias_initializer))
-                for layer in model.layers
-            ]
-            values = []
-            for layer, kernel_initializer, bias_initializer in layer_initializers:
-                values.append(kernel_initializer(layer.kernel.shape, dtype=layer.kernel.dtype))
-                if layer.use_bias:
-                    values.append(bias_initializer(layer.bias.shape, dtype=layer.bias.dtype))
-            for column, value in zip(drawn, values, strict=True):
-                column.append(np.asarray(value))
+            fresh = [_fresh(initializer) for initializer, _ in _initializers(model)]
+            member_seeds.append([getattr(initializer, "seed", None) for initializer in fresh])
     finally:
         random.setstate(saved_state)
-    return [np.stack(column) for column in drawn]
+    values = []
+    for position, (initializer, variable) in enumerate(_initializers(model)):
+        if variable is None:
+            continue
+        column = [row[position] for row in member_seeds]
+        if all(isinstance(seed, int) for seed in column):
+            values.append(_draw(initializer, variable, column))
+        else:
+            # Not seeded from Python's random (zeros, ones, a constant): the same for everyone.
+            value = np.asarray(_fresh(initializer)(variable.shape, dtype=variable.dtype))
+            values.append(np.broadcast_to(value, (len(seeds), *value.shape)).copy())
+    return values
+
+
+def _initializers(model: keras.Model) -> list[tuple[keras.initializers.Initializer, object]]:
+    """Each Dense layer's initializers in the order it creates them, with the weight they fill."""
+    return [
+        pair
+        for layer in model.layers
+        for pair in (
+            (layer.kernel_initializer, layer.kernel),
+            (layer.bias_initializer, layer.bias if layer.use_bias else None),
+        )
+    ]
 
 
 def _fresh(initializer: keras.initializers.Initializer) -> keras.initializers.Initializer:
     # The config keeps the seed the user gave (None unless set), so a fresh copy draws its own.
     return initializer.__class__.from_config(initializer.get_config())
+
+
+class _GivenSeed(keras.random.SeedGenerator):
+    """The seed tensor Keras draws from an integer seed, handed to an initializer in a map."""
+
+    def __init__(self, seed: tf.Tensor):  # no state variable: nothing is drawn from it
+        self.seed = seed
+
+    def next(self, ordered: bool = True) -> tf.Tensor:
+        return self.seed
+
+
+def _draw(initializer: keras.initializers.Initializer, variable, seeds: list[int]) -> np.ndarray:
+    """`initializer` with each integer seed, as `keras.random` turns one into `[seed, 0]`."""
+
+    def draw_one(seed: tf.Tensor) -> tf.Tensor:
+        member_initializer = _fresh(initializer)
+        member_initializer.seed = _GivenSeed(seed)
+        return member_initializer(variable.shape, dtype=variable.dtype)
+
+    seed_pairs = tf.constant([[seed, 0] for seed in seeds], tf.int64)
+    draw_all = tf.function(lambda pairs: tf.map_fn(draw_one, pairs, fn_output_signature=tf.float32))
+    return draw_all(seed_pairs).numpy()
 
 
 def epoch_order_chunks(
@@ -276,7 +314,9 @@ def _program(model: keras.Model, loss: str, nesterov: bool, jit_compile: bool):
                     # Members are independent: the sum's gradient is each member's own.
                     total_loss = tf.reduce_sum(batch_loss)
                 gradients = tape.gradient(total_loss, weights)
-                _sgd_step(weights, velocities, gradients, active, learning_rates, momentums, nesterov)
+                _sgd_step(
+                    weights, velocities, gradients, active, learning_rates, momentums, nesterov
+                )
                 weighted_loss += batch_loss * tf.reduce_sum(step_weights)
             epoch_loss = weighted_loss / total_weight
             on_right_side = (_forward(layers, weights, x_all) > 0.5) == (y > 0.5)
@@ -299,10 +339,7 @@ def _sgd_step(weights, velocities, gradients, active, learning_rates, momentums,
         member_active = tf.reshape(active, shape)
         # Keras skips the velocity when momentum is 0: w - g * lr, the same floats as here.
         new_velocity = velocity * momentum - gradient * learning_rate
-        if nesterov:
-            step = new_velocity * momentum - gradient * learning_rate
-        else:
-            step = new_velocity
+        step = new_velocity * momentum - gradient * learning_rate if nesterov else new_velocity
         plain = weight - gradient * learning_rate
         new_weight = tf.where(momentum != 0, weight + step, plain)
         velocity.assign(tf.where(member_active, new_velocity, velocity))

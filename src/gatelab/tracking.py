@@ -127,13 +127,40 @@ def log_results(
     outputs: np.ndarray,
     loss: np.ndarray,
     metrics: dict[str, float],
-    loss_figure: Figure,
+    loss_figure: Figure | None,
     summary: str,
     config_dir: Path | None,
+    log_model: bool = True,
 ) -> None:
-    """Final metrics, the model, the loss history, weights, predictions and the other files."""
+    """Final metrics, the model, the loss history, weights, predictions and the other files.
+
+    Args:
+        loss_figure: the loss curve as a PNG, or None to log no figure.
+        log_model: whether to log the Keras model (MLflow's keras flavor).
+    """
     run_id = mlflow.active_run().info.run_id
     mlflow.log_metrics(metrics)
+    if log_model:
+        log_keras_model(model, dataset, outputs)
+    log_history(run_id, loss)
+    mlflow.log_dict(weights_by_layer(model), "weights.json")
+    mlflow.log_table(
+        {
+            "inputs": dataset.inputs.tolist(),
+            "target": dataset.targets[:, 0].tolist(),
+            "output": outputs[:, 0].tolist(),
+        },
+        artifact_file="predictions.json",
+    )
+    if loss_figure is not None:
+        mlflow.log_figure(loss_figure, "loss_curve.png")
+    mlflow.log_text(summary, "model_summary.txt")
+    if config_dir is not None and config_dir.is_dir():
+        mlflow.log_artifacts(str(config_dir), "config")
+
+
+def log_keras_model(model: keras.Model, dataset: Dataset, outputs: np.ndarray) -> None:
+    """The model in MLflow's keras flavor, with its signature and an input example."""
     # Before the loss history: MLflow links the run's step-0 metrics to the logged model by
     # reading every metric's whole history, 2000 loss points included.
     Model.log(
@@ -151,20 +178,6 @@ def log_results(
             f"{package}=={version(package)}" for package in ("mlflow", "tensorflow", "keras")
         ],
     )
-    log_history(run_id, loss)
-    mlflow.log_dict(weights_by_layer(model), "weights.json")
-    mlflow.log_table(
-        {
-            "inputs": dataset.inputs.tolist(),
-            "target": dataset.targets[:, 0].tolist(),
-            "output": outputs[:, 0].tolist(),
-        },
-        artifact_file="predictions.json",
-    )
-    mlflow.log_figure(loss_figure, "loss_curve.png")
-    mlflow.log_text(summary, "model_summary.txt")
-    if config_dir is not None and config_dir.is_dir():
-        mlflow.log_artifacts(str(config_dir), "config")
 
 
 class _KerasFlavor:
