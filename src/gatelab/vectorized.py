@@ -80,6 +80,7 @@ def fallback_reason(cfg: DictConfig) -> str | None:
     """Why this config's jobs must run one by one, or None if they can run as a population."""
     from gatelab.backend import keras
 
+    validate(cfg)
     for key in ("tracking.log_model", "tracking.log_figures"):
         if OmegaConf.select(cfg, key, default=False):
             return f"{key}=true (a Keras model or figure per child)"

@@ -13,6 +13,7 @@ TensorFlow is imported only when a sweep runs: Hydra imports this module wheneve
 its plugins.
 """
 
+import copy
 import logging
 import time
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ class VectorizedSweeper(Sweeper):
         for structural, numbers in groups.items():
             cfg = composed[structural]
             vectorized.apply_sweep_defaults(cfg, set_on_command_line)
-            reason = self._fallback_reason(cfg)
+            task_cfg = task_config(cfg)
+            reason = self._fallback_reason(cfg, task_cfg)
             if reason is not None:
                 log.info("%d job(s) run one by one: %s", len(numbers), reason)
                 for number in numbers:
@@ -120,7 +122,7 @@ class VectorizedSweeper(Sweeper):
             ]
             started = time.perf_counter()
             outcomes = vectorized.run_population(
-                cfg,
+                task_cfg,
                 jobs,
                 choices=dict(cfg.hydra.runtime.choices),
                 parent_run_id=parent_run_id,
@@ -157,7 +159,7 @@ class VectorizedSweeper(Sweeper):
             _ = result.return_value
         return [results]
 
-    def _fallback_reason(self, cfg: DictConfig) -> str | None:
+    def _fallback_reason(self, cfg: DictConfig, task_cfg: DictConfig) -> str | None:
         from gatelab import vectorized
         from gatelab.config import ConfigError
 
@@ -166,10 +168,18 @@ class VectorizedSweeper(Sweeper):
         if subdir != DEFAULT_SUBDIR:
             return f"hydra.sweep.subdir={subdir}"
         try:
-            return vectorized.fallback_reason(cfg)
+            return vectorized.fallback_reason(task_cfg)
         except ConfigError as error:
             # The config itself is bad: each job fails with that error, as with the basic sweeper.
             return f"the config fails before training ({type(error).__name__})"
+
+
+def task_config(cfg: DictConfig) -> DictConfig:
+    """The config a job's task function sees: without Hydra's own node, as `run_job` passes it."""
+    task_cfg = copy.deepcopy(cfg)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg
 
 
 def value_only(overrides: list[Override], keys: tuple[str, ...]) -> tuple[set[str], dict[str, Any]]:
