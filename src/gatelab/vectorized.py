@@ -198,7 +198,7 @@ def run_population(
             chunk_times[0] - started,
         )
 
-    logger = ChildLogger(cfg, choices, parent_run_id, progress)
+    logger = ChildLogger(cfg, choices, parent_run_id, progress, total=len(jobs))
     for job in (job for job in jobs if job.number in outcomes):
         logger.log_failed(job, outcomes[job.number].error)
     for index, (job, values) in enumerate(valid):
@@ -234,8 +234,10 @@ class ChildLogger:
         choices: dict[str, str],
         parent_run_id: str | None,
         progress: "Progress",
+        total: int,
     ):
         self.client = MlflowClient()
+        self.total = total
         self.experiment_id = tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
         self.parent_run_id = parent_run_id
         self.choices = choices
@@ -311,7 +313,10 @@ class ChildLogger:
     def _count(self) -> None:
         self.logged += 1
         rate = self.logged / max(time.perf_counter() - self.started, 1e-9)
-        self.progress.show(f"children logged: {self.logged} ({rate:.0f}/s)")
+        eta = (self.total - self.logged) / rate
+        self.progress.show(
+            f"child runs logged: {self.logged}/{self.total} ({rate:.0f}/s, ETA {eta:.0f} s)"
+        )
 
 
 def child_name(job: Job) -> str:
