@@ -150,7 +150,7 @@ def test_jobs_the_engine_cannot_train_run_one_by_one(tmp_path):
         "tracking.log_model=false",
     )
     assert result.returncode == 0, result.stderr
-    assert "run one by one: optimizer Adam" in result.stderr
+    assert "run one by one: optimizer Adam" in result.stdout + result.stderr
     jobs = children_by_job(tmp_path)
     assert sorted(jobs) == ["0", "1", "2", "3"]
     assert all(job.info.status == "FINISHED" for job in jobs.values())
