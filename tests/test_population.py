@@ -66,12 +66,11 @@ def test_initial_weights_are_bit_identical_to_the_model_built_for_each_seed(buil
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
-@pytest.mark.parametrize("chunk_epochs", [1, 3, 10])
-def test_row_orders_in_chunks_are_the_single_runs_orders(shuffle, chunk_epochs):
+@pytest.mark.parametrize("takes", [[10], [1, 2, 7], [3, 3, 3, 1]])
+def test_row_orders_taken_a_few_epochs_at_a_time_are_the_single_runs_orders(shuffle, takes):
     seeds = [0, 5, 126]
-    chunks = list(population.epoch_order_chunks(seeds, 4, 10, shuffle, chunk_epochs))
-    assert all(chunk.shape[1] <= chunk_epochs for chunk in chunks)
-    orders = np.concatenate(chunks, axis=1)
+    orders_of = population.EpochOrders(seeds, 4, shuffle)
+    orders = np.concatenate([orders_of.take(epochs) for epochs in takes], axis=1)
     for index, seed in enumerate(seeds):
         np.testing.assert_array_equal(orders[index], training.epoch_orders(4, 10, shuffle, seed))
 

@@ -11,7 +11,8 @@ row orders on the host never exceed a chunk (not K x epochs x rows).
 """
 
 import random
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,10 @@ from gatelab.history import History
 # Row indices of one chunk for all members: 4 million int32 (16 MB) at most, and a chunk of a
 # 10,000-member XOR population (100 epochs) trains in about half a second on a 2-core CPU.
 ROWS_PER_CHUNK = 4_000_000
+# A call of the compiled program runs about this long (after the first, which also compiles),
+# so Ctrl-C or SIGTERM is acted on within it.
+CHUNK_SECONDS = 0.5
+FIRST_CHUNK_EPOCHS = 50
 # Options of keras.optimizers.SGD the engine implements; any other non-default one falls back.
 SGD_OPTIONS = ("learning_rate", "momentum", "nesterov")
 
@@ -145,24 +150,25 @@ def _draw(initializer: keras.initializers.Initializer, variable, seeds: list[int
     return draw_all(seed_pairs).numpy()
 
 
-def epoch_order_chunks(
-    seeds: list[int], n_rows: int, epochs: int, shuffle: bool, chunk_epochs: int
-) -> Iterator[np.ndarray]:
-    """`training.epoch_orders` of every seed, `chunk_epochs` epochs at a time: [K, chunk, rows]."""
+class EpochOrders:
+    """`training.epoch_orders` of every seed, drawn a few epochs at a time: [K, epochs, rows]."""
+
     # Generator.permuted along axis 1 shuffles each row in turn with the same draws as one
-    # `permutation(n_rows)` per epoch, so the stream goes on unchanged from chunk to chunk.
-    generators = [np.random.default_rng(seed) for seed in seeds]
-    dtype = np.int32
-    for start in range(0, epochs, chunk_epochs):
-        count = min(chunk_epochs, epochs - start)
-        in_order = np.tile(np.arange(n_rows, dtype=dtype), (count, 1))
-        if not shuffle:
-            yield np.broadcast_to(in_order, (len(seeds), count, n_rows))
-            continue
-        chunk = np.empty((len(seeds), count, n_rows), dtype)
-        for index, generator in enumerate(generators):
-            chunk[index] = generator.permuted(in_order, axis=1)
-        yield chunk
+    # `permutation(n_rows)` per epoch, so the stream goes on unchanged from one take to the next.
+
+    def __init__(self, seeds: list[int], n_rows: int, shuffle: bool):
+        self.generators = [np.random.default_rng(seed) for seed in seeds] if shuffle else None
+        self.count = len(seeds)
+        self.n_rows = n_rows
+
+    def take(self, epochs: int) -> np.ndarray:
+        in_order = np.tile(np.arange(self.n_rows, dtype=np.int32), (epochs, 1))
+        if self.generators is None:
+            return np.broadcast_to(in_order, (self.count, epochs, self.n_rows))
+        orders = np.empty((self.count, epochs, self.n_rows), np.int32)
+        for index, generator in enumerate(self.generators):
+            orders[index] = generator.permuted(in_order, axis=1)
+        return orders
 
 
 def train_population(
@@ -185,6 +191,8 @@ def train_population(
     Args:
         model: a built model of the population's structure; its own weights are not used.
         optimizer: the SGD the members share but for learning rate and momentum.
+        chunk_epochs: epochs per call of the compiled program; None sizes each call to take
+            about CHUNK_SECONDS (at most ROWS_PER_CHUNK row indices on the host).
         on_chunk: called with the number of epochs trained so far after every chunk.
     """
     reason = unsupported_reason(model, optimizer)
@@ -194,7 +202,8 @@ def train_population(
     batch_size = min(batch_size, n_rows)
     steps = -(-n_rows // batch_size)
     padding = steps * batch_size - n_rows
-    if chunk_epochs is None:
+    adaptive = chunk_epochs is None
+    if adaptive:
         chunk_epochs = max(1, min(epochs, ROWS_PER_CHUNK // (count * steps * batch_size)))
     row_weights = np.concatenate([np.ones(n_rows), np.zeros(padding)]).astype(np.float32)
 
@@ -211,18 +220,22 @@ def train_population(
     epochs_run = np.zeros(count, np.int64)
     x_tensor, y_tensor = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
     weights_tensor = tf.constant(row_weights.reshape(steps, batch_size))
-    chunks = epoch_order_chunks(seeds, n_rows, epochs, shuffle, chunk_epochs)
+    orders_of = EpochOrders(seeds, n_rows, shuffle)
+    # The program is compiled for chunks of `capacity` epochs and told how many to run: each
+    # call is sized to take about CHUNK_SECONDS, so a signal waits at most that long.
+    capacity = chunk_epochs
+    trained = min(capacity, FIRST_CHUNK_EPOCHS) if adaptive else capacity
     start = 0
-    for orders in chunks:
-        trained = orders.shape[1]
-        # The last chunk is padded to the compiled shape; its extra epochs are not run.
-        padded = np.zeros((count, chunk_epochs, steps * batch_size), np.int32)
-        padded[:, :trained, :n_rows] = orders
+    while start < epochs and active.numpy().any():
+        trained = min(trained, epochs - start)
+        padded = np.zeros((count, capacity, steps * batch_size), np.int32)
+        padded[:, :trained, :n_rows] = orders_of.take(trained)
         was_active = active.numpy()
+        call_started = time.perf_counter()
         chunk_losses, chunk_solved = program(
             x_tensor,
             y_tensor,
-            tf.constant(padded.reshape(count, chunk_epochs, steps, batch_size)),
+            tf.constant(padded.reshape(count, capacity, steps, batch_size)),
             weights_tensor,
             tf.constant(trained),
             learning_rates,
@@ -233,6 +246,7 @@ def train_population(
         )
         chunk_losses = chunk_losses.numpy()[:trained].T
         chunk_solved = chunk_solved.numpy()[:trained].T
+        seconds = time.perf_counter() - call_started
         ran = _epochs_ran(was_active, chunk_losses)
         mask = np.arange(trained)[None, :] < ran[:, None]
         losses[:, start : start + trained] = np.where(mask, chunk_losses, np.nan)
@@ -241,8 +255,8 @@ def train_population(
         start += trained
         if on_chunk is not None:
             on_chunk(start)
-        if not active.numpy().any():
-            break
+        if adaptive and start > trained:  # the first call also compiled: not a measure
+            trained = int(np.clip(trained * CHUNK_SECONDS / max(seconds, 1e-3), 1, capacity))
     final_weights = [value.numpy() for value in weights]
     outputs = _forward(_layers(model), weights, tf.broadcast_to(x_tensor, [count, *x.shape]))
     return PopulationHistory(losses, solved, epochs_run, final_weights, outputs.numpy())
