@@ -8,8 +8,7 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class VectorizedSweeperConf:
     _target_: str = "hydra_plugins.gatelab_vectorized_sweeper.vectorized_sweeper.VectorizedSweeper"
-    # As the basic sweeper's: jobs per batch (null: all) and overrides added to every job.
-    max_batch_size: int | None = None
+    # As the basic sweeper's `params`: overrides added to every job's, such as `seed: range(100)`.
     params: dict[str, str] | None = None
 
 

@@ -35,8 +35,7 @@ DEFAULT_SUBDIR = "${hydra.job.num}"
 
 
 class VectorizedSweeper(Sweeper):
-    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None):
-        self.max_batch_size = max_batch_size
+    def __init__(self, params: dict[str, str] | None = None):
         self.params = params or {}
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
