@@ -17,7 +17,7 @@ from hydra.plugins.sweeper import Sweeper
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from gatelab.vectorized import Progress, analyze_store, loss_steps
+from gatelab.vectorized import Progress, analyze_store
 from tests.conftest import PYTHON, TRAIN_SCRIPT
 from tests.conftest import run_train as train
 from tests.test_sweep import runs_of, summary_rows
@@ -31,14 +31,6 @@ SEEDS_BY_RATES = ["seed=1,2", "optimizer.learning_rate=0.1,2.0"]
 def test_the_sweeper_is_a_hydra_plugin_selectable_as_hydra_sweeper_vectorized():
     names = [plugin.__name__ for plugin in Plugins.instance().discover(Sweeper)]
     assert "VectorizedSweeper" in names
-
-
-def test_the_loss_metric_keeps_every_stride_th_epoch_and_the_last():
-    assert loss_steps(2000, 1000) == list(range(2, 2001, 2))
-    assert loss_steps(2000, 50) == list(range(40, 2001, 40))
-    assert loss_steps(10, 3) == [4, 8, 10]
-    assert loss_steps(7, 0) == [7]
-    assert loss_steps(5, 1000) == [1, 2, 3, 4, 5]
 
 
 def without_tracking(params: dict[str, str]) -> dict[str, str]:

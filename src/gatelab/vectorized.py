@@ -10,7 +10,6 @@ client API, with the same name, tags, params and metrics as a job of a per-job s
 import copy
 import json
 import logging
-import math
 import sys
 import tempfile
 import time
@@ -245,6 +244,7 @@ class ChildLogger:
         self.max_loss_points = OmegaConf.select(
             cfg, "tracking.max_loss_points", default=DEFAULT_MAX_LOSS_POINTS
         )
+        self.epochs = cfg.trainer.epochs
         self.progress = progress
         self.run_ids: dict[int, str] = {}
         self.logged = 0
@@ -268,8 +268,10 @@ class ChildLogger:
             }
             timestamp = int(time.time() * 1000)
             metrics = [
-                Metric("loss", float(history.loss[epoch - 1]), timestamp, epoch)
-                for epoch in loss_steps(len(history.loss), self.max_loss_points)
+                Metric("loss", float(history.loss[epoch - 1]), timestamp, int(epoch))
+                for epoch in tracking.loss_steps(
+                    self.epochs, len(history.loss), self.max_loss_points
+                )
             ]
             accuracy = float(np.mean((outputs > 0.5) == (dataset.targets > 0.5)))
             final = {"accuracy": accuracy, "solved": float(accuracy == 1.0)}
@@ -335,17 +337,6 @@ def child_tags(job: Job, choices: dict[str, str]) -> dict[str, str]:
         if not group.startswith("hydra/"):
             tags[f"hydra.choices.{group}"] = str(option)
     return tags
-
-
-def loss_steps(epochs: int, max_points: int) -> list[int]:
-    """Epochs (1-based) of the `loss` metric: every ceil(epochs / max_points)-th, and the last."""
-    if max_points <= 0 or epochs == 0:
-        return [epochs] if epochs else []
-    stride = math.ceil(epochs / max_points)
-    steps = list(range(stride, epochs + 1, stride))
-    if not steps or steps[-1] != epochs:
-        steps.append(epochs)
-    return steps
 
 
 def weights_json(model, weights: list[np.ndarray]) -> dict[str, dict[str, list]]:
