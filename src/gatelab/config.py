@@ -385,6 +385,10 @@ class TrackingConfig:
     # None keeps MLflow's own choice: MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db here.
     uri: str | None = MISSING
     experiment: str = MISSING
+    # Per run: the Keras model (MLflow's keras flavor) and the PNG loss curve. A vectorized
+    # sweep turns both off; any of its jobs re-run alone logs them.
+    log_model: bool = MISSING
+    log_figures: bool = MISSING
     # The metric `loss` gets at most this many points (every epoch's loss is in loss.csv).
     max_loss_points: int = MISSING
 

@@ -125,7 +125,12 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             max_loss_points=cfg.tracking.max_loss_points,
             loss_file=loss_file,
             metrics=metrics,
-            loss_figure=plots.loss_curve(history.loss, f"{model.name} on {job.dataset_name}"),
+            loss_figure=(
+                plots.loss_curve(history.loss, f"{model.name} on {job.dataset_name}")
+                if cfg.tracking.log_figures
+                else None
+            ),
+            log_model=cfg.tracking.log_model,
             summary=summary,
             config_dir=job.output_dir / ".hydra" if job.output_dir else None,
         )

@@ -157,9 +157,10 @@ def log_results(
     max_loss_points: int,
     loss_file: Path | None,
     metrics: dict[str, float],
-    loss_figure: Figure,
+    loss_figure: Figure | None,
     summary: str,
     config_dir: Path | None,
+    log_model: bool = True,
 ) -> None:
     """Final metrics, the model, the loss history, weights, predictions and the other files.
 
@@ -167,9 +168,33 @@ def log_results(
         epochs: the epochs asked for; `loss` holds fewer when training diverged.
         max_loss_points: the most points of metric `loss` (see `loss_steps`).
         loss_file: the job's `loss.csv`, logged as it is; None writes one.
+        loss_figure: the loss curve as a PNG, or None to log no figure.
+        log_model: whether to log the Keras model (MLflow's keras flavor).
     """
     run_id = mlflow.active_run().info.run_id
     mlflow.log_metrics(metrics)
+    if log_model:
+        log_keras_model(model, dataset, outputs)
+    log_history(run_id, loss, epochs=epochs, max_points=max_loss_points)
+    log_loss_file(loss, loss_file)
+    mlflow.log_dict(weights_by_layer(model), "weights.json")
+    mlflow.log_table(
+        {
+            "inputs": dataset.inputs.tolist(),
+            "target": dataset.targets[:, 0].tolist(),
+            "output": outputs[:, 0].tolist(),
+        },
+        artifact_file="predictions.json",
+    )
+    if loss_figure is not None:
+        mlflow.log_figure(loss_figure, "loss_curve.png")
+    mlflow.log_text(summary, "model_summary.txt")
+    if config_dir is not None and config_dir.is_dir():
+        mlflow.log_artifacts(str(config_dir), "config")
+
+
+def log_keras_model(model: keras.Model, dataset: Dataset, outputs: np.ndarray) -> None:
+    """The model in MLflow's keras flavor, with its signature and an input example."""
     # Before the loss history: MLflow links the run's step-0 metrics to the logged model by
     # reading every metric's whole history, up to max_loss_points loss points included.
     Model.log(
@@ -187,21 +212,6 @@ def log_results(
             f"{package}=={version(package)}" for package in ("mlflow", "tensorflow", "keras")
         ],
     )
-    log_history(run_id, loss, epochs=epochs, max_points=max_loss_points)
-    log_loss_file(loss, loss_file)
-    mlflow.log_dict(weights_by_layer(model), "weights.json")
-    mlflow.log_table(
-        {
-            "inputs": dataset.inputs.tolist(),
-            "target": dataset.targets[:, 0].tolist(),
-            "output": outputs[:, 0].tolist(),
-        },
-        artifact_file="predictions.json",
-    )
-    mlflow.log_figure(loss_figure, "loss_curve.png")
-    mlflow.log_text(summary, "model_summary.txt")
-    if config_dir is not None and config_dir.is_dir():
-        mlflow.log_artifacts(str(config_dir), "config")
 
 
 class _KerasFlavor:
