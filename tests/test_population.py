@@ -6,7 +6,7 @@ import pytest
 from gatelab import population, training
 from gatelab.backend import keras
 from gatelab.data import truth_table
-from gatelab.models import build_mlp, build_perceptron
+from gatelab.models import build_mlp, build_perceptron, initializer
 from gatelab.population import Member
 
 XOR = truth_table("xor", 2)
@@ -209,3 +209,8 @@ def test_unsupported_models_and_optimizers_are_named():
     assert "clipnorm" in population.unsupported_reason(mlp, keras.optimizers.SGD(clipnorm=1.0))
     dropout = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dropout(0.5)])
     assert "Dropout" in population.unsupported_reason(dropout, keras.optimizers.SGD())
+    # The chapter's draws depend on TensorFlow's global generator: members run one by one.
+    chapter = build_mlp(2, [2], kernel_initializer=initializer("chapter_normal", seed=126))
+    assert "ChapterNormal" in population.unsupported_reason(chapter, keras.optimizers.SGD())
+    normal = build_mlp(2, [2], kernel_initializer=initializer("random_normal", stddev=1.0))
+    assert population.unsupported_reason(normal, keras.optimizers.SGD()) is None

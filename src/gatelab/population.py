@@ -65,6 +65,10 @@ def unsupported_reason(model: keras.Model, optimizer: keras.optimizers.Optimizer
             return f"layer {layer.name} has a regularizer"
         if layer.kernel_constraint or layer.bias_constraint or layer.lora_enabled:
             return f"layer {layer.name} has a constraint or LoRA"
+        for initializer in (layer.kernel_initializer, layer.bias_initializer):
+            # The chapter's draws come from TensorFlow's global generator, one member at a time.
+            if not type(initializer).__module__.startswith("keras."):
+                return f"layer {layer.name} draws with {type(initializer).__name__}"
     if type(optimizer) is not keras.optimizers.SGD:
         return f"optimizer {type(optimizer).__name__} (the population engine implements SGD)"
     defaults = keras.optimizers.SGD().get_config()
