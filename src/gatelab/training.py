@@ -63,11 +63,10 @@ def train(
     batch_size = min(batch_size, n_rows)
     steps = -(-n_rows // batch_size)
     padding = steps * batch_size - n_rows
+    # A short last batch is padded with row 0 at weight 0, so every step has one static shape.
+    orders = np.pad(epoch_orders(n_rows, epochs, shuffle, seed), ((0, 0), (0, padding)))
+    orders = orders.reshape(epochs, steps, batch_size)
     chunk_epochs = min(epochs, MAX_CHUNK_EPOCHS)
-    # A short last batch is padded with row 0 at weight 0, so every step has one static shape,
-    # and a chunk's worth of epochs follows the last, so every chunk has the compiled shape.
-    orders = np.pad(epoch_orders(n_rows, epochs, shuffle, seed), ((0, chunk_epochs), (0, padding)))
-    orders = orders.reshape(-1, steps, batch_size)
     row_weights = np.concatenate([np.ones(n_rows), np.zeros(padding)]).astype(np.float32)
 
     optimizer.build(model.trainable_variables)
@@ -93,12 +92,13 @@ def train(
     while start < epochs:
         count = min(count, epochs - start)
         began = time.perf_counter()
+        chunk_orders = orders[start : start + chunk_epochs]
+        if len(chunk_orders) < chunk_epochs:
+            # The last chunk, padded to the compiled shape; its padding is never trained on.
+            missing = chunk_epochs - len(chunk_orders)
+            chunk_orders = np.pad(chunk_orders, ((0, missing), (0, 0), (0, 0)))
         chunk_losses, chunk_solved, epochs_run, chunk_outputs = loop.function(
-            inputs,
-            targets,
-            tf.constant(orders[start : start + chunk_epochs]),
-            weights,
-            tf.constant(count, tf.int32),
+            inputs, targets, tf.constant(chunk_orders), weights, tf.constant(count, tf.int32)
         )
         epochs_run = int(epochs_run)
         losses.append(chunk_losses.numpy()[:epochs_run])
