@@ -8,11 +8,15 @@ shapes in one process (a sweep) reuse it without tracing again and share no stat
 """
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
 from gatelab.backend import keras, tf
 from gatelab.history import History
+
+# How many epochs' weights one run can keep (for `boundary_epochs.png`).
+MAX_SNAPSHOTS = 8
 
 
 def epoch_orders(n_rows: int, epochs: int, shuffle: bool, seed: int) -> np.ndarray:
@@ -35,8 +39,14 @@ def train(
     shuffle: bool,
     seed: int,
     jit_compile: bool = True,
+    snapshot_epochs: Sequence[int] = (),
 ) -> History:
-    """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would."""
+    """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would.
+
+    Args:
+        snapshot_epochs: epochs (1-based, at most `MAX_SNAPSHOTS`) after which the weights are
+            copied into `History.snapshots`, for pictures of how the model formed.
+    """
     # An epoch's loss is the mean of its batch losses weighted by batch size, as Keras reports
     # it; training stops early at the first epoch whose loss is NaN or infinite.
     n_rows = len(x)
@@ -50,15 +60,33 @@ def train(
     optimizer.build(model.trainable_variables)
     loop = _compiled_loop(model, optimizer, loss, x.shape, epochs, steps, batch_size, jit_compile)
     loop.load(model, optimizer)
-    losses, solved, epochs_run = loop.function(
+    assert len(snapshot_epochs) <= MAX_SNAPSHOTS, "too many snapshot epochs"
+    # A fixed length (0 never matches an epoch) keeps one traced function for any request.
+    wanted = np.zeros(MAX_SNAPSHOTS, np.int32)
+    wanted[: len(snapshot_epochs)] = sorted(snapshot_epochs)
+    losses, solved, epochs_run, snapshot_rows, snapshots_taken = loop.function(
         tf.constant(x, tf.float32),
         tf.constant(y, tf.float32),
         tf.constant(orders.reshape(epochs, steps, batch_size)),
         tf.constant(row_weights.reshape(steps, batch_size)),
+        tf.constant(wanted),
     )
     loop.store(model, optimizer)
     epochs_run = int(epochs_run)
-    return History(loss=losses.numpy()[:epochs_run], solved=solved.numpy()[:epochs_run])
+    shapes = [tuple(weight.shape) for weight in model.weights]
+    snapshots = {
+        int(epoch): _unflatten(row, shapes)
+        for epoch, row in zip(wanted, snapshot_rows.numpy()[: int(snapshots_taken)], strict=False)
+    }
+    return History(
+        loss=losses.numpy()[:epochs_run], solved=solved.numpy()[:epochs_run], snapshots=snapshots
+    )
+
+
+def _unflatten(row: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    parts = np.split(row, np.cumsum(sizes)[:-1])
+    return [part.reshape(shape) for part, shape in zip(parts, shapes, strict=True)]
 
 
 class _CompiledLoop:
@@ -85,18 +113,30 @@ class _CompiledLoop:
         _copy_values(self.model.weights, model.weights)
         _copy_values(self.optimizer.variables, optimizer.variables)
 
-    def _run(self, x, y, orders, row_weights):
+    def _run(self, x, y, orders, row_weights, snapshot_epochs):
         epochs = orders.shape[0]
         losses = tf.TensorArray(tf.float32, size=epochs, element_shape=[])
         solved = tf.TensorArray(tf.bool, size=epochs, element_shape=[])
         epoch = tf.constant(0)
         epoch_loss = tf.constant(0.0)
+        # Weights at the requested epochs, one flat row each: a where() per epoch, no branch.
+        n_weights = sum(int(np.prod(weight.shape)) for weight in self.model.weights)
+        snapshots = tf.zeros([MAX_SNAPSHOTS, n_weights])
+        taken = tf.constant(0)
         while epoch < epochs and tf.math.is_finite(epoch_loss):
             epoch_loss = self._epoch(x, y, orders[epoch], row_weights)
             losses = losses.write(epoch, epoch_loss)
             solved = solved.write(epoch, self._all_on_right_side(x, y))
             epoch += 1
-        return losses.stack(), solved.stack(), epoch
+            take = tf.logical_and(
+                taken < MAX_SNAPSHOTS,
+                epoch == snapshot_epochs[tf.minimum(taken, MAX_SNAPSHOTS - 1)],
+            )
+            row = tf.logical_and(take, tf.range(MAX_SNAPSHOTS) == taken)[:, None]
+            flat = tf.concat([tf.reshape(weight, [-1]) for weight in self.model.weights], 0)
+            snapshots = tf.where(row, flat[None, :], snapshots)
+            taken += tf.cast(take, tf.int32)
+        return losses.stack(), solved.stack(), epoch, snapshots, taken
 
     def _epoch(self, x, y, batches, row_weights):
         weighted_loss = tf.constant(0.0)
