@@ -6,6 +6,7 @@ rate, zero epochs). `validate` runs those checks once, before any training or tr
 Values live in one place, the YAML files of conf/: here a field is MISSING, which its file sets.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from gatelab.data import GATES, MAX_INPUTS
 LOSSES = ("mse", "binary_crossentropy")
 # Training holds every epoch's row order in memory at once: 10 million rows is 40 MB of it.
 MAX_ROWS_TRAINED = 10_000_000
+# A tag as MLflow allows its key (a value after `:` may hold anything but a line break).
+_TAG = re.compile(r"[\w.\-/ ]+(:.*)?")
 
 
 class ConfigError(ValueError):
@@ -215,9 +218,16 @@ class Config:
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
     seed: int = MISSING
+    tags: list[str] = MISSING
 
     def __post_init__(self) -> None:
         _require(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
+        _require(
+            all(is_valid_tag(tag) for tag in self.tags),
+            "tags",
+            list(self.tags),
+            "names of letters, digits, _ - . / and spaces, or name:value, e.g. [baseline,team:ml]",
+        )
         rows = self.dataset.n_rows
         _require(
             self.trainer.epochs * rows <= MAX_ROWS_TRAINED,
@@ -226,6 +236,11 @@ class Config:
             f"at most {MAX_ROWS_TRAINED // rows:,} for a dataset of {rows:,} rows "
             f"(epochs x rows at most {MAX_ROWS_TRAINED:,}); lower one of them",
         )
+
+
+def is_valid_tag(tag: str) -> bool:
+    """Whether MLflow accepts `tag` (`name` or `name:value`) as a tag."""
+    return bool(_TAG.fullmatch(tag))
 
 
 def register_configs() -> None:
