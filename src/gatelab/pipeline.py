@@ -86,7 +86,9 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
     tags = {**job.tags(), **tracking.user_tags(list(cfg.tags))}
     with tracking.tracked_run(run_name, tags, job.sweep_run_id) as (active_run, outcome):
         mlflow.log_params(tracking.config_params(cfg))
-        tracking.log_dataset(dataset, job.dataset_name)
+        # The option's name (`xor`, `custom`); called without Hydra, the gate's.
+        dataset_name = job.choices.get("dataset") or cfg.dataset.get("gate", "data")
+        tracking.log_dataset(dataset, dataset_name)
         summary = model_summary(model)
         # The starting weights, for the first picture of how the decision boundary formed.
         initial_weights = [weight.numpy() for weight in model.weights]
@@ -111,7 +113,7 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
 
         outputs = np.asarray(model(dataset.inputs))
         metrics = outcome_metrics(outputs, dataset.targets, history)
-        title = f"{model.name} on {job.dataset_name}: {job.label(run_name, cfg)}"
+        title = f"{model.name} on {dataset_name}: {job.label(run_name, cfg)}"
         figures = {
             "loss_curve.png": plots.loss_curve(history.loss, title, metrics.get("epochs_to_solve"))
         }
