@@ -36,6 +36,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "src" / "train.py"
@@ -104,16 +105,21 @@ def expect(page: Page, *texts: str) -> None:
     for text in texts:
         try:
             page.get_by_text(text, exact=False).first.wait_for(timeout=60_000)
-        except Exception:  # noqa: BLE001  (Playwright's timeout: report which text, then stop)
-            page.screenshot(path=str(page.context.shots / "failed.png"))
+        except PlaywrightTimeout:
+            shoot(page, "failed")
             raise SystemExit(f"not on the page {page.url}: {text!r}") from None
 
 
 def shoot(page: Page, name: str) -> None:
+    """Save the page as `<shots>/<name>.png`, the folder given to `browse`."""
     page.wait_for_timeout(1500)
-    path = page.context.shots / f"{name}.png"
+    path = SCREENSHOTS[page.context] / f"{name}.png"
     page.screenshot(path=str(path))
     print("screenshot", path, flush=True)
+
+
+# Where each browser context's screenshots go.
+SCREENSHOTS: dict = {}
 
 
 def close_assistant(page: Page) -> None:
@@ -162,7 +168,7 @@ def main() -> None:
 
             def fresh_page() -> Page:
                 context = browser.new_context(viewport=VIEWPORT)
-                context.shots = shots
+                SCREENSHOTS[context] = shots
                 return context.new_page()
 
             page = fresh_page()

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, Param, Run, RunStatus
@@ -65,17 +66,14 @@ def fixed_overrides(overrides: list[str]) -> list[str]:
 
 
 def planned_jobs(overrides: list[str]) -> int | None:
-    """How many jobs the basic sweeper makes of `overrides`; None when it cannot be counted."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        counts = [
-            len(list(override.sweep_string_iterator()))
-            for override in parsed
-            if override.is_sweep_override()
-        ]
-    except Exception:  # noqa: BLE001  (a sweep another sweeper expands, such as an interval)
+    """How many jobs the basic sweeper makes of `overrides`; None when it cannot tell."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    sweeps = [override for override in parsed if override.is_sweep_override()]
+    # A glob needs the config's options and an interval is for other sweepers (Optuna...).
+    countable = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP)
+    if any(override.value_type not in countable for override in sweeps):
         return None
-    return math.prod(counts)
+    return math.prod(len(list(override.sweep_string_iterator())) for override in sweeps)
 
 
 def swept_values(overrides: list[str], keys: list[str]) -> dict[str, str]:
