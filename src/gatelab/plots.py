@@ -7,6 +7,7 @@ nothing keeps them (pyplot's registry would until closed, collecting garbage on 
 from dataclasses import dataclass
 
 import matplotlib
+import matplotlib.patches
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -197,27 +198,44 @@ def draw_boundary(
     inputs: np.ndarray,
     targets: np.ndarray,
     small: bool = False,
+    offset: float = 0.0,
 ) -> matplotlib.image.AxesImage:
-    """The plane coloured by output, the 0.5 contour, hidden units' lines and the table's rows."""
+    """The plane coloured by output, the 0.5 contour, hidden units' lines and the table's rows.
+
+    Args:
+        small: a panel of many: no axis, labels or legend entries, just a frame.
+        offset: drawn shifted right by this much, so several planes can share one axes.
+    """
+    low, high = PLANE
     image = axes.imshow(
         view.outputs,
-        extent=(*PLANE, *PLANE),
+        extent=(low + offset, high + offset, low, high),
         origin="lower",
         cmap=OUTPUT_COLOURS,
         vmin=0,
         vmax=1,
         interpolation="bilinear",
     )
-    axis = np.linspace(*PLANE, GRID_POINTS)
+    axis = np.linspace(low, high, GRID_POINTS)
     if view.outputs.min() < 0.5 < view.outputs.max():
-        axes.contour(axis, axis, view.outputs, levels=[0.5], colors="black", linewidths=1.5)
+        axes.contour(
+            axis + offset, axis, view.outputs, levels=[0.5], colors="black", linewidths=1.5
+        )
     for unit, (w1, w2, bias) in enumerate(view.hidden_lines, start=1):
-        style = HIDDEN_LINE_STYLES[(unit - 1) % len(HIDDEN_LINE_STYLES)]
-        _draw_line(axes, w1, w2, bias, style, None if small else f"hidden unit {unit} = 0")
+        ends = line_in_plane(w1, w2, bias)
+        if ends is not None:
+            axes.plot(
+                ends[:, 0] + offset,
+                ends[:, 1],
+                color="#1f1f1f",
+                linestyle=HIDDEN_LINE_STYLES[(unit - 1) % len(HIDDEN_LINE_STYLES)],
+                linewidth=1.3,
+                label=None if small else f"hidden unit {unit} = 0",
+            )
     for target, marker in ((1, "o"), (0, "s")):
         rows = targets.ravel() == target
         axes.scatter(
-            inputs[rows, 0],
+            inputs[rows, 0] + offset,
             inputs[rows, 1],
             marker=marker,
             s=30 if small else 90,
@@ -227,30 +245,43 @@ def draw_boundary(
             label=None if small else f"target {target}",
             zorder=3,
         )
-    axes.set_xlim(*PLANE)
-    axes.set_ylim(*PLANE)
-    axes.set_aspect("equal")
     if small:
-        axes.set_xticks([])
-        axes.set_yticks([])
+        # No axis (drawing even an empty one costs more than the panel), just a frame.
+        axes.add_patch(
+            matplotlib.patches.Rectangle(
+                (low + offset, low), high - low, high - low, fill=False, linewidth=1
+            )
+        )
     else:
+        axes.set_xlim(low, high)
+        axes.set_ylim(low, high)
         axes.set_xlabel("input 1")
         axes.set_ylabel("input 2")
+    axes.set_aspect("equal")
     return image
 
 
-def _draw_line(
-    axes: Axes, w1: float, w2: float, bias: float, style: str, label: str | None
-) -> None:
-    # Solved for the input with the larger weight, so near-vertical lines draw too.
-    axis = np.linspace(PLANE[0] - 1, PLANE[1] + 1, 2)
-    if abs(w2) >= abs(w1) and w2 != 0:
-        xs, ys = axis, -(w1 * axis + bias) / w2
-    elif w1 != 0:
-        xs, ys = -(w2 * axis + bias) / w1, axis
-    else:
-        return
-    axes.plot(xs, ys, color="#1f1f1f", linestyle=style, linewidth=1.3, label=label)
+def line_in_plane(w1: float, w2: float, bias: float) -> np.ndarray | None:
+    """The ends `[[x1, x2], [x1, x2]]` of the line `w1 x1 + w2 x2 + bias = 0` inside the plane."""
+    low, high = PLANE
+    points = []
+    for edge in (low, high):
+        if w2 != 0:
+            points.append((edge, -(w1 * edge + bias) / w2))
+        if w1 != 0:
+            points.append((-(w2 * edge + bias) / w1, edge))
+    inside = [
+        point
+        for point in points
+        if low - 1e-9 <= point[0] <= high + 1e-9 and low - 1e-9 <= point[1] <= high + 1e-9
+    ]
+    if len(inside) < 2:
+        return None
+    inside = np.array(inside)
+    # Of the crossings (a corner gives two), the two farthest apart.
+    distances = np.linalg.norm(inside[:, None] - inside[None], axis=-1)
+    first, second = np.unravel_index(np.argmax(distances), distances.shape)
+    return inside[[first, second]] if distances[first, second] > 0 else None
 
 
 def decision_boundary(
@@ -271,13 +302,26 @@ def boundary_epochs(
     views: dict[int, BoundaryView], inputs: np.ndarray, targets: np.ndarray, title: str
 ) -> Figure:
     """The decision boundary after each of a few epochs, start to end, side by side."""
+    # One axes holding every panel, each shifted right: a figure of many axes costs a lot more.
+    low, high = PLANE
+    span = high - low
+    step = span * 1.12
     width = 1.9 * len(views) + 1.0
     figure = new_figure(width, 2.6)
-    all_axes = figure.subplots(1, len(views), squeeze=False)[0]
-    for axes, (epoch, view) in zip(all_axes, views.items(), strict=True):
-        image = draw_boundary(axes, view, inputs, targets, small=True)
-        axes.set_title(f"epoch {epoch}", fontsize="small")
-    figure.subplots_adjust(left=0.02, right=1 - 1.0 / width, top=0.8, bottom=0.04, wspace=0.08)
+    axes = figure.add_axes((0.01, 0.04, 1 - 1.0 / width - 0.01, 0.74))
+    for index, (epoch, view) in enumerate(views.items()):
+        image = draw_boundary(axes, view, inputs, targets, small=True, offset=index * step)
+        axes.text(
+            index * step + low + span / 2,
+            high + 0.04 * span,
+            f"epoch {epoch}",
+            ha="center",
+            va="bottom",
+            fontsize="small",
+        )
+    axes.set_xlim(low - 0.01, high + (len(views) - 1) * step + 0.01)
+    axes.set_ylim(low - 0.01, high + 0.01)
+    axes.set_axis_off()
     colour_axes = figure.add_axes((1 - 0.75 / width, 0.1, 0.12 / width, 0.62))
     figure.colorbar(image, cax=colour_axes, label="output")
     figure.suptitle(f"{title}: how the boundary formed (dashed: hidden units)", fontsize="medium")
@@ -311,6 +355,9 @@ def boundary_gallery(
                 continue
             panel = panels[column]
             draw_boundary(axes, panel.view, inputs, targets, small=True)
+            axes.set_xlim(PLANE[0] - 0.01, PLANE[1] + 0.01)
+            axes.set_ylim(PLANE[0] - 0.01, PLANE[1] + 0.01)
+            axes.set_axis_off()
             outcome = "solved" if panel.solved else "not solved"
             axes.set_title(
                 f"{panel.title}\n{outcome}",
@@ -318,7 +365,16 @@ def boundary_gallery(
                 color=SOLVED_COLOUR if panel.solved else UNSOLVED_COLOUR,
             )
         if group:
-            row[0].set_ylabel(group, fontsize=8)
+            row[0].text(
+                -0.06,
+                0.5,
+                group,
+                transform=row[0].transAxes,
+                rotation=90,
+                ha="right",
+                va="center",
+                fontsize=8,
+            )
     figure.suptitle(title, fontsize="medium")
     if footnote:
         figure.text(0.5, 0.01, footnote, ha="center", va="bottom", fontsize=8)
