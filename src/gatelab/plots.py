@@ -306,7 +306,8 @@ def boundary_epochs(
     low, high = PLANE
     span = high - low
     step = span * 1.12
-    width = 1.9 * len(views) + 1.0
+    # Wide enough for the title when few epochs ran (a run that diverged early).
+    width = max(1.9 * len(views) + 1.0, 8.0)
     figure = new_figure(width, 2.6)
     axes = figure.add_axes((0.01, 0.04, 1 - 1.0 / width - 0.01, 0.74))
     for index, (epoch, view) in enumerate(views.items()):
