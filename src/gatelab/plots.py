@@ -347,7 +347,7 @@ def boundary_gallery(
 ) -> Figure:
     """One small decision-boundary panel per job, a row per group of swept values."""
     columns = max(len(panels) for panels in groups.values())
-    figure = new_figure(1.75 * columns + 0.4, 1.95 * len(groups) + 0.9)
+    figure = new_figure(max(1.75 * columns + 0.4, 4.5), 1.95 * len(groups) + 0.9)
     grid = figure.subplots(len(groups), columns, squeeze=False)
     for row, (group, panels) in zip(grid, groups.items(), strict=True):
         for column, axes in enumerate(row):

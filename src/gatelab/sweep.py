@@ -346,14 +346,17 @@ class SweepCallback(Callback):
             return {name: arrays[name] for name in arrays.files}
 
     def gallery(self, results: list[JobResult]) -> Any:
-        """`decision_boundaries.png`: a panel per job, a row per value of the compared keys."""
-        compared = [key for key in self.swept if key != "seed"]
+        """`decision_boundaries.png`: a panel per job, seeds along a row, a row per setting."""
+        # With seeds swept, a row holds one setting's seeds; else a row per value of the first key.
+        row_keys = [key for key in self.swept if key != "seed"]
+        if "seed" not in self.swept:
+            row_keys = self.swept[:1]
         groups: dict[str, list[JobResult]] = {}
         for result in sorted(
             results,
             key=lambda result: [plots.numeric_first(result.values[key]) for key in self.swept],
         ):
-            label = tracking.child_run_name({key: result.values[key] for key in compared})
+            label = tracking.child_run_name({key: result.values[key] for key in row_keys})
             groups.setdefault(label, []).append(result)
         panels: dict[str, list[plots.Panel]] = {}
         shown = 0
