@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gatelab import cli, sweep
-from gatelab.config import register_configs
+from gatelab.config import register_configs, validate
 
 register_configs()
 
@@ -20,12 +20,15 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Run one job; the returned final loss is what a Hydra sweeper would minimise."""
+    hydra_config = HydraConfig.get()
+    in_sweep = hydra_config.mode == RunMode.MULTIRUN
+    with cli.config_errors_exit(hydra_config.mode):
+        # Every value is checked before TensorFlow's 5 s import and before the store is touched.
+        validate(cfg)
     # TensorFlow comes with the pipeline, imported by the process that runs jobs: one that
     # only launches them (joblib, Ray, SLURM), `--help` or `--cfg job` never waits for it.
     from gatelab import pipeline
 
-    hydra_config = HydraConfig.get()
-    in_sweep = hydra_config.mode == RunMode.MULTIRUN
     parent_run_id = sweep.parent_run_id() if in_sweep else None
     job = pipeline.Job(
         # As typed: `seed=${nope}` is the user's text, not an interpolation to resolve here.

@@ -1,13 +1,16 @@
-"""The training engine: a whole run, every epoch and step, inside one compiled `tf.function`.
+"""The training engine: every epoch and step inside a compiled `tf.function`, in chunks of epochs.
 
 Keras `fit` pays Python and callback overhead on every one of the chapter's 8000 tiny steps;
-here the loop runs in one XLA-compiled call. The compiled function is cached at module level
+here the loop runs in XLA-compiled calls of many epochs each (the chapter's whole run is one).
+Python regains control only between calls, which is where Ctrl-C or SIGTERM stops training, so
+a call is sized to take about half a second. The compiled function is cached at module level
 by the shapes it was traced for, and runs on template copies of the model and optimizer
 whose variables are loaded before and read back after each run, so later runs of the same
 shapes in one process (a sweep) reuse it without tracing again and share no state.
 """
 
 import json
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +18,15 @@ import numpy as np
 from gatelab.backend import keras, tf
 from gatelab.history import History
 
+# Epochs one call of the compiled loop can run (the shape it is compiled for); it runs fewer
+# when they would take longer than CHUNK_SECONDS, so that a stop signal is acted on quickly.
+MAX_CHUNK_EPOCHS = 100_000
+CHUNK_SECONDS = 0.5
+# The first call's epochs come from an estimate of a step's cost, in weights touched: a step
+# costs about as much as BATCH_STEP_OVERHEAD weights more, and FIRST_CHUNK_WEIGHT_STEPS of them
+# take well under CHUNK_SECONDS on one core. Later calls are sized by the time the last took.
+BATCH_STEP_OVERHEAD = 1000
+FIRST_CHUNK_WEIGHT_STEPS = 100_000_000
 # How many epochs' weights one run can keep (for `boundary_epochs.png`).
 MAX_SNAPSHOTS = 8
 
@@ -47,40 +59,62 @@ def train(
         snapshot_epochs: epochs (1-based, at most `MAX_SNAPSHOTS`) after which the weights are
             copied into `History.snapshots`, for pictures of how the model formed.
     """
+    assert len(snapshot_epochs) <= MAX_SNAPSHOTS, "too many snapshot epochs"
     # An epoch's loss is the mean of its batch losses weighted by batch size, as Keras reports
     # it; training stops early at the first epoch whose loss is NaN or infinite.
     n_rows = len(x)
     batch_size = min(batch_size, n_rows)
     steps = -(-n_rows // batch_size)
     padding = steps * batch_size - n_rows
-    # A short last batch is padded with row 0 at weight 0, so every step has one static shape.
-    orders = np.pad(epoch_orders(n_rows, epochs, shuffle, seed), ((0, 0), (0, padding)))
+    chunk_epochs = min(epochs, MAX_CHUNK_EPOCHS)
+    # A short last batch is padded with row 0 at weight 0, so every step has one static shape,
+    # and a chunk's worth of epochs follows the last, so every chunk has the compiled shape.
+    orders = np.pad(epoch_orders(n_rows, epochs, shuffle, seed), ((0, chunk_epochs), (0, padding)))
+    orders = orders.reshape(-1, steps, batch_size)
     row_weights = np.concatenate([np.ones(n_rows), np.zeros(padding)]).astype(np.float32)
 
     optimizer.build(model.trainable_variables)
-    loop = _compiled_loop(model, optimizer, loss, x.shape, epochs, steps, batch_size, jit_compile)
+    loop = _compiled_loop(
+        model, optimizer, loss, x.shape, chunk_epochs, steps, batch_size, jit_compile
+    )
     loop.load(model, optimizer)
-    assert len(snapshot_epochs) <= MAX_SNAPSHOTS, "too many snapshot epochs"
-    # A fixed length (0 never matches an epoch) keeps one traced function for any request.
-    wanted = np.zeros(MAX_SNAPSHOTS, np.int32)
-    wanted[: len(snapshot_epochs)] = sorted(snapshot_epochs)
-    losses, solved, epochs_run, snapshot_rows, snapshots_taken = loop.function(
-        tf.constant(x, tf.float32),
-        tf.constant(y, tf.float32),
-        tf.constant(orders.reshape(epochs, steps, batch_size)),
-        tf.constant(row_weights.reshape(steps, batch_size)),
-        tf.constant(wanted),
-    )
-    loop.store(model, optimizer)
-    epochs_run = int(epochs_run)
+    inputs = tf.constant(x, tf.float32)
+    targets = tf.constant(y, tf.float32)
+    weights = tf.constant(row_weights.reshape(steps, batch_size))
+    weight_steps = steps * (BATCH_STEP_OVERHEAD + batch_size * model.count_params())
+    count = max(1, min(chunk_epochs, FIRST_CHUNK_WEIGHT_STEPS // weight_steps))
+    losses, solved = [], []
+    snapshots: dict[int, list[np.ndarray]] = {}
     shapes = [tuple(weight.shape) for weight in model.weights]
-    snapshots = {
-        int(epoch): _unflatten(row, shapes)
-        for epoch, row in zip(wanted, snapshot_rows.numpy()[: int(snapshots_taken)], strict=False)
-    }
-    return History(
-        loss=losses.numpy()[:epochs_run], solved=solved.numpy()[:epochs_run], snapshots=snapshots
-    )
+    start = 0
+    while start < epochs:
+        count = min(count, epochs - start)
+        began = time.perf_counter()
+        # This chunk's requested epochs, counted from its start; 0 (the padding) never matches.
+        wanted = [
+            epoch - start for epoch in sorted(snapshot_epochs) if start < epoch <= start + count
+        ]
+        chunk_losses, chunk_solved, epochs_run, snapshot_rows, taken = loop.function(
+            inputs,
+            targets,
+            tf.constant(orders[start : start + chunk_epochs]),
+            weights,
+            tf.constant(count, tf.int32),
+            tf.constant(np.pad(wanted, (0, MAX_SNAPSHOTS - len(wanted))), tf.int32),
+        )
+        epochs_run = int(epochs_run)
+        losses.append(chunk_losses.numpy()[:epochs_run])
+        solved.append(chunk_solved.numpy()[:epochs_run])
+        for epoch, row in zip(wanted, snapshot_rows.numpy()[: int(taken)], strict=False):
+            snapshots[start + epoch] = _unflatten(row, shapes)
+        start += epochs_run
+        if not np.isfinite(losses[-1][-1]):  # diverged: stopped at this epoch
+            break
+        # Time for the next chunk to take about CHUNK_SECONDS, growing at most 4x at a time.
+        seconds = max(time.perf_counter() - began, 1e-6)
+        count = max(1, min(chunk_epochs, 4 * count, int(count * CHUNK_SECONDS / seconds)))
+    loop.store(model, optimizer)
+    return History(loss=np.concatenate(losses), solved=np.concatenate(solved), snapshots=snapshots)
 
 
 def _unflatten(row: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
@@ -113,10 +147,11 @@ class _CompiledLoop:
         _copy_values(self.model.weights, model.weights)
         _copy_values(self.optimizer.variables, optimizer.variables)
 
-    def _run(self, x, y, orders, row_weights, snapshot_epochs):
-        epochs = orders.shape[0]
-        losses = tf.TensorArray(tf.float32, size=epochs, element_shape=[])
-        solved = tf.TensorArray(tf.bool, size=epochs, element_shape=[])
+    def _run(self, x, y, orders, row_weights, epochs, snapshot_epochs):
+        # `orders` holds a chunk's worth of epochs; the first `epochs` of them are run.
+        chunk_epochs = orders.shape[0]
+        losses = tf.TensorArray(tf.float32, size=chunk_epochs, element_shape=[])
+        solved = tf.TensorArray(tf.bool, size=chunk_epochs, element_shape=[])
         epoch = tf.constant(0)
         epoch_loss = tf.constant(0.0)
         # Weights at the requested epochs, one flat row each: a where() per epoch, no branch.
