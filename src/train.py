@@ -29,13 +29,15 @@ def main(cfg: DictConfig) -> float:
     # only launches them (joblib, Ray, SLURM), `--help` or `--cfg job` never waits for it.
     from gatelab import pipeline
 
+    parent_run_id = sweep.parent_run_id() if in_sweep else None
     job = pipeline.Job(
         # As typed: `seed=${nope}` is the user's text, not an interpolation to resolve here.
         overrides=OmegaConf.to_container(hydra_config.overrides.task, resolve=False),
         choices=dict(hydra_config.runtime.choices),
         output_dir=Path(hydra_config.runtime.output_dir),
-        sweep_run_id=sweep.parent_run_id() if in_sweep else None,
+        sweep_run_id=parent_run_id,
         number=hydra_config.job.num if in_sweep else 0,
+        swept=sweep.swept_keys_of(parent_run_id) if parent_run_id else [],
     )
     with cli.config_errors_exit(hydra_config.mode):
         return pipeline.run(cfg, job)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gatelab import pipeline, tracking, training
+from gatelab import pipeline, plots, tracking, training
+from gatelab.backend import keras
 
 
 def run_preset(compose_config, tracking_uri, *overrides):
@@ -104,6 +105,46 @@ def test_the_model_and_figure_are_logged_unless_switched_off(compose_config, tra
     models, artifacts = model_and_artifacts(latest.info.run_id)
     assert not models and "loss_curve.png" not in artifacts
     assert {"weights.json", "predictions.json"} <= artifacts
+
+
+def test_a_two_input_run_draws_its_decision_boundary_and_logs_its_table(
+    compose_config, tracking_uri
+):
+    run, _ = run_preset(compose_config, tracking_uri, "+experiment=and", "trainer.epochs=50")
+    client = MlflowClient(tracking_uri)
+    names = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+    assert {"decision_boundary.png", "boundary_epochs.png", "boundary.npz"} <= names
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert (dataset_input.dataset.name, dataset_input.tags[0].value) == ("and", "training")
+    assert run.data.metrics["solved"] == float(run.data.metrics["accuracy"] == 1.0)
+
+
+def test_a_one_input_run_skips_the_boundary_with_a_note(compose_config, tracking_uri, caplog):
+    with caplog.at_level("INFO", logger="gatelab.pipeline"):
+        run, _ = run_preset(compose_config, tracking_uri, "+experiment=neuron")
+    names = {
+        artifact.path for artifact in MlflowClient(tracking_uri).list_artifacts(run.info.run_id)
+    }
+    assert not {"decision_boundary.png", "boundary_epochs.png", "boundary.npz"} & names
+    assert "no decision-boundary picture: it needs 2 inputs, not 1" in caplog.text
+    assert (run.data.metrics["solved"], run.data.params["dataset.inputs"]) == (1.0, "[[1.0]]")
+
+
+def test_the_boundary_is_what_the_network_computes_over_the_plane():
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(2, activation="relu"), keras.layers.Dense(1)]
+    )
+    # Hidden unit 1 is x1 - 0.5 (its line x1 = 0.5), unit 2 is x2 - 0.25 (x2 = 0.25).
+    weights = [np.eye(2), np.array([-0.5, -0.25]), np.array([[1.0], [2.0]]), np.array([0.0])]
+    view = pipeline.boundary_view(model, weights)
+    grid = plots.plane_grid()
+    expected = np.maximum(grid[:, 0] - 0.5, 0) + 2 * np.maximum(grid[:, 1] - 0.25, 0)
+    np.testing.assert_allclose(view.outputs.ravel(), expected, atol=1e-6)
+    # Rows run along the second input: the last row is x2 = 1.5.
+    assert grid[-1, 1] == 1.5 and view.outputs[-1, 0] == pytest.approx(2.5)
+    np.testing.assert_allclose(view.hidden_lines, [[1, 0, -0.5], [0, 1, -0.25]])
+    assert pipeline.snapshot_epochs(2000) == [80, 320, 720, 1280, 2000]
+    assert pipeline.snapshot_epochs(3) == [1, 2, 3]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from tests.conftest import TRAIN_SCRIPT
 from tests.conftest import run_train as train
 
 QUICK = ["trainer.epochs=300", "trainer.print_every=0"]
+USER_TAGS = "tags=[demo,team:ml]"
 # In QUICK's 300 epochs the MLP learns XOR from seeds 1 and 2 at learning rate 2.0, not at 0.1.
 SEEDS_BY_RATES = ["seed=1,2", "optimizer.learning_rate=0.1,2.0"]
 
@@ -45,8 +46,10 @@ def rows_with_their_runs(workdir: Path) -> list[tuple[dict[str, str], Run]]:
 
 def assert_row_repeats_its_run(row: dict[str, str], child: Run) -> None:
     """A summary row is its child run's name, job number, final metrics and status."""
-    assert row["overrides"] == child.info.run_name
+    assert row["run_name"] == child.info.run_name
+    assert row["overrides"] == child.data.tags["hydra.overrides"]
     assert row["job"] == child.data.tags["hydra.job.num"]
+    assert row["solved"] == str(int(child.data.metrics["solved"]))
     assert float(row["accuracy"]) == pytest.approx(child.data.metrics["accuracy"], rel=1e-3)
     assert float(row["loss"]) == pytest.approx(child.data.metrics["loss"], rel=1e-5)
     assert row["status"] == child.info.status
@@ -57,8 +60,15 @@ def assert_success_rate_is_the_fraction_solved(parent: Run, children: list[Run])
     solved = [child.data.metrics["accuracy"] == 1.0 for child in children]
     # Some jobs solve and some do not, so a rate stuck at 0 or 1 would not pass.
     assert set(solved) == {True, False}
-    assert parent.data.metrics["success_rate"] == pytest.approx(sum(solved) / len(solved))
+    assert [child.data.metrics["solved"] for child in children] == [float(s) for s in solved]
+    assert parent.data.metrics["success_rate"] == round(sum(solved) / len(solved), 4)
+    assert parent.data.metrics["solved_jobs"] == sum(solved)
     assert parent.data.metrics["jobs"] == len(children)
+    # Only a solved job has an epochs_to_solve; the parent's median is over those.
+    epochs = [child.data.metrics.get("epochs_to_solve") for child in children]
+    assert [value is not None for value in epochs] == solved
+    solved_epochs = [value for value in epochs if value is not None]
+    assert parent.data.metrics["epochs_to_solve_median"] == np.median(solved_epochs)
 
 
 def test_swept_keys_are_the_overrides_with_several_values():
@@ -92,7 +102,7 @@ def test_success_rate_is_the_fraction_of_jobs_at_full_accuracy_per_value():
 @pytest.fixture(scope="module")
 def two_by_two(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sweep")
-    result = train(workdir, "-m", *SEEDS_BY_RATES, *QUICK)
+    result = train(workdir, "-m", *SEEDS_BY_RATES, *QUICK, USER_TAGS)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, result
 
@@ -106,21 +116,20 @@ def test_a_sweep_is_one_parent_with_a_child_per_job(two_by_two):
     assert parent.data.tags["sweep.params"] == "seed, optimizer.learning_rate"
     # The command line that reruns the sweep, and the folder its outputs went to.
     command = shlex.split(parent.data.tags["sweep.command"])
-    assert command[1:] == [str(TRAIN_SCRIPT), "-m", *SEEDS_BY_RATES, *QUICK]
+    assert command[1:] == [str(TRAIN_SCRIPT), "-m", *SEEDS_BY_RATES, *QUICK, USER_TAGS]
     (sweep_dir,) = workdir.glob("multirun/*/*")
     assert (workdir / parent.data.tags["sweep.dir"]).resolve() == sweep_dir.resolve()
     assert len(children) == 4
     assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
     assert {child.info.status for child in children} == {"FINISHED"}
-    assert "seed=2 optimizer.learning_rate=2.0 trainer.epochs=300 trainer.print_every=0" in {
-        child.info.run_name for child in children
-    }
     assert_success_rate_is_the_fraction_solved(parent, children)
     names = {artifact.path for artifact in client.list_artifacts(parent.info.run_id)}
     assert {
         "sweep_summary.csv",
         "loss_curves.png",
         "success_rate_by_optimizer.learning_rate.png",
+        "epochs_to_solve.png",
+        "decision_boundaries.png",
     } <= names
     # Seeds are repetitions, not a setting to compare; one compared key makes no heatmap.
     assert "success_rate_by_seed.png" not in names
@@ -128,10 +137,80 @@ def test_a_sweep_is_one_parent_with_a_child_per_job(two_by_two):
 
 
 @pytest.mark.slow
+def test_runs_are_named_by_what_differs_and_tagged_as_the_config_says(two_by_two):
+    workdir, _ = two_by_two
+    client, (parent,), children = runs_of(workdir)
+    assert parent.info.run_name == (
+        f"sweep seed x lr (4 jobs) trainer.epochs=300 trainer.print_every=0 {USER_TAGS}"
+    )
+    assert sorted(child.info.run_name for child in children) == [
+        "seed=1 lr=0.1",
+        "seed=1 lr=2.0",
+        "seed=2 lr=0.1",
+        "seed=2 lr=2.0",
+    ]
+    for child in children:
+        # The full overrides stay in a tag.
+        seed, rate = (part.split("=")[1] for part in child.info.run_name.split())
+        assert child.data.tags["hydra.overrides"] == (
+            f"seed={seed} optimizer.learning_rate={rate} trainer.epochs=300 "
+            # Hydra escapes the colon in the overrides it gives each job.
+            "trainer.print_every=0 tags=[demo,team\\:ml]"
+        )
+    for run in [parent, *children]:
+        assert (run.data.tags["demo"], run.data.tags["team"]) == ("true", "ml")
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.slow
+def test_the_parent_logs_fixed_settings_rates_per_value_and_a_description(two_by_two):
+    workdir, result = two_by_two
+    _, (parent,), children = runs_of(workdir)
+    # Its params are what every job shares; a swept key is a param of each child instead.
+    assert parent.data.params["trainer.epochs"] == "300"
+    assert parent.data.params["model.hidden_units"] == "[2]"
+    assert "seed" not in parent.data.params
+    assert "optimizer.learning_rate" not in parent.data.params
+    for rate in ("0.1", "2.0"):
+        solved = [
+            child.data.metrics["solved"]
+            for child in children
+            if child.data.params["optimizer.learning_rate"] == rate
+        ]
+        assert parent.data.metrics[f"success_rate/lr_{rate}"] == np.mean(solved)
+    note = parent.data.tags["mlflow.note.content"]
+    assert "| `optimizer.learning_rate` | solved | success rate |" in note
+    assert f'tags.mlflow.parentRunId = "{parent.info.run_id}"' in note
+    # The console's link opens the model-training view filtered to this sweep.
+    link = (
+        f"/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
+        f"&searchFilter=tags.mlflow.parentRunId%20%3D%20%22{parent.info.run_id}%22"
+    )
+    assert link in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_each_job_logs_its_truth_table_and_decision_boundary(two_by_two):
+    workdir, _ = two_by_two
+    client, _, children = runs_of(workdir)
+    for child in children:
+        (dataset_input,) = child.inputs.dataset_inputs
+        assert dataset_input.dataset.name == "xor"
+        assert len(dataset_input.dataset.digest) == 8
+        names = {artifact.path for artifact in client.list_artifacts(child.info.run_id)}
+        assert {"decision_boundary.png", "boundary_epochs.png", "boundary.npz"} <= names
+    # The same digest for the same table, in every job.
+    assert len({child.inputs.dataset_inputs[0].dataset.digest for child in children}) == 1
+
+
+@pytest.mark.slow
 def test_the_summary_has_a_row_per_job_and_outputs_sit_under_multirun(two_by_two):
     workdir, result = two_by_two
     rows = summary_rows(workdir)
     assert [row["job"] for row in rows] == ["0", "1", "2", "3"]
+    # Results first, the long names and ids last.
+    assert list(rows[0])[-3:] == ["run_name", "overrides", "run_id"]
     assert [(row["seed"], row["optimizer.learning_rate"]) for row in rows] == [
         ("1", "0.1"),
         ("1", "2.0"),
@@ -165,9 +244,10 @@ def test_a_job_gives_the_same_results_alone_as_inside_a_sweep(two_by_two, tmp_pa
         history = client.get_metric_history(run.info.run_id, "loss")
         return [metric.value for metric in sorted(history, key=lambda metric: metric.step)]
 
-    name = "seed=2 optimizer.learning_rate=2.0 trainer.epochs=300 trainer.print_every=0"
-    in_sweep = loss_history(sweep_workdir, name)
+    in_sweep = loss_history(sweep_workdir, "seed=2 lr=2.0")
     assert len(in_sweep) == 300
+    # A single run keeps its overrides as its name.
+    name = "seed=2 optimizer.learning_rate=2.0 trainer.epochs=300 trainer.print_every=0"
     assert loss_history(tmp_path, name) == in_sweep
 
 
@@ -228,6 +308,8 @@ def test_a_diverging_and_a_raising_job_stay_in_their_job(tmp_path):
     assert by_rate["1000000.0"].data.tags["failure_reason"] == "diverged"
     assert by_rate["-1.0"].info.status == "FAILED"
     assert by_rate["-1.0"].data.tags["error"].startswith("ConfigError: optimizer.learning_rate")
+    # A job that failed before its run began is named like the others.
+    assert [child.info.run_name for child in children if child is by_rate["-1.0"]] == ["lr=-1"]
     assert parent.info.status == "FAILED"
     statuses = [row["status"] for row in summary_rows(tmp_path)]
     assert statuses == ["FINISHED", "FAILED: diverged", "FAILED: error"]

@@ -207,6 +207,37 @@ def test_recorded_outputs_are_the_same_in_chunks_of_epochs(monkeypatch):
     assert chunked.outputs.shape == (7, 4)
 
 
+def test_snapshots_are_the_weights_after_the_requested_epochs_and_change_nothing():
+    dataset = truth_table("xor")
+
+    def trained(epochs: int, snapshot_epochs: list[int]):
+        keras.utils.set_random_seed(3)
+        model = build_mlp(2, [2])
+        history = training.train(
+            model,
+            keras.optimizers.SGD(0.5),
+            dataset.inputs,
+            dataset.targets,
+            loss="mse",
+            epochs=epochs,
+            batch_size=1,
+            shuffle=True,
+            seed=3,
+            snapshot_epochs=snapshot_epochs,
+        )
+        return model, history
+
+    model, history = trained(30, [10, 30])
+    short_model, short_history = trained(10, [])
+    assert list(history.snapshots) == [10, 30]
+    assert short_history.snapshots == {}
+    for snapshot, weight in zip(history.snapshots[10], short_model.weights, strict=True):
+        np.testing.assert_array_equal(snapshot, weight.numpy())
+    for snapshot, weight in zip(history.snapshots[30], model.weights, strict=True):
+        np.testing.assert_array_equal(snapshot, weight.numpy())
+    np.testing.assert_array_equal(history.loss[:10], short_history.loss)
+
+
 @pytest.mark.parametrize("max_chunk_epochs", [1, 3])
 @pytest.mark.parametrize(
     ("optimizer_class", "learning_rate", "loss", "batch_size", "activation"),

@@ -11,6 +11,7 @@ Values live in one place, the YAML files of conf/: here a field is MISSING, whic
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -25,6 +26,8 @@ LOSSES = ("mse", "binary_crossentropy")
 REPORTS = ("default", "chapter")
 # Training holds every epoch's row order in memory at once: 10 million rows is 40 MB of it.
 MAX_ROWS_TRAINED = 10_000_000
+# A tag as MLflow allows its key (a value after `:` may hold anything but a line break).
+_TAG = re.compile(r"[\w.\-/ ]+(:.*)?")
 # The chapter's networks have 2 to 9 parameters. A million float32 weights are 4 MB; training
 # holds about eight copies (weights, gradients, two Adam slots, each twice: the model and the
 # compiled loop's template), and a step at batch size 1 still takes about a millisecond.
@@ -425,11 +428,18 @@ class Config:
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
     seed: int = MISSING
+    tags: list[str] = MISSING
     # Named tensors to draw instead of training (`+experiment=book/random`); empty: train.
     draws: dict[str, DrawConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
+        _require(
+            all(is_valid_tag(tag) for tag in self.tags),
+            "tags",
+            list(self.tags),
+            "names of letters, digits, _ - . / and spaces, or name:value, e.g. [baseline,team:ml]",
+        )
         for name, draw in self.draws.items():
             _require(
                 all(size >= 1 for size in draw.shape),
@@ -447,6 +457,11 @@ class Config:
             f"(epochs x rows at most {MAX_ROWS_TRAINED:,}); lower one of them",
         )
         self.model.check_size(self.dataset.n_inputs, rows)
+
+
+def is_valid_tag(tag: str) -> bool:
+    """Whether MLflow accepts `tag` (`name` or `name:value`) as a tag."""
+    return bool(_TAG.fullmatch(tag))
 
 
 def register_configs() -> None:

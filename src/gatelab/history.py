@@ -1,6 +1,6 @@
 """What a training run recorded per epoch, and the loss file it leaves in the job's folder."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ class History:
     # Each row's output (epochs, rows) at the step that trained it, before its update; recorded
     # only when asked (the chapter's console).
     outputs: np.ndarray | None = None
+    # Weights (in `model.weights` order) after the epochs `training.train` was asked to keep.
+    snapshots: dict[int, list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def epochs_to_solve(self) -> int | None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from hydra.utils import instantiate
+from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
-from gatelab import chapter, plots, tracking, training
+from gatelab import chapter, plots, sweep, tracking, training
 from gatelab.backend import keras
 from gatelab.config import validate
 from gatelab.data import Dataset
@@ -25,11 +26,12 @@ class Job:
     """Hydra's view of a run; the defaults describe a direct call without Hydra.
 
     Args:
-        overrides: the command-line overrides, kept as a tag and used as the run name.
+        overrides: the command-line overrides, kept as a tag (and a single run's name).
         choices: the chosen option of each config group, kept as tags.
         output_dir: the job's output folder; its `.hydra` config files become artifacts.
         sweep_run_id: the sweep's MLflow run, parent of this one, when the job is in a sweep.
         number: the job's number in its sweep.
+        swept: the keys its sweep varies; a job in a sweep is named by their values.
     """
 
     overrides: list[str] = field(default_factory=list)
@@ -37,13 +39,24 @@ class Job:
     output_dir: Path | None = None
     sweep_run_id: str | None = None
     number: int = 0
+    swept: list[str] = field(default_factory=list)
 
     def run_name(self, model: keras.Model) -> str:
+        if self.swept:
+            return tracking.child_run_name(sweep.swept_values(self.overrides, self.swept))
         return tracking.run_name(self.overrides) or f"{model.name}-{self.dataset_name}"
 
     @property
     def dataset_name(self) -> str:
         return self.choices.get("dataset", "data")
+
+    def label(self, run_name: str, cfg: DictConfig) -> str:
+        """What tells this run apart in a title: its swept values, else seed and rate."""
+        if self.swept:
+            return run_name
+        return tracking.child_run_name(
+            {"seed": str(cfg.seed), "optimizer.learning_rate": str(cfg.optimizer.learning_rate)}
+        )
 
     def tags(self) -> dict[str, str]:
         tags = {
@@ -74,11 +87,17 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
     model: keras.Model = instantiate(cfg.model, n_inputs=dataset.n_inputs)
     optimizer: keras.optimizers.Optimizer = instantiate(cfg.optimizer)
 
-    tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
+    experiment_id = tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
     run_name = job.run_name(model)
-    with tracking.tracked_run(run_name, job.tags(), job.sweep_run_id) as (active_run, outcome):
+    tags = {**job.tags(), **tracking.user_tags(list(cfg.tags))}
+    with tracking.tracked_run(run_name, tags, job.sweep_run_id) as (active_run, outcome):
         mlflow.log_params(tracking.config_params(cfg))
+        # The option's name (`xor`, `custom`); called without Hydra, the gate's.
+        dataset_name = job.choices.get("dataset") or cfg.dataset.get("gate", "data")
+        tracking.log_dataset(dataset, dataset_name)
         summary = model_summary(model)
+        # The starting weights, for the first picture of how the decision boundary formed.
+        initial_weights = [weight.numpy() for weight in model.weights]
         log.info("\n%s", summary)
         history = training.train(
             model,
@@ -92,6 +111,7 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             seed=cfg.seed,
             jit_compile=cfg.trainer.jit_compile,
             record_outputs=console.series is not None,
+            snapshot_epochs=snapshot_epochs(cfg.trainer.epochs),
         )
         if history.diverged:
             outcome.failure_reason = "diverged"
@@ -100,9 +120,21 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             save_losses(history.loss, loss_file)
 
         outputs = np.asarray(model(dataset.inputs))
-        metrics = {"accuracy": accuracy(outputs, dataset.targets)}
-        if history.epochs_to_solve is not None:
-            metrics["epochs_to_solve"] = history.epochs_to_solve
+        metrics = outcome_metrics(outputs, dataset.targets, history)
+        title = f"{model.name} on {dataset_name}: {job.label(run_name, cfg)}"
+        figures = {}
+        if cfg.tracking.log_figures:
+            epochs_to_solve = metrics.get("epochs_to_solve")
+            figures["loss_curve.png"] = plots.loss_curve(history.loss, title, epochs_to_solve)
+        arrays = {}
+        if dataset.n_inputs == 2:
+            if cfg.tracking.log_figures:
+                figures.update(boundary_figures(model, initial_weights, history, dataset, title))
+            arrays[BOUNDARY_FILE] = boundary_arrays(model, dataset)
+            if job.output_dir is not None:
+                np.savez_compressed(job.output_dir / BOUNDARY_FILE, **arrays[BOUNDARY_FILE])
+        else:
+            log.info("no decision-boundary picture: it needs 2 inputs, not %d", dataset.n_inputs)
         console.report(
             history,
             dataset,
@@ -125,17 +157,18 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             max_loss_points=cfg.tracking.max_loss_points,
             loss_file=loss_file,
             metrics=metrics,
-            loss_figure=(
-                plots.loss_curve(history.loss, f"{model.name} on {job.dataset_name}")
-                if cfg.tracking.log_figures
-                else None
-            ),
+            figures=figures,
+            arrays=arrays,
             log_model=cfg.tracking.log_model,
             summary=summary,
             config_dir=job.output_dir / ".hydra" if job.output_dir else None,
         )
     log.info(
-        "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
+        "MLflow run %s (%s); to see it: %s, then %s",
+        active_run.info.run_id,
+        run_name,
+        tracking.ui_command(),
+        tracking.run_url(experiment_id, active_run.info.run_id),
     )
     return float(history.loss[-1])
 
@@ -161,6 +194,80 @@ def draw(cfg: DictConfig, job: Job) -> float:
         "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
     )
     return 0.0
+
+
+BOUNDARY_FILE = "boundary.npz"
+# Pictures of the decision boundary at the start and at this many epochs after.
+BOUNDARY_STEPS = 5
+
+
+def snapshot_epochs(epochs: int) -> list[int]:
+    """The epochs whose weights draw `boundary_epochs.png`: quadratically spaced up to the last.
+
+    Denser early, where a fast run forms its boundary: 80, 320, 720, 1280, 2000 of 2000.
+    """
+    steps = np.arange(1, BOUNDARY_STEPS + 1) / BOUNDARY_STEPS
+    return sorted({max(1, int(round(epochs * step**2))) for step in steps})
+
+
+def outcome_metrics(outputs: np.ndarray, targets: np.ndarray, history: History) -> dict[str, float]:
+    """`accuracy`, `solved` (1 or 0) and, for a solved run only, `epochs_to_solve`."""
+    metrics = {"accuracy": accuracy(outputs, targets)}
+    metrics["solved"] = float(metrics["accuracy"] == 1.0)
+    if metrics["solved"] and history.epochs_to_solve is not None:
+        metrics["epochs_to_solve"] = history.epochs_to_solve
+    return metrics
+
+
+def boundary_view(
+    model: keras.Model, weights: list[np.ndarray] | None = None
+) -> plots.BoundaryView:
+    """What `model` (or a copy holding `weights`) computes over the input plane."""
+    probe = model
+    if weights is not None:
+        probe = keras.models.clone_model(model)
+        probe.set_weights(weights)
+    grid = plots.plane_grid()
+    outputs = np.asarray(probe(grid))[:, 0].reshape(plots.GRID_POINTS, plots.GRID_POINTS)
+    hidden_lines = np.zeros((0, 3))
+    if len(probe.layers) > 1:
+        first = probe.layers[0]
+        kernel = first.kernel.numpy()
+        bias = first.bias.numpy() if first.use_bias else np.zeros(kernel.shape[1])
+        hidden_lines = np.column_stack([kernel.T, bias])
+    return plots.BoundaryView(outputs=outputs, hidden_lines=hidden_lines)
+
+
+def boundary_figures(
+    model: keras.Model,
+    initial_weights: list[np.ndarray],
+    history: History,
+    dataset: Dataset,
+    title: str,
+) -> dict[str, Figure]:
+    """`decision_boundary.png` at the end, `boundary_epochs.png` from the start to the end."""
+    views = {0: boundary_view(model, initial_weights)}
+    views.update(
+        {epoch: boundary_view(model, weights) for epoch, weights in history.snapshots.items()}
+    )
+    inputs, targets = dataset.inputs, dataset.targets
+    return {
+        "decision_boundary.png": plots.decision_boundary(
+            boundary_view(model), inputs, targets, title
+        ),
+        "boundary_epochs.png": plots.boundary_epochs(views, inputs, targets, title),
+    }
+
+
+def boundary_arrays(model: keras.Model, dataset: Dataset) -> dict[str, np.ndarray]:
+    """The final boundary's numbers (`boundary.npz`), from which a sweep draws its gallery."""
+    view = boundary_view(model)
+    return {
+        "outputs": view.outputs.astype(np.float16),
+        "hidden_lines": view.hidden_lines,
+        "inputs": dataset.inputs,
+        "targets": dataset.targets,
+    }
 
 
 def report(

@@ -10,31 +10,39 @@ curves from each job's `loss.csv` when its folder is at hand, being faster to re
 import csv
 import gc
 import logging
+import math
 import os
 import shlex
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from mlflow.entities import Param, Run, RunStatus
+from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from gatelab import plots, tracking
-from gatelab.config import ConfigError, validate
+from gatelab.config import ConfigError, is_valid_tag, validate
 from gatelab.history import LOSS_FILE, load_losses
 
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "GATELAB_SWEEP_RUN_ID"
 SUMMARY_FILE = "sweep_summary.csv"
+# Each job's final decision boundary, written by the pipeline; the gallery reads it back.
+BOUNDARY_FILE = "boundary.npz"
+# The gallery shows at most this many groups (rows) and jobs per group (columns).
+GALLERY_ROWS = 8
+GALLERY_COLUMNS = 8
 
 
 def parent_run_id() -> str | None:
@@ -46,6 +54,40 @@ def swept_keys(overrides: list[str]) -> list[str]:
     """The keys a multirun sweeps over, in command-line order: `seed=0,1` gives `seed`."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     return [override.key_or_group for override in parsed if override.is_sweep_override()]
+
+
+def fixed_overrides(overrides: list[str]) -> list[str]:
+    """The overrides of a multirun that every job shares."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [
+        text
+        for text, override in zip(overrides, parsed, strict=True)
+        if not override.is_sweep_override()
+    ]
+
+
+def planned_jobs(overrides: list[str]) -> int | None:
+    """How many jobs the basic sweeper makes of `overrides`; None when it cannot tell."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    sweeps = [override for override in parsed if override.is_sweep_override()]
+    # A glob needs the config's options and an interval is for other sweepers (Optuna...).
+    countable = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP)
+    if any(override.value_type not in countable for override in sweeps):
+        return None
+    return math.prod(len(list(override.sweep_string_iterator())) for override in sweeps)
+
+
+def swept_values(overrides: list[str], keys: list[str]) -> dict[str, str]:
+    """A job's value of each swept key, from its overrides, in the order of `keys`."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    found = {override.key_or_group: override.get_value_element_as_str() for override in parsed}
+    return {key: found[key] for key in keys if key in found}
+
+
+def swept_keys_of(parent_run_id: str) -> list[str]:
+    """The keys the sweep with this parent run varies, from its tag `sweep.params`."""
+    listed = MlflowClient().get_run(parent_run_id).data.tags.get("sweep.params", "")
+    return [key for key in listed.split(", ") if key]
 
 
 def refuse_swept_tracking(swept: list[str]) -> None:
@@ -71,6 +113,7 @@ class JobResult:
     status: str
     run_id: str
     output_dir: str = ""
+    overrides: str = ""
 
     @property
     def solved(self) -> bool:
@@ -105,18 +148,30 @@ class SweepCallback(Callback):
         experiment_id = tracking.configure(config.tracking.uri, config.tracking.experiment)
         self.client = MlflowClient()
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
-        command = shlex.join(["python", *sys.argv])
+        self.command = shlex.join(["python", *sys.argv])
         run = self.client.create_run(
             experiment_id,
-            run_name=f"sweep {tracking.run_name(overrides)}".strip(),
+            run_name=tracking.sweep_run_name(
+                self.swept, fixed_overrides(overrides), planned_jobs(overrides)
+            ),
             tags={
-                "sweep.command": command,
+                "sweep.command": self.command,
                 "sweep.params": ", ".join(self.swept),
                 "sweep.dir": str(self.sweep_dir),
                 "hydra.overrides": tracking.run_name(overrides),
+                **tracking.user_tags(valid_tags(config)),
             },
         )
         self.run_id = run.info.run_id
+        # The sweep's fixed settings: everything its jobs share (a swept key varies by job).
+        fixed = {
+            key: value
+            for key, value in tracking.config_params(config, resolve=False).items()
+            if key not in self.swept
+        }
+        self.client.log_batch(
+            self.run_id, params=[Param(key, str(value)) for key, value in fixed.items()]
+        )
         os.environ[PARENT_RUN_ENV] = self.run_id
         _open_sweeps.append(self)
 
@@ -141,7 +196,8 @@ class SweepCallback(Callback):
             return
         # The public `return_value` re-raises and prints Hydra's line about the job again.
         error = job_return._return_value
-        name = tracking.run_name(list(job_return.overrides or []))
+        overrides = list(job_return.overrides or [])
+        name = tracking.child_run_name(swept_values(overrides, swept_keys_of(parent)))
         # Unresolved: the job may have failed on the very interpolation resolving would raise.
         params = tracking.config_params(config, resolve=False)
         child = client.create_run(
@@ -149,8 +205,9 @@ class SweepCallback(Callback):
             run_name=name,
             tags={
                 "mlflow.parentRunId": parent,
-                "hydra.overrides": name,
+                "hydra.overrides": tracking.run_name(overrides),
                 "hydra.job.num": number,
+                **tracking.user_tags(valid_tags(config)),
                 **tracking.error_tags(error),
             },
         )
@@ -208,6 +265,7 @@ class SweepCallback(Callback):
             status = f"FAILED: {tags.get('failure_reason', 'error')}"
         epochs_to_solve = metrics.get("epochs_to_solve")
         return JobResult(
+            overrides=tags.get("hydra.overrides", ""),
             number=int(tags.get("hydra.job.num", -1)),
             name=run.info.run_name,
             values={key: _swept_value(run, key) for key in self.swept},
@@ -230,24 +288,38 @@ class SweepCallback(Callback):
             writer.writeheader()
             writer.writerows(rows)
         self.client.log_artifact(self.run_id, str(summary_path))
-        solved = [result.solved for result in results]
-        self.client.log_metric(self.run_id, "success_rate", float(np.mean(solved or [0.0])))
-        self.client.log_metric(self.run_id, "jobs", len(results))
+        metrics = sweep_metrics(results, self.swept)
+        log.info("%s", outcome_line(metrics))
+        timestamp = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(key, value, timestamp, 0) for key, value in metrics.items()],
+        )
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        link = tracking.runs_url(experiment_id, tracking.sweep_filter(self.run_id))
+        self.client.set_tag(
+            self.run_id,
+            "mlflow.note.content",
+            description(results, self.swept, metrics, self.run_id, self.command, link),
+        )
         for figure_name, figure in self.figures(results).items():
             self.client.log_figure(self.run_id, figure, figure_name)
         log.info(
-            "sweep run %s; summary %s; to compare: %s",
+            "sweep run %s; summary %s; to compare: %s, then open this sweep's jobs at %s",
             self.run_id,
             summary_path,
             tracking.ui_command(),
+            link,
         )
 
     def figures(self, results: list[JobResult]) -> dict[str, Any]:
         compared = [key for key in self.swept if key != "seed"]
         figures = {}
         for key in compared:
-            values, rates = success_rates(results, key)
-            figures[f"success_rate_by_{key}.png"] = plots.success_rate_bars(values, rates, key)
+            values, solved, jobs = success_counts(results, key)
+            figures[f"success_rate_by_{key}.png"] = plots.success_rate_bars(
+                values, solved, jobs, key
+            )
         if len(compared) >= 2:
             rows, columns, rates = success_grid(results, compared[0], compared[1])
             name = f"success_rate_{compared[0]}_x_{compared[1]}.png"
@@ -262,7 +334,90 @@ class SweepCallback(Callback):
             [result.values.get(colour_key, "") for result in results] if colour_key else None,
             colour_key,
         )
+        group_key = colour_key or "seed"
+        if results and group_key in self.swept:
+            values, _, jobs = success_counts(results, group_key)
+            epochs = [
+                [
+                    result.epochs_to_solve
+                    for result in results
+                    if result.values[group_key] == value
+                    and result.solved
+                    and result.epochs_to_solve
+                ]
+                for value in values
+            ]
+            figures["epochs_to_solve.png"] = plots.epochs_to_solve_by_value(
+                values, epochs, jobs, group_key
+            )
+        gallery = self.gallery(results)
+        if gallery is not None:
+            figures["decision_boundaries.png"] = gallery
         return figures
+
+    def boundary(self, result: JobResult) -> dict[str, np.ndarray] | None:
+        """The job's final decision boundary, from its folder or else its run's artifacts."""
+        path = Path(result.output_dir) / BOUNDARY_FILE
+        if not (result.output_dir and path.is_file()):
+            names = {artifact.path for artifact in self.client.list_artifacts(result.run_id)}
+            if BOUNDARY_FILE not in names:
+                return None
+            folder = tempfile.mkdtemp(prefix="gatelab-")
+            path = Path(self.client.download_artifacts(result.run_id, BOUNDARY_FILE, folder))
+        with np.load(path) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+
+    def gallery(self, results: list[JobResult]) -> Any:
+        """`decision_boundaries.png`: a panel per job, seeds along a row, a row per setting."""
+        # With seeds swept, a row holds one setting's seeds; else a row per value of the first key.
+        row_keys = [key for key in self.swept if key != "seed"]
+        if "seed" not in self.swept:
+            row_keys = self.swept[:1]
+        groups: dict[str, list[JobResult]] = {}
+        for result in sorted(
+            results,
+            key=lambda result: [plots.numeric_first(result.values[key]) for key in self.swept],
+        ):
+            label = tracking.child_run_name({key: result.values[key] for key in row_keys})
+            groups.setdefault(label, []).append(result)
+        panels: dict[str, list[plots.Panel]] = {}
+        shown = 0
+        table = None
+        for label, members in list(groups.items())[:GALLERY_ROWS]:
+            for result in members[:GALLERY_COLUMNS]:
+                arrays = self.boundary(result)
+                if arrays is None:
+                    continue
+                table = arrays
+                view = plots.BoundaryView(
+                    outputs=arrays["outputs"].astype(np.float32),
+                    hidden_lines=arrays["hidden_lines"],
+                )
+                panels.setdefault(label, []).append(plots.Panel(result.name, view, result.solved))
+                shown += 1
+        if table is None:
+            return None
+        hidden = len(results) - shown
+        footnote = ""
+        if hidden:
+            shown_ids = {
+                result.run_id
+                for members in list(groups.values())[:GALLERY_ROWS]
+                for result in members[:GALLERY_COLUMNS]
+            }
+            rest = [result for result in results if result.run_id not in shown_ids]
+            footnote = (
+                f"{shown} of {len(results)} jobs shown; the other {len(rest)}: "
+                f"{sum(result.solved for result in rest)} solved (see sweep_summary.csv)"
+            )
+        solved = sum(result.solved for result in results)
+        return plots.boundary_gallery(
+            panels,
+            table["inputs"],
+            table["targets"],
+            f"decision boundaries: {solved}/{len(results)} jobs solved",
+            footnote,
+        )
 
     def loss_history(self, result: JobResult) -> np.ndarray:
         """The job's losses from its output folder; from its run's loss.csv when elsewhere."""
@@ -310,14 +465,17 @@ def _swept_value(run: Run, key: str) -> str:
 
 
 def summary_row(result: JobResult, swept: list[str]) -> dict[str, Any]:
+    """A job's line of the summary: swept values and results first, names and ids last."""
     return {
         "job": result.number,
-        "overrides": result.name,
         **{key: result.values.get(key, "") for key in swept},
-        "loss": f"{result.loss:.6g}",
+        "solved": int(result.solved),
         "accuracy": f"{result.accuracy:.3g}",
+        "loss": f"{result.loss:.6g}",
         "epochs_to_solve": result.epochs_to_solve if result.epochs_to_solve else "",
         "status": result.status,
+        "run_name": result.name,
+        "overrides": result.overrides,
         "run_id": result.run_id,
     }
 
@@ -325,7 +483,7 @@ def summary_row(result: JobResult, swept: list[str]) -> dict[str, Any]:
 def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no jobs)"
-    columns = [column for column in rows[0] if column not in ("overrides", "run_id")]
+    columns = [column for column in rows[0] if column not in ("run_name", "overrides", "run_id")]
     widths = {
         column: max(len(column), *(len(str(row[column])) for row in rows)) for column in columns
     }
@@ -343,12 +501,108 @@ def distinct_values(results: list[JobResult], key: str) -> list[str]:
 
 def success_rates(results: list[JobResult], key: str) -> tuple[list[str], list[float]]:
     """Fraction of jobs (of seeds, in a seed sweep) reaching 100% accuracy per value of `key`."""
+    values, solved, jobs = success_counts(results, key)
+    return values, [k / n for k, n in zip(solved, jobs, strict=True)]
+
+
+def success_counts(results: list[JobResult], key: str) -> tuple[list[str], list[int], list[int]]:
+    """Per value of `key`: how many jobs solved, and how many jobs there were."""
     values = distinct_values(results, key)
-    rates = [
-        float(np.mean([result.solved for result in results if result.values[key] == value]))
-        for value in values
+    groups = [[result for result in results if result.values[key] == value] for value in values]
+    solved = [sum(result.solved for result in group) for group in groups]
+    return values, solved, [len(group) for group in groups]
+
+
+def sweep_metrics(results: list[JobResult], swept: list[str]) -> dict[str, float]:
+    """The parent's metrics: jobs, solved jobs, success rate (overall and per swept value) and
+    the median and quartiles of `epochs_to_solve` over the solved jobs."""
+    solved = [result for result in results if result.solved]
+    metrics = {
+        "jobs": float(len(results)),
+        "solved_jobs": float(len(solved)),
+        "success_rate": round(len(solved) / len(results), 4) if results else 0.0,
+    }
+    epochs = [result.epochs_to_solve for result in solved if result.epochs_to_solve]
+    if epochs:
+        low, median, high = np.percentile(epochs, [25, 50, 75])
+        metrics |= {
+            "epochs_to_solve_median": float(median),
+            "epochs_to_solve_p25": float(low),
+            "epochs_to_solve_p75": float(high),
+        }
+    names = tracking.short_keys(swept)
+    for key in swept:
+        if key == "seed":
+            continue
+        values, solved_counts, jobs = success_counts(results, key)
+        for value, k, n in zip(values, solved_counts, jobs, strict=True):
+            name = tracking.metric_key(f"success_rate/{names[key]}_{value}")
+            metrics[name] = round(k / n, 4)
+    return metrics
+
+
+def outcome_line(metrics: dict[str, float]) -> str:
+    """`solved 11/15 jobs (0.7333); epochs_to_solve over solved: median 640, quartiles 420-900`."""
+    line = (
+        f"solved {int(metrics['solved_jobs'])}/{int(metrics['jobs'])} jobs "
+        f"({metrics['success_rate']:g})"
+    )
+    if "epochs_to_solve_median" in metrics:
+        line += (
+            f"; epochs_to_solve over the solved: median {metrics['epochs_to_solve_median']:g}, "
+            f"quartiles {metrics['epochs_to_solve_p25']:g}-{metrics['epochs_to_solve_p75']:g}"
+        )
+    return line
+
+
+def description(
+    results: list[JobResult],
+    swept: list[str],
+    metrics: dict[str, float],
+    run_id: str,
+    command: str,
+    link: str,
+) -> str:
+    """The parent's Markdown description (its Overview page): what was swept, how it went."""
+    lines = [
+        f"Sweep of {' x '.join(f'`{key}`' for key in swept) or 'nothing'}, "
+        f"{len(results)} jobs: `{command}`",
+        "",
+        f"**{outcome_line(metrics)}** (solved: every output on the right side of 0.5).",
     ]
-    return values, rates
+    for key in [key for key in swept if key != "seed"]:
+        values, solved, jobs = success_counts(results, key)
+        lines += ["", f"| `{key}` | solved | success rate | median epochs_to_solve |"]
+        lines.append("|---|---|---|---|")
+        for value, k, n in zip(values, solved, jobs, strict=True):
+            epochs = [
+                result.epochs_to_solve
+                for result in results
+                if result.values[key] == value and result.solved and result.epochs_to_solve
+            ]
+            median = f"{np.median(epochs):g}" if epochs else "-"
+            lines.append(f"| {value} | {k}/{n} | {k / n:.2f} | {median} |")
+    solved = [result for result in results if result.solved and result.epochs_to_solve]
+    if solved:
+        best = min(solved, key=lambda result: result.epochs_to_solve)
+        lines += ["", f"Best job: `{best.name}`, solved at epoch {best.epochs_to_solve}."]
+    elif results:
+        best = min(results, key=lambda result: result.loss if np.isfinite(result.loss) else 1e30)
+        lines += ["", f"No job solved; the lowest final loss: `{best.name}` ({best.loss:.4g})."]
+    lines += [
+        "",
+        "To see only this sweep's jobs, search the runs table for "
+        f'`tags.mlflow.parentRunId = "{run_id}"` ([open it]({link})). '
+        "In the Chart view, group by a swept param and chart `solved`: "
+        "its mean per group is the success rate.",
+    ]
+    return "\n".join(lines)
+
+
+def valid_tags(config: DictConfig) -> list[str]:
+    """The config's `tags` that MLflow accepts (a failed job's config may hold others)."""
+    tags = OmegaConf.select(config, "tags", default=[]) or []
+    return [tag for tag in tags if isinstance(tag, str) and is_valid_tag(tag)]
 
 
 def success_grid(

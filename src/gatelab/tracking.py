@@ -6,8 +6,10 @@ launches a sweep, which never trains (see `gatelab.backend`).
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import mlflow
 import numpy as np
@@ -32,11 +35,26 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+# The experiment tag from which `mlflow ui` (3.x) chooses its view; without it the UI guesses,
+# and may open a GenAI overview (traces, token usage) instead of the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+# Where `mlflow ui` listens unless told otherwise.
+LOCAL_UI_ADDRESS = "http://127.0.0.1:5000"
+
+
 def configure(uri: str | None, experiment: str) -> str:
     """Point MLflow at `uri` (None keeps MLflow's default) and return the experiment id."""
     if uri:
         mlflow.set_tracking_uri(uri)
-    return mlflow.set_experiment(experiment).experiment_id
+    found = mlflow.set_experiment(experiment)
+    kind = found.tags.get(EXPERIMENT_KIND_TAG, "")
+    # A kind the user (or the UI's kind selector) chose stays; a missing or guessed one does not.
+    if not kind or kind.endswith("_inferred"):
+        MlflowClient().set_experiment_tag(
+            found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+        )
+    return found.experiment_id
 
 
 def ui_command() -> str:
@@ -45,6 +63,37 @@ def ui_command() -> str:
     if uri.startswith(("http://", "https://")):
         return f"open {uri}"
     return f"mlflow ui --backend-store-uri {uri}"
+
+
+def ui_address() -> str:
+    """The UI's address: the tracking server's, or that of `mlflow ui` on a local store."""
+    uri = mlflow.get_tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI_ADDRESS
+
+
+def runs_url(experiment_id: str, search_filter: str = "", compare: str = "") -> str:
+    """A link to the experiment's runs in the model-training view, filtered by `search_filter`.
+
+    Args:
+        compare: `CHART` opens the chart view instead of the runs table.
+    """
+    # The query parameters the MLflow 3 UI reads from its address (`workflowType` picks the
+    # model-training view, `searchFilter` fills the search box, `compareRunsMode` the view).
+    query = "workflowType=machine_learning"
+    if search_filter:
+        query += f"&searchFilter={quote(search_filter, safe='')}"
+    if compare:
+        query += f"&compareRunsMode={compare}"
+    return f"{ui_address()}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def sweep_filter(parent_run_id: str) -> str:
+    """The runs-table filter that shows only the children of one sweep."""
+    return f'tags.mlflow.parentRunId = "{parent_run_id}"'
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    return f"{ui_address()}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 @dataclass
@@ -83,15 +132,79 @@ def error_tags(error: BaseException) -> dict[str, str]:
 
 
 def run_name(overrides: list[str]) -> str:
-    """A run is named by its command-line overrides, as Hydra lists the jobs of a sweep."""
+    """A single run is named by its command-line overrides, as Hydra lists them."""
     return " ".join(overrides)
 
 
+# Short names of keys people sweep, for run names, legends and metric names.
+KEY_ALIASES = {"optimizer.learning_rate": "lr"}
+
+
+def short_key(key: str) -> str:
+    """`optimizer.learning_rate` is `lr`, another key its last part (`trainer.epochs`: epochs)."""
+    key = key.lstrip("+~")
+    return KEY_ALIASES.get(key, key.rpartition(".")[2])
+
+
+def short_keys(keys: list[str]) -> dict[str, str]:
+    """Each key's short name, or the key itself where two keys would share one."""
+    short = {key: short_key(key) for key in keys}
+    clashing = {name for name in short.values() if list(short.values()).count(name) > 1}
+    return {key: key if name in clashing else name for key, name in short.items()}
+
+
+def child_run_name(swept_values: dict[str, str]) -> str:
+    """A sweep job's run name: its swept values only, `seed=3 lr=0.5`."""
+    names = short_keys(list(swept_values))
+    return " ".join(f"{names[key]}={value}" for key, value in swept_values.items())
+
+
+def sweep_run_name(swept: list[str], fixed_overrides: list[str], jobs: int | None) -> str:
+    """A sweep's parent: what it sweeps, `sweep seed x lr (15 jobs)`, then what it fixes."""
+    names = short_keys(swept)
+    parts = ["sweep", " x ".join(names[key] for key in swept) or "(nothing swept)"]
+    if jobs is not None:
+        parts.append(f"({jobs} job{'s' if jobs != 1 else ''})")
+    return " ".join(parts + fixed_overrides)
+
+
+# Settings that change how a run is reported or stored, not what it learns.
+NOT_PARAMS = ("trainer.print_every", "trainer.jit_compile", "trainer.report", "tags")
+
+
 def config_params(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
-    """A job's config as MLflow params: dotted keys, without Hydra's own `hydra` node."""
+    """The experiment's knobs as MLflow params: dotted keys; lists compact, as typed (`[2]`).
+
+    Left out: Hydra's `hydra` node, every `_target_`, `tracking.*` and `NOT_PARAMS`.
+    """
     tree = OmegaConf.to_container(cfg, resolve=resolve)
     tree.pop("hydra", None)
-    return flatten(tree)
+    return {
+        key: json.dumps(value, separators=(",", ":")) if isinstance(value, list) else value
+        for key, value in flatten(tree).items()
+        if not (
+            key.rpartition(".")[2] == "_target_" or key.startswith("tracking.") or key in NOT_PARAMS
+        )
+    }
+
+
+def user_tags(tags: list[str]) -> dict[str, str]:
+    """The config's `tags` as MLflow tags: `baseline` gives `baseline=true`, `team:ml` `team=ml`."""
+    pairs = (tag.partition(":") for tag in tags)
+    return {key.strip(): value.strip() if sep else "true" for key, sep, value in pairs}
+
+
+def metric_key(text: str) -> str:
+    """`text` with the characters MLflow refuses in a metric name (such as `=`) as `_`."""
+    return re.sub(r"[^\w.\-/ :]", "_", text)
+
+
+def log_dataset(dataset: Dataset, name: str) -> None:
+    """The run's truth table as an MLflow dataset input (the runs table's Dataset column)."""
+    mlflow.log_input(
+        mlflow.data.from_numpy(dataset.inputs, targets=dataset.targets[:, 0], name=name),
+        context="training",
+    )
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -157,7 +270,8 @@ def log_results(
     max_loss_points: int,
     loss_file: Path | None,
     metrics: dict[str, float],
-    loss_figure: Figure | None,
+    figures: dict[str, Figure],
+    arrays: dict[str, dict[str, np.ndarray]],
     summary: str,
     config_dir: Path | None,
     log_model: bool = True,
@@ -168,7 +282,8 @@ def log_results(
         epochs: the epochs asked for; `loss` holds fewer when training diverged.
         max_loss_points: the most points of metric `loss` (see `loss_steps`).
         loss_file: the job's `loss.csv`, logged as it is; None writes one.
-        loss_figure: the loss curve as a PNG, or None to log no figure.
+        figures: PNG artifacts by file name (none when `tracking.log_figures` is off).
+        arrays: `.npz` artifacts by file name, each of named arrays.
         log_model: whether to log the Keras model (MLflow's keras flavor).
     """
     run_id = mlflow.active_run().info.run_id
@@ -186,8 +301,12 @@ def log_results(
         },
         artifact_file="predictions.json",
     )
-    if loss_figure is not None:
-        mlflow.log_figure(loss_figure, "loss_curve.png")
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, name)
+    with tempfile.TemporaryDirectory() as folder:
+        for name, named_arrays in arrays.items():
+            np.savez_compressed(Path(folder) / name, **named_arrays)
+            mlflow.log_artifact(str(Path(folder) / name))
     mlflow.log_text(summary, "model_summary.txt")
     if config_dir is not None and config_dir.is_dir():
         mlflow.log_artifacts(str(config_dir), "config")

@@ -12,6 +12,7 @@ shapes in one process (a sweep) reuse it without tracing again and share no stat
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,6 +29,8 @@ CHUNK_SECONDS = 0.5
 # take well under CHUNK_SECONDS on one core. Later calls are sized by the time the last took.
 BATCH_STEP_OVERHEAD = 1000
 FIRST_CHUNK_WEIGHT_STEPS = 100_000_000
+# How many epochs' weights one run can keep (for `boundary_epochs.png`).
+MAX_SNAPSHOTS = 8
 
 
 def epoch_orders(n_rows: int, epochs: int, shuffle: bool, seed: int) -> np.ndarray:
@@ -51,12 +54,17 @@ def train(
     seed: int,
     jit_compile: bool = True,
     record_outputs: bool = False,
+    snapshot_epochs: Sequence[int] = (),
 ) -> History:
     """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would.
 
-    With `record_outputs`, the history also holds each row's output at the step that trains it,
-    before that step's update, as the chapter's loops print it (`History.outputs`).
+    Args:
+        record_outputs: also keep each row's output at the step that trains it, before that
+            step's update, as the chapter's loops print it (`History.outputs`).
+        snapshot_epochs: epochs (1-based, at most `MAX_SNAPSHOTS`) after which the weights are
+            copied into `History.snapshots`, for pictures of how the model formed.
     """
+    assert len(snapshot_epochs) <= MAX_SNAPSHOTS, "too many snapshot epochs"
     # An epoch's loss is the mean of its batch losses weighted by batch size, as Keras reports
     # it; training stops early at the first epoch whose loss is NaN or infinite.
     n_rows = len(x)
@@ -88,6 +96,8 @@ def train(
     weight_steps = steps * (BATCH_STEP_OVERHEAD + batch_size * model.count_params())
     count = max(1, min(chunk_epochs, FIRST_CHUNK_WEIGHT_STEPS // weight_steps))
     losses, solved, step_outputs = [], [], []
+    snapshots: dict[int, list[np.ndarray]] = {}
+    shapes = [tuple(weight.shape) for weight in model.weights]
     start = 0
     while start < epochs:
         count = min(count, epochs - start)
@@ -97,13 +107,24 @@ def train(
             # The last chunk, padded to the compiled shape; its padding is never trained on.
             missing = chunk_epochs - len(chunk_orders)
             chunk_orders = np.pad(chunk_orders, ((0, missing), (0, 0), (0, 0)))
-        chunk_losses, chunk_solved, epochs_run, chunk_outputs = loop.function(
-            inputs, targets, tf.constant(chunk_orders), weights, tf.constant(count, tf.int32)
+        # This chunk's requested epochs, counted from its start; 0 (the padding) never matches.
+        wanted = [
+            epoch - start for epoch in sorted(snapshot_epochs) if start < epoch <= start + count
+        ]
+        chunk_losses, chunk_solved, epochs_run, chunk_outputs, snapshot_rows, taken = loop.function(
+            inputs,
+            targets,
+            tf.constant(chunk_orders),
+            weights,
+            tf.constant(count, tf.int32),
+            tf.constant(np.pad(wanted, (0, MAX_SNAPSHOTS - len(wanted))), tf.int32),
         )
         epochs_run = int(epochs_run)
         losses.append(chunk_losses.numpy()[:epochs_run])
         solved.append(chunk_solved.numpy()[:epochs_run])
         step_outputs.append(chunk_outputs.numpy()[:epochs_run])
+        for epoch, row in zip(wanted, snapshot_rows.numpy()[: int(taken)], strict=False):
+            snapshots[start + epoch] = _unflatten(row, shapes)
         start += epochs_run
         if not np.isfinite(losses[-1][-1]):  # diverged: stopped at this epoch
             break
@@ -111,7 +132,9 @@ def train(
         seconds = max(time.perf_counter() - began, 1e-6)
         count = max(1, min(chunk_epochs, 4 * count, int(count * CHUNK_SECONDS / seconds)))
     loop.store(model, optimizer)
-    history = History(loss=np.concatenate(losses), solved=np.concatenate(solved))
+    history = History(
+        loss=np.concatenate(losses), solved=np.concatenate(solved), snapshots=snapshots
+    )
     if record_outputs:
         # From the order rows were trained in back to the rows' own order; padding dropped.
         epochs_run = len(history.loss)
@@ -121,6 +144,12 @@ def train(
         np.put_along_axis(outputs, visited, trained, axis=1)
         history = dataclasses.replace(history, outputs=outputs)
     return history
+
+
+def _unflatten(row: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    parts = np.split(row, np.cumsum(sizes)[:-1])
+    return [part.reshape(shape) for part, shape in zip(parts, shapes, strict=True)]
 
 
 class _CompiledLoop:
@@ -149,7 +178,7 @@ class _CompiledLoop:
         _copy_values(self.model.weights, model.weights)
         _copy_values(self.optimizer.variables, optimizer.variables)
 
-    def _run(self, x, y, orders, row_weights, epochs):
+    def _run(self, x, y, orders, row_weights, epochs, snapshot_epochs):
         # `orders` holds a chunk's worth of epochs; the first `epochs` of them are run.
         chunk_epochs = orders.shape[0]
         losses = tf.TensorArray(tf.float32, size=chunk_epochs, element_shape=[])
@@ -158,6 +187,10 @@ class _CompiledLoop:
         outputs = tf.TensorArray(tf.float64, size=chunk_epochs if self.record_outputs else 0)
         epoch = tf.constant(0)
         epoch_loss = tf.constant(0.0)
+        # Weights at the requested epochs, one flat row each: a where() per epoch, no branch.
+        n_weights = sum(int(np.prod(weight.shape)) for weight in self.model.weights)
+        snapshots = tf.zeros([MAX_SNAPSHOTS, n_weights])
+        taken = tf.constant(0)
         while epoch < epochs and tf.math.is_finite(epoch_loss):
             epoch_loss, epoch_outputs = self._epoch(x, y, orders[epoch], row_weights)
             losses = losses.write(epoch, epoch_loss)
@@ -165,9 +198,16 @@ class _CompiledLoop:
             if self.record_outputs:
                 outputs = outputs.write(epoch, epoch_outputs)
             epoch += 1
-        if self.record_outputs:
-            return losses.stack(), solved.stack(), epoch, outputs.stack()
-        return losses.stack(), solved.stack(), epoch, tf.zeros([0])
+            take = tf.logical_and(
+                taken < MAX_SNAPSHOTS,
+                epoch == snapshot_epochs[tf.minimum(taken, MAX_SNAPSHOTS - 1)],
+            )
+            row = tf.logical_and(take, tf.range(MAX_SNAPSHOTS) == taken)[:, None]
+            flat = tf.concat([tf.reshape(weight, [-1]) for weight in self.model.weights], 0)
+            snapshots = tf.where(row, flat[None, :], snapshots)
+            taken += tf.cast(take, tf.int32)
+        recorded = outputs.stack() if self.record_outputs else tf.zeros([0], tf.float64)
+        return losses.stack(), solved.stack(), epoch, recorded, snapshots, taken
 
     def _epoch(self, x, y, batches, row_weights):
         weighted_loss = tf.constant(0.0)
