@@ -254,8 +254,12 @@ def logging_seconds(
             dataset,
             outputs=outputs,
             loss=history.loss,
+            epochs=len(history.loss),
+            max_loss_points=len(history.loss),
+            loss_file=None,
             metrics=metrics,
-            loss_figure=figure,
+            figures={"loss_curve.png": figure},
+            arrays={},
             summary=summary,
             config_dir=hydra_dir,
         )
