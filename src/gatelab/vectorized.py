@@ -24,7 +24,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gatelab import population, tracking
+from gatelab import pipeline, population, sweep, tracking
 from gatelab.config import ConfigError, validate
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,8 @@ class ChildLogger:
         self.experiment_id = tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
         self.parent_run_id = parent_run_id
         self.choices = choices
+        self.swept = sweep.swept_keys_of(parent_run_id) if parent_run_id is not None else []
+        self.user_tags = tracking.user_tags(list(cfg.get("tags", [])))
         self.params = {key: str(value) for key, value in tracking.config_params(cfg).items()}
         self.max_loss_points = OmegaConf.select(
             cfg, "tracking.max_loss_points", default=DEFAULT_MAX_LOSS_POINTS
@@ -252,10 +254,11 @@ class ChildLogger:
         self.artifacts = Path(tempfile.mkdtemp(prefix="gatelab_children_"))
 
     def _start(self, job: Job, values: dict[str, Any]) -> str:
-        tags = child_tags(job, self.choices)
+        tags = {**child_tags(job, self.choices), **self.user_tags}
         if self.parent_run_id is not None:
             tags["mlflow.parentRunId"] = self.parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=child_name(job), tags=tags)
+        name = child_name(job, self.swept)
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self.run_ids[job.number] = run.info.run_id
         return run.info.run_id
 
@@ -273,10 +276,7 @@ class ChildLogger:
                     self.epochs, len(history.loss), self.max_loss_points
                 )
             ]
-            accuracy = float(np.mean((outputs > 0.5) == (dataset.targets > 0.5)))
-            final = {"accuracy": accuracy, "solved": float(accuracy == 1.0)}
-            if history.epochs_to_solve is not None:
-                final["epochs_to_solve"] = history.epochs_to_solve
+            final = pipeline.outcome_metrics(outputs, dataset.targets, history)
             metrics += [Metric(key, value, timestamp, 0) for key, value in final.items()]
             # Weights and predictions as tags of the same write: two artifacts per child cost
             # as much again as the rest of the run (see benchmarks/bench_sweep.py --scale).
@@ -321,8 +321,10 @@ class ChildLogger:
         )
 
 
-def child_name(job: Job) -> str:
-    """The run name of a job: the same function as a job of a per-job sweep."""
+def child_name(job: Job, swept: list[str]) -> str:
+    """The run name of a job: its swept values, as a job of a per-job sweep is named."""
+    if swept:
+        return tracking.child_run_name(sweep.swept_values(job.overrides, swept))
     return tracking.run_name(job.overrides)
 
 
