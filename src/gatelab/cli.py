@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from gatelab import sweep
+from gatelab import sweep, tracking
 from gatelab.config import ConfigError
 
 EXIT_CONFIG_ERROR = 2
@@ -29,6 +29,8 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     # SIGTERM (`kill`, a SLURM time limit) stops us as Ctrl-C does: the open MLflow run ends
     # KILLED and the sweep is summarised, instead of both being left RUNNING.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Hydra logs the overrides, `tracking.uri=http://user:password@...` included.
+    tracking.redact_output()
     try:
         try:
             hydra_main()
@@ -58,7 +60,7 @@ def config_errors_exit(run_mode: RunMode) -> Iterator[None]:
 
 
 def exit_with(error: Exception) -> NoReturn:
-    print(f"error: {one_line(error)}", file=sys.stderr)
+    print(f"error: {tracking.redact(one_line(error))}", file=sys.stderr)
     sys.exit(EXIT_CONFIG_ERROR)
 
 
