@@ -73,8 +73,8 @@ def run_with_credentials(workdir: Path, uri: str, *arguments: str) -> str:
         [
             PYTHON,
             str(TRAIN_SCRIPT),
-            f"tracking.uri=http://alice:{PASSWORD}@{host}",
             *arguments,
+            f"tracking.uri=http://alice:{PASSWORD}@{host}",
             *QUICK,
         ],
         cwd=workdir,

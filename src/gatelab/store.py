@@ -203,8 +203,12 @@ def _make_whole(path: Path) -> None:
                 f"then run: mlflow db upgrade sqlite:///{path}"
             )
         log.warning("%s is half-created (an interrupted first run?), without runs: rebuilt", path)
-    new = path.with_name(f"{path.name}.new-{os.getpid()}")
-    SqlAlchemyStore(f"sqlite:///{new}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH).engine.dispose()
+    new = path.absolute().with_name(f"{path.name}.new-{os.getpid()}")
+    SqlAlchemyStore(f"sqlite:///{new}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
+    # MLflow keeps an engine per URI, whose connections would still see the files replaced here.
+    for uri in list(SqlAlchemyStore._engine_map):
+        if sqlite_path(uri) is not None and sqlite_path(uri).absolute() in (new, path.absolute()):
+            SqlAlchemyStore._engine_map.pop(uri).dispose()
     # A journal left by the old file must not be replayed into the new one.
     for suffix in ("-journal", "-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)

@@ -4,8 +4,8 @@
 hooks run in the launching process and its job hooks wherever the job runs, so it works the same
 for the basic launcher and for joblib, Ray or SLURM: the parent run id reaches the jobs through
 a file in the sweep folder (and the environment, where it is inherited), and the summary is read
-back from MLflow, which every job wrote to (the loss
-curves from each job's `loss.csv` when its folder is at hand, being faster to read).
+back from MLflow, which every job wrote to (the loss curves from each job's `loss.csv` when its
+folder is at hand, being faster to read).
 """
 
 import csv
