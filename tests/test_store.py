@@ -264,3 +264,42 @@ def test_after_kill_9_the_next_command_works_and_the_dead_run_can_be_marked_kill
     statuses = {run.info.run_id: run.info.status for run in store_runs(tmp_path)}
     assert statuses.pop(left_running.info.run_id) == "KILLED"
     assert list(statuses.values()) == ["FINISHED"]
+
+
+CREATE_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from gatelab import tracking
+go = Path(sys.argv[2])
+Path(sys.argv[3]).touch()
+while not go.exists():
+    time.sleep(0.001)
+print(tracking.configure(sys.argv[1], "gatelab"))
+"""
+
+
+@pytest.mark.slow
+def test_processes_creating_a_new_store_at_the_same_moment_all_get_one_experiment(tmp_path):
+    # Each process has imported MLflow and waits; then all create the store and the experiment.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    go = tmp_path / "go"
+    processes = [
+        subprocess.Popen(
+            [PYTHON, "-c", CREATE_AT_ONCE, uri, str(go), str(tmp_path / f"ready-{number}")],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for number in range(4)
+    ]
+    while len(list(tmp_path.glob("ready-*"))) < 4:
+        assert all(process.poll() is None for process in processes)
+        time.sleep(0.05)
+    go.touch()
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    experiment_ids = {stdout.strip() for stdout, _ in outputs}
+    assert len(experiment_ids) == 1
+    assert MlflowClient(uri).get_experiment_by_name("gatelab").experiment_id in experiment_ids
