@@ -13,7 +13,7 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 
 from gatelab import runs, store, tracking
-from tests.conftest import PYTHON, TRAIN_SCRIPT, free_port, run_train
+from tests.conftest import PYTHON, TRAIN_SCRIPT, free_port, run_train, run_trains_together
 
 QUICK = ["trainer.epochs=50", "trainer.print_every=0"]
 
@@ -191,38 +191,17 @@ def test_an_unreachable_server_is_one_line_and_exit_2_with_nothing_created(tmp_p
 
 @pytest.mark.slow
 def test_two_runs_started_together_in_a_new_folder_both_land(tmp_path):
-    processes = [start_train(tmp_path, f"seed={seed}", *QUICK) for seed in (1, 2)]
-    for process in processes:
-        _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-3000:]
+    # Two sweeps: tests/test_concurrent_sweeps.py.
+    results = run_trains_together(
+        tmp_path,
+        *([f"seed={seed}", *QUICK] for seed in (1, 2)),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
     found = store_runs(tmp_path)
     assert sorted(run.data.params["seed"] for run in found) == ["1", "2"]
     assert {run.info.status for run in found} == {"FINISHED"}
-
-
-@pytest.mark.slow
-def test_two_sweeps_started_together_in_a_new_folder_both_land_complete(tmp_path):
-    sweeps = {
-        "1,2": start_train(tmp_path, "-m", "seed=1,2", *QUICK),
-        "3,4": start_train(tmp_path, "-m", "seed=3,4", *QUICK),
-    }
-    for process in sweeps.values():
-        _, stderr = process.communicate(timeout=900)
-        assert process.returncode == 0, stderr[-3000:]
-    found = store_runs(tmp_path)
-    parents = {
-        run.data.tags["hydra.overrides"]: run for run in found if "sweep.params" in run.data.tags
-    }
-    assert sorted(parents) == ["seed=1,2 " + " ".join(QUICK), "seed=3,4 " + " ".join(QUICK)]
-    for seeds in sweeps:
-        (parent,) = [run for name, run in parents.items() if name.startswith(f"seed={seeds}")]
-        children = [
-            run for run in found if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-        ]
-        assert sorted(child.data.params["seed"] for child in children) == seeds.split(",")
-        assert {child.info.status for child in children} == {"FINISHED"}
-        assert parent.info.status == "FINISHED"
-        assert parent.data.metrics["jobs"] == 2
 
 
 @pytest.mark.slow
