@@ -90,7 +90,8 @@ def redact_output() -> None:
             return record
         record.msg, record.args = redact(message), None
         if record.exc_info:
-            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)))
+            trace = "".join(traceback.format_exception(*record.exc_info))
+            record.exc_text = redact(trace.rstrip("\n"))
         return record
 
     logging.setLogRecordFactory(redacted_record)
