@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gatelab import cli, store, sweep
-from gatelab.config import register_configs
+from gatelab.config import register_configs, validate
 
 register_configs()
 
@@ -23,6 +23,8 @@ def main(cfg: DictConfig) -> float:
     hydra_config = HydraConfig.get()
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     with cli.config_errors_exit(hydra_config.mode):
+        # Every value is checked before TensorFlow's 5 s import and before the store is touched.
+        validate(cfg)
         # In seconds, before TensorFlow: a dead server or an unusable store file.
         store.check(cfg.tracking.uri)
     # TensorFlow comes with the pipeline, imported by the process that runs jobs: one that

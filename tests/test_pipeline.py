@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gatelab import pipeline, training
+from gatelab import pipeline, tracking, training
 
 
 def run_preset(compose_config, tracking_uri, *overrides):
@@ -81,3 +81,50 @@ def test_a_diverged_run_is_failed_with_reason_diverged(compose_config, tracking_
     history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "loss")
     assert len(history) < 50
     assert not np.isfinite(history[-1].value)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "epochs_run", "max_points", "steps"),
+    [
+        (2000, 2000, 1000, list(range(2, 2001, 2))),
+        (10, 10, 3, [4, 8, 10]),
+        # Diverged at epoch 7: the last epoch run is always a point.
+        (10, 7, 3, [4, 7]),
+        (10, 10, 0, [10]),
+        (5, 5, 1000, [1, 2, 3, 4, 5]),
+    ],
+)
+def test_the_loss_metric_takes_every_stride_th_epoch_and_the_last(
+    epochs, epochs_run, max_points, steps
+):
+    assert tracking.loss_steps(epochs, epochs_run, max_points).tolist() == steps
+
+
+def test_the_loss_metric_never_exceeds_max_loss_points():
+    for epochs in (1, 2, 999, 1000, 1001, 2_500_000):
+        for max_points in (1, 3, 1000):
+            for epochs_run in {1, epochs // 2 or 1, epochs - 1 or 1, epochs}:
+                steps = tracking.loss_steps(epochs, epochs_run, max_points)
+                assert len(steps) <= max_points
+                assert steps[-1] == epochs_run
+                assert np.all(np.diff(steps) > 0)
+
+
+@pytest.mark.parametrize("max_points", [0, 7])
+def test_a_run_logs_a_bounded_loss_metric_and_every_epoch_as_loss_csv(
+    compose_config, tracking_uri, max_points
+):
+    run, _ = run_preset(
+        compose_config,
+        tracking_uri,
+        "trainer.epochs=50",
+        "trainer.print_every=0",
+        f"tracking.max_loss_points={max_points}",
+    )
+    history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "loss")
+    steps = sorted(metric.step for metric in history)
+    assert steps == ([50] if max_points == 0 else [8, 16, 24, 32, 40, 48, 50])
+    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="loss.csv")
+    every_epoch = np.loadtxt(path, delimiter=",", skiprows=1)
+    assert every_epoch.shape == (50, 2)
+    assert np.float32(every_epoch[-1, 1]) == np.float32(run.data.metrics["loss"])

@@ -24,8 +24,27 @@ def runs_in(workdir: Path) -> list[Run]:
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
-def start_and_terminate(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
-    """Start `src/train.py ARGUMENTS`, send SIGTERM once a training run is RUNNING, and wait."""
+# Minutes of training in one compiled call (10 million steps of a 67,000-weight network):
+# stopped within seconds only because the loop runs in chunks of epochs.
+HEAVY = [
+    "trainer.epochs=2500000",
+    "trainer.shuffle=false",
+    "model.hidden_units=[256,256]",
+    "trainer.print_every=0",
+]
+
+
+def start_and_terminate(
+    workdir: Path, *arguments: str, settle: float = 0.0, repeat_every: float | None = None
+) -> subprocess.CompletedProcess:
+    """Start `src/train.py ARGUMENTS`, send SIGTERM once a training run is RUNNING, and wait.
+
+    Args:
+        settle: seconds to wait after the run is RUNNING, to stop it in the middle of training.
+        repeat_every: send SIGTERM again every so many seconds until the process ends, as a
+            user pressing Ctrl-C repeatedly or a scheduler insisting would.
+    The returned result's `seconds` is the time from the first SIGTERM to the process's end.
+    """
     environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
     process = subprocess.Popen(
         [PYTHON, str(TRAIN_SCRIPT), *arguments],
@@ -35,17 +54,31 @@ def start_and_terminate(workdir: Path, *arguments: str) -> subprocess.CompletedP
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not any(
-        run.info.status == "RUNNING" and "sweep.params" not in run.data.tags
-        for run in runs_in(workdir)
-    ):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no training run started"
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=120)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(
+            run.info.status == "RUNNING" and "sweep.params" not in run.data.tags
+            for run in runs_in(workdir)
+        ):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no training run started"
+            time.sleep(0.2)
+        time.sleep(settle)
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        if repeat_every is not None:
+            while process.poll() is None and time.monotonic() < stopped + 120:
+                time.sleep(repeat_every)
+                process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        # A process that did not stop is not left training after the test.
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    result.seconds = time.monotonic() - stopped
+    return result
 
 
 def test_a_terminated_run_ends_killed(tmp_path):
@@ -79,3 +112,34 @@ def test_a_terminated_joblib_sweep_leaves_no_job_running(tmp_path):
     assert parent.info.status == "KILLED"
     assert children
     assert {child.info.status for child in children} == {"KILLED"}
+
+
+def test_a_long_compiled_run_stops_killed_within_seconds_of_sigterm(tmp_path):
+    # Without chunks, SIGTERM waits for the whole compiled loop: minutes here.
+    result = start_and_terminate(tmp_path, *HEAVY, settle=5)
+    assert result.returncode != 0
+    assert result.seconds < 60, result.seconds
+    (run,) = runs_in(tmp_path)
+    assert run.info.status == "KILLED"
+
+
+def test_repeated_signals_still_end_the_run_killed(tmp_path):
+    # Ctrl-C pressed again and again: later signals must not cut the ending short, which
+    # would leave the run for MLflow's exit hook to mark FINISHED.
+    result = start_and_terminate(tmp_path, *HEAVY, settle=5, repeat_every=0.02)
+    assert result.returncode != 0
+    (run,) = runs_in(tmp_path)
+    assert run.info.status == "KILLED"
+    assert "stopping: ending the MLflow runs as KILLED" in result.stderr
+
+
+def test_a_sweep_stopped_repeatedly_ends_killed_and_summarised(tmp_path):
+    result = start_and_terminate(tmp_path, "-m", "seed=0,1", *HEAVY, settle=5, repeat_every=0.02)
+    assert result.returncode != 0
+    runs = runs_in(tmp_path)
+    (parent,) = [run for run in runs if "sweep.params" in run.data.tags]
+    children = [run for run in runs if "sweep.params" not in run.data.tags]
+    assert parent.info.status == "KILLED"
+    assert [child.info.status for child in children] == ["KILLED"]
+    (summary,) = tmp_path.glob("multirun/*/*/sweep_summary.csv")
+    assert "KILLED" in summary.read_text()

@@ -60,15 +60,18 @@ def as_cluster_owner(command: list[str]) -> list[str]:
         pwd.getpwnam("postgres")
     except KeyError:
         pytest.fail("running as root and there is no `postgres` user to run PostgreSQL as")
-    return ["runuser", "-u", "postgres", "--", *command]
+    return [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--", *command]
 
 
-def run_postgres_program(command: list[str], cwd: Path) -> None:
+def run_postgres_program(command: list[str], cwd: Path, log: Path | None = None) -> None:
     """Run `initdb` or `pg_ctl` in `cwd`, a folder its user can read; fail with its output."""
     result = subprocess.run(
         as_cluster_owner(command), cwd=cwd, capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+    server_log = log.read_text()[-3000:] if log is not None and log.exists() else ""
+    assert result.returncode == 0, (
+        f"{' '.join(command)}:\n{result.stdout}{result.stderr}{server_log}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +116,7 @@ def postgres_uri() -> Iterator[str]:
             run_postgres_program(
                 [pg_ctl, f"--pgdata={data}", f"--log={log}", "--wait", "--timeout=60", "start"],
                 cluster,
+                log,
             )
             # CREATE DATABASE runs outside a transaction.
             with psycopg.connect(

@@ -39,12 +39,21 @@ def test_the_run_finishes_with_config_params_and_group_tags(store):
     assert run.info.run_name == "model=mlp dataset=xor"
 
 
-def test_the_loss_of_every_epoch_is_logged_at_step_epoch(store):
+def test_the_loss_is_a_bounded_metric_and_every_epoch_is_in_loss_csv(store):
     _, tracking_uri, _, run = store
     history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "loss")
-    assert sorted(metric.step for metric in history) == list(range(1, 2001))
+    # 2000 epochs, tracking.max_loss_points=1000: every second epoch, steps = epochs.
+    assert sorted(metric.step for metric in history) == list(range(2, 2001, 2))
     assert run.data.metrics["accuracy"] == 1.0
     assert run.data.metrics["loss"] == max(history, key=lambda metric: metric.step).value
+    every_epoch = np.loadtxt(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="loss.csv"),
+        delimiter=",",
+        skiprows=1,
+    )
+    np.testing.assert_array_equal(every_epoch[:, 0], np.arange(1, 2001))
+    for metric in history:
+        assert np.float32(every_epoch[metric.step - 1, 1]) == np.float32(metric.value)
 
 
 def test_artifacts_hold_weights_predictions_figure_summary_and_config(store):

@@ -159,3 +159,41 @@ def test_epochs_to_solve_is_the_first_epoch_with_every_output_on_the_right_side(
     assert history.solved[history.epochs_to_solve - 1]
     assert not history.solved[: history.epochs_to_solve - 1].any()
     assert History(loss=np.ones(3), solved=np.zeros(3, bool)).epochs_to_solve is None
+
+
+@pytest.mark.parametrize("max_chunk_epochs", [1, 3])
+@pytest.mark.parametrize(
+    ("optimizer_class", "learning_rate", "loss", "batch_size", "activation"),
+    [
+        (keras.optimizers.SGD, 0.3, "mse", 1, "sigmoid"),
+        # Adam's moments and step count carry over from one chunk to the next.
+        (keras.optimizers.Adam, 0.3, "binary_crossentropy", 3, "sigmoid"),
+        # Diverges at epoch 4: in the middle of a chunk of 3, at the end of a chunk of 1.
+        (keras.optimizers.SGD, 0.26, "mse", 1, "linear"),
+    ],
+)
+def test_training_in_chunks_of_epochs_is_bit_identical_to_one_call(
+    monkeypatch, max_chunk_epochs, optimizer_class, learning_rate, loss, batch_size, activation
+):
+    # Between chunks a stop signal is acted on; chunking must not change a single bit.
+    keras.utils.set_random_seed(3)
+    initial = build_mlp(
+        n_inputs=2, hidden_units=[2], activation=activation, output_activation=activation
+    )
+
+    def run() -> tuple[History, list[np.ndarray]]:
+        model = keras.models.clone_model(initial)
+        model.set_weights(initial.get_weights())
+        settings = dict(loss=loss, batch_size=batch_size, shuffle=True, seed=2, epochs=30)
+        history = train(model, optimizer_class(learning_rate=learning_rate), **settings)
+        return history, model.get_weights()
+
+    whole, whole_weights = run()
+    monkeypatch.setattr(training, "MAX_CHUNK_EPOCHS", max_chunk_epochs)
+    chunked, chunked_weights = run()
+
+    assert len(whole.loss) == (4 if activation == "linear" else 30)
+    np.testing.assert_array_equal(chunked.loss, whole.loss)
+    np.testing.assert_array_equal(chunked.solved, whole.solved)
+    for chunked_weight, whole_weight in zip(chunked_weights, whole_weights, strict=True):
+        np.testing.assert_array_equal(chunked_weight, whole_weight)

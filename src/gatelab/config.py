@@ -1,16 +1,21 @@
 """Schemas of every config group option, registered in Hydra's ConfigStore, and their checks.
 
-OmegaConf rejects unknown keys and wrong types as a config is composed; each schema's
-`__post_init__` rejects values its type allows but training does not (a negative learning
-rate, zero epochs). `validate` runs those checks once, before any training or tracking.
+OmegaConf rejects unknown keys and wrong types as a config is composed; keys added with `+`
+and `_target_` values are checked here against the schemas, and each schema's `__post_init__`
+rejects values its type allows but training does not (a negative or infinite learning rate,
+zero epochs, a model too large for memory). `validate` runs those checks once, before any
+training or tracking, and without importing TensorFlow.
 Values live in one place, the YAML files of conf/: here a field is MISSING, which its file sets.
 """
 
+import dataclasses
+import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gatelab.data import GATES, MAX_INPUTS
@@ -18,6 +23,55 @@ from gatelab.data import GATES, MAX_INPUTS
 LOSSES = ("mse", "binary_crossentropy")
 # Training holds every epoch's row order in memory at once: 10 million rows is 40 MB of it.
 MAX_ROWS_TRAINED = 10_000_000
+# The chapter's networks have 2 to 9 parameters. A million float32 weights are 4 MB; training
+# holds about eight copies (weights, gradients, two Adam slots, each twice: the model and the
+# compiled loop's template), and a step at batch size 1 still takes about a millisecond.
+MAX_PARAMETERS = 1_000_000
+# Every epoch runs the model on the whole dataset (to record whether it is solved): rows x units
+# float32 activations, kept again for the gradient. 10 million of them are 40 MB.
+MAX_ACTIVATIONS = 10_000_000
+# Each layer is traced and compiled; a hundred compile in seconds.
+MAX_HIDDEN_LAYERS = 100
+# The metric `loss` is bounded (tracking.max_loss_points); 100,000 points take SQLite a few seconds.
+MAX_LOSS_POINTS = 100_000
+# MLflow's SQL stores hold an experiment name in 256 characters (its API allows 500).
+MAX_EXPERIMENT_NAME_LENGTH = 256
+# keras.activations' names (tests/test_config.py keeps this list equal to Keras's): checking a
+# name must not import Keras, which imports TensorFlow (5 s).
+ACTIVATIONS = (
+    "celu",
+    "elu",
+    "exponential",
+    "gelu",
+    "glu",
+    "hard_shrink",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "hard_tanh",
+    "leaky_relu",
+    "linear",
+    "log_sigmoid",
+    "log_softmax",
+    "mish",
+    "relu",
+    "relu6",
+    "selu",
+    "sigmoid",
+    "silu",
+    "soft_shrink",
+    "softmax",
+    "softplus",
+    "softsign",
+    "sparse_plus",
+    "sparse_sigmoid",
+    "sparsemax",
+    "squareplus",
+    "swish",
+    "tanh",
+    "tanh_shrink",
+    "threshold",
+)
 
 
 class ConfigError(ValueError):
@@ -26,22 +80,31 @@ class ConfigError(ValueError):
 
 def _require(condition: bool, field_name: str, value: Any, allowed: str) -> None:
     if not condition:
-        raise ConfigError(f"{field_name}={value!r} is not allowed: {allowed}")
+        raise ConfigError(f"{field_name}={shorten(repr(value))} is not allowed: {allowed}")
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """A value as given, cut to fit on one line of an error message."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text):,} characters)"
 
 
 def _require_activation(field_name: str, name: str) -> None:
-    # Imported here, where a config is checked before training, not where schemas are registered:
-    # the process launching a sweep composes configs but never needs TensorFlow.
-    from gatelab.backend import keras
-
-    try:
-        keras.activations.get(name)
-    except ValueError:
-        _require(False, field_name, name, "use a Keras activation name such as sigmoid, relu, tanh")
+    _require(
+        name in ACTIVATIONS,
+        field_name,
+        name,
+        "use a Keras activation name such as sigmoid, relu, tanh" + _did_you_mean(name),
+    )
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite int or float: NaN or infinity in a dataset would train to a NaN loss."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _did_you_mean(activation: str) -> str:
+    close = difflib.get_close_matches(activation, ACTIVATIONS, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 @dataclass
@@ -82,13 +145,13 @@ class CustomDatasetConfig:
             and len({len(row) for row in self.inputs}) == 1,
             "dataset.inputs",
             self.inputs,
-            "a list of rows of numbers, all of one length, e.g. [[0],[1]]",
+            "a list of rows of finite numbers, all of one length, e.g. [[0],[1]]",
         )
         _require(
             all(_is_number(target) for target in self.targets),
             "dataset.targets",
             self.targets,
-            "a list of numbers, e.g. [0,1]",
+            "a list of finite numbers, e.g. [0,1]",
         )
         _require(
             len(self.targets) == len(self.inputs),
@@ -107,6 +170,10 @@ class CustomDatasetConfig:
     def n_rows(self) -> int:
         return len(self.inputs)
 
+    @property
+    def n_inputs(self) -> int:
+        return len(self.inputs[0])
+
 
 @dataclass
 class PerceptronConfig:
@@ -116,6 +183,9 @@ class PerceptronConfig:
 
     def __post_init__(self) -> None:
         _require_activation("model.activation", self.activation)
+
+    def check_size(self, n_inputs: int, n_rows: int) -> None:
+        """One unit of at most 17 weights: always small enough."""
 
 
 @dataclass
@@ -133,16 +203,46 @@ class MLPConfig:
             list(self.hidden_units),
             "a non-empty list of layer sizes, each at least 1, e.g. [2]",
         )
+        if len(self.hidden_units) > MAX_HIDDEN_LAYERS:
+            raise ConfigError(
+                f"model.hidden_units has {len(self.hidden_units)} layers: "
+                f"at most {MAX_HIDDEN_LAYERS} are allowed"
+            )
         _require_activation("model.activation", self.activation)
         _require_activation("model.output_activation", self.output_activation)
+
+    def parameter_count(self, n_inputs: int) -> int:
+        sizes = [n_inputs, *self.hidden_units, 1]
+        bias = int(self.use_bias)
+        layers = zip(sizes[:-1], sizes[1:], strict=True)
+        return sum((fan_in + bias) * fan_out for fan_in, fan_out in layers)
+
+    def check_size(self, n_inputs: int, n_rows: int) -> None:
+        """Refuse a network too large for memory before TensorFlow allocates it."""
+        parameters = self.parameter_count(n_inputs)
+        _require(
+            parameters <= MAX_PARAMETERS,
+            "model.hidden_units",
+            list(self.hidden_units),
+            f"{parameters:,} parameters for {n_inputs} inputs, at most {MAX_PARAMETERS:,}; "
+            "use fewer or smaller layers",
+        )
+        units = sum(self.hidden_units) + 1
+        _require(
+            n_rows * units <= MAX_ACTIVATIONS,
+            "model.hidden_units",
+            list(self.hidden_units),
+            f"{units:,} units on {n_rows:,} rows; rows x units at most {MAX_ACTIVATIONS:,}, "
+            f"so at most {MAX_ACTIVATIONS // n_rows:,} units in all for this dataset",
+        )
 
 
 def _require_learning_rate(learning_rate: float) -> None:
     _require(
-        learning_rate > 0,
+        0 < learning_rate < math.inf,
         "optimizer.learning_rate",
         learning_rate,
-        "a number greater than 0, e.g. 0.1",
+        "a finite number greater than 0, e.g. 0.1",
     )
 
 
@@ -174,7 +274,12 @@ class AdamConfig:
         for name in ("beta_1", "beta_2"):
             value = getattr(self, name)
             _require(0 <= value < 1, f"optimizer.{name}", value, "from 0 up to (not) 1")
-        _require(self.epsilon > 0, "optimizer.epsilon", self.epsilon, "a number greater than 0")
+        _require(
+            0 < self.epsilon < math.inf,
+            "optimizer.epsilon",
+            self.epsilon,
+            "a finite number greater than 0",
+        )
 
 
 @dataclass
@@ -205,6 +310,24 @@ class TrackingConfig:
     # None keeps MLflow's own choice: MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db here.
     uri: str | None = MISSING
     experiment: str = MISSING
+    # The metric `loss` gets at most this many points (every epoch's loss is in loss.csv).
+    max_loss_points: int = MISSING
+
+    def __post_init__(self) -> None:
+        _require(
+            self.experiment.strip() != ""
+            and len(self.experiment) <= MAX_EXPERIMENT_NAME_LENGTH
+            and self.experiment.isprintable(),
+            "tracking.experiment",
+            self.experiment,
+            f"a name of 1 to {MAX_EXPERIMENT_NAME_LENGTH} printable characters, e.g. gatelab",
+        )
+        _require(
+            0 <= self.max_loss_points <= MAX_LOSS_POINTS,
+            "tracking.max_loss_points",
+            self.max_loss_points,
+            f"an integer from 0 (final loss only) to {MAX_LOSS_POINTS:,}",
+        )
 
 
 @dataclass
@@ -226,6 +349,7 @@ class Config:
             f"at most {MAX_ROWS_TRAINED // rows:,} for a dataset of {rows:,} rows "
             f"(epochs x rows at most {MAX_ROWS_TRAINED:,}); lower one of them",
         )
+        self.model.check_size(self.dataset.n_inputs, rows)
 
 
 def register_configs() -> None:
@@ -241,8 +365,70 @@ def register_configs() -> None:
     store.store(group="trainer", name="base_trainer", node=TrainerConfig)
 
 
+def unknown_key_message(full_key: str, allowed: list[str]) -> str:
+    """One line for a key no schema has: the nearest valid key first, then all of them."""
+    section, _, key = full_key.rpartition(".")
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {section + '.' if section else ''}{close[0]}? " if close else ""
+    return (
+        f"{full_key} is not a field of {section or 'the config'}: "
+        f"{hint}allowed fields are {', '.join(allowed)}"
+    )
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse keys no schema declares, even added with `+`, and every `_target_` but the schemas'.
+
+    OmegaConf lets `+trainer.epoch=10` into a typed node and `to_object` then drops it silently;
+    a `_target_` is code Hydra would run, so only the factories the schemas name are allowed.
+    """
+    _check_node(cfg, cfg._get_full_key(None))
+
+
+def _check_node(node: Any, path: str) -> None:
+    if isinstance(node, ListConfig):
+        if not (node._is_none() or node._is_missing()):
+            for index in range(len(node)):
+                _check_node(node._get_node(index), f"{path}[{index}]")
+        return
+    if not isinstance(node, DictConfig) or node._is_none() or node._is_missing():
+        return
+    schema = OmegaConf.get_type(node)
+    fields = (
+        {field.name: field for field in dataclasses.fields(schema)}
+        if dataclasses.is_dataclass(schema)
+        else {}
+    )
+    for key in node:
+        full_key = f"{path}.{key}" if path else str(key)
+        if path == "" and key == "hydra":
+            continue  # Hydra's own node, in the config a sweep callback sees.
+        if key == "_target_":
+            if "_target_" not in fields:
+                raise ConfigError(
+                    f"{full_key} is not allowed: only the project's own factories are "
+                    "instantiated, through the schemas that name them"
+                )
+            _check_target(node, full_key, fields["_target_"].default)
+        elif fields and key not in fields:
+            allowed = [name for name in fields if not name.startswith("_")]
+            raise ConfigError(unknown_key_message(full_key, allowed))
+        _check_node(node._get_node(key), full_key)
+
+
+def _check_target(node: DictConfig, full_key: str, default: str) -> None:
+    value = node._get_node("_target_")._value()
+    if value != default:
+        raise ConfigError(
+            f"{full_key}={shorten(repr(value))} is not allowed: the option chosen sets it "
+            f"({default}); choose another option of the group ({full_key.split('.')[0]}=...)"
+        )
+
+
 def validate(cfg: DictConfig) -> None:
-    """Run every schema's checks on the composed config; raise ConfigError at the first failure."""
+    """Run every schema's checks on the composed config (or one of its nodes); raise ConfigError
+    at the first failure."""
+    check_keys(cfg)
     try:
         OmegaConf.to_object(cfg)
     except Exception as error:

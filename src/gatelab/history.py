@@ -28,15 +28,10 @@ class History:
 
 def save_losses(loss: np.ndarray, path: Path) -> None:
     """The loss of every epoch as CSV beside the job's config, for the sweep summary and you."""
-    epochs = np.arange(1, len(loss) + 1)
-    np.savetxt(
-        path,
-        np.column_stack([epochs, loss]),
-        fmt=["%d", "%.9g"],
-        delimiter=",",
-        header="epoch,loss",
-        comments="",
-    )
+    # Nine digits give a float32 back exactly. One join is twice as fast as np.savetxt, which
+    # matters at the largest run allowed (2.5 million epochs, 49 MB).
+    rows = [f"{epoch},{value:.9g}\n" for epoch, value in enumerate(loss.tolist(), start=1)]
+    path.write_text("epoch,loss\n" + "".join(rows))
 
 
 def load_losses(path: Path) -> np.ndarray:

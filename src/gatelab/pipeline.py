@@ -88,8 +88,9 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
         )
         if history.diverged:
             outcome.failure_reason = "diverged"
-        if job.output_dir is not None:
-            save_losses(history.loss, job.output_dir / LOSS_FILE)
+        loss_file = job.output_dir / LOSS_FILE if job.output_dir is not None else None
+        if loss_file is not None:
+            save_losses(history.loss, loss_file)
 
         outputs = np.asarray(model(dataset.inputs))
         metrics = {"accuracy": accuracy(outputs, dataset.targets)}
@@ -109,6 +110,9 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             dataset,
             outputs=outputs,
             loss=history.loss,
+            epochs=cfg.trainer.epochs,
+            max_loss_points=cfg.tracking.max_loss_points,
+            loss_file=loss_file,
             metrics=metrics,
             loss_figure=plots.loss_curve(history.loss, f"{model.name} on {job.dataset_name}"),
             summary=summary,

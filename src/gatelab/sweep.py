@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import sys
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from mlflow.entities import Param, Run, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from gatelab import plots, store, tracking
-from gatelab.config import ConfigError
+from gatelab.config import ConfigError, validate
 from gatelab.history import LOSS_FILE, load_losses
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,16 @@ def swept_keys(overrides: list[str]) -> list[str]:
     return [override.key_or_group for override in parsed if override.is_sweep_override()]
 
 
+def refuse_swept_tracking(swept: list[str]) -> None:
+    """A sweep has one parent run in one store and experiment: `tracking.*` cannot vary."""
+    for key in swept:
+        if key == "tracking" or key.startswith("tracking."):
+            raise ConfigError(
+                f"{key} cannot be swept: a sweep's runs share one store and experiment; "
+                "run one sweep per value instead"
+            )
+
+
 @dataclass(frozen=True)
 class JobResult:
     """One row of the sweep summary, read back from the job's MLflow run."""
@@ -95,19 +107,22 @@ class SweepCallback(Callback):
         self.sweep_dir: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # Creating the store (schema migration) and the experiment here, before any job starts,
-        # avoids SQLite's races when parallel workers would otherwise both try.
+        overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+        self.swept = swept_keys(overrides)
         try:
+            refuse_swept_tracking(self.swept)
+            # The sweep's own store and experiment: checked before either is created.
+            validate(config.tracking)
             store.check(config.tracking.uri)
+            # Creating the store (schema migration) and the experiment here, before any job
+            # starts, avoids SQLite's races when parallel workers would otherwise both try.
             experiment_id = tracking.configure(config.tracking.uri, config.tracking.experiment)
         except ConfigError as error:
-            # Hydra turns a callback's exception into a warning and launches the jobs anyway.
-            from gatelab.cli import exit_with  # cli imports this module
+            # Hydra turns an exception of this hook into a warning and sweeps on: exit instead.
+            from gatelab.cli import exit_with  # (cli imports this module)
 
             exit_with(error)
         self.client = MlflowClient()
-        overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
-        self.swept = swept_keys(overrides)
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
         command = tracking.redact(shlex.join(["python", *sys.argv]))
         run = self.client.create_run(
@@ -280,13 +295,17 @@ class SweepCallback(Callback):
         return figures
 
     def loss_history(self, result: JobResult) -> np.ndarray:
-        """The job's losses from its output folder; from MLflow when the folder is elsewhere."""
+        """The job's losses from its output folder; from its run's loss.csv when elsewhere."""
+        # Not from metric `loss`: it holds only every few epochs' (tracking.max_loss_points).
         path = Path(result.output_dir) / LOSS_FILE
         if result.output_dir and path.is_file():
             return load_losses(path)
-        history = self.client.get_metric_history(result.run_id, "loss")
-        history = sorted(history, key=lambda metric: metric.step)
-        return np.array([metric.value for metric in history])
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                path = self.client.download_artifacts(result.run_id, LOSS_FILE, folder)
+            except (OSError, MlflowException):
+                return np.array([])  # the job failed before it trained
+            return load_losses(Path(path))
 
 
 _open_sweeps: list[SweepCallback] = []

@@ -7,9 +7,11 @@ launches a sweep, which never trains (see `gatelab.backend`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -29,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gatelab import store
 from gatelab.data import Dataset
+from gatelab.history import LOSS_FILE, save_losses
 
 if TYPE_CHECKING:
     import keras
@@ -192,14 +195,38 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def log_history(run_id: str, loss: np.ndarray) -> None:
-    """The loss of every epoch as metric `loss` at step = epoch (1-based), in batched writes."""
+def loss_steps(epochs: int, epochs_run: int, max_points: int) -> np.ndarray:
+    """The epochs (1-based) whose loss becomes a point of metric `loss`: at most `max_points`.
+
+    Every ceil(epochs / max_points)-th epoch and always the last one run; with `max_points` 0
+    only the last, the final loss.
+    """
+    stride = math.ceil(epochs / max_points) if max_points else epochs
+    steps = np.arange(stride, epochs_run + 1, stride)
+    if not steps.size or steps[-1] != epochs_run:
+        steps = np.append(steps, epochs_run)
+    return steps
+
+
+def log_history(run_id: str, loss: np.ndarray, *, epochs: int, max_points: int) -> None:
+    """Metric `loss` at step = epoch (1-based), at most `max_points` epochs, in batched writes."""
     timestamp = int(time.time() * 1000)
     metrics = [
-        Metric(key="loss", value=float(value), timestamp=timestamp, step=epoch)
-        for epoch, value in enumerate(loss, start=1)
+        Metric(key="loss", value=float(loss[epoch - 1]), timestamp=timestamp, step=int(epoch))
+        for epoch in loss_steps(epochs, len(loss), max_points)
     ]
     MlflowClient().log_batch(run_id, metrics=metrics)
+
+
+def log_loss_file(loss: np.ndarray, path: Path | None) -> None:
+    """Every epoch's loss as artifact `loss.csv`: the job folder's file, or one written now."""
+    if path is not None and path.is_file():
+        mlflow.log_artifact(str(path))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / LOSS_FILE
+        save_losses(loss, path)
+        mlflow.log_artifact(str(path))
 
 
 def weights_by_layer(model: keras.Model) -> dict[str, dict[str, list]]:
@@ -216,16 +243,25 @@ def log_results(
     *,
     outputs: np.ndarray,
     loss: np.ndarray,
+    epochs: int,
+    max_loss_points: int,
+    loss_file: Path | None,
     metrics: dict[str, float],
     loss_figure: Figure,
     summary: str,
     config_dir: Path | None,
 ) -> None:
-    """Final metrics, the model, the loss history, weights, predictions and the other files."""
+    """Final metrics, the model, the loss history, weights, predictions and the other files.
+
+    Args:
+        epochs: the epochs asked for; `loss` holds fewer when training diverged.
+        max_loss_points: the most points of metric `loss` (see `loss_steps`).
+        loss_file: the job's `loss.csv`, logged as it is; None writes one.
+    """
     run_id = mlflow.active_run().info.run_id
     mlflow.log_metrics(metrics)
     # Before the loss history: MLflow links the run's step-0 metrics to the logged model by
-    # reading every metric's whole history, 2000 loss points included.
+    # reading every metric's whole history, up to max_loss_points loss points included.
     Model.log(
         artifact_path=None,
         name="model",
@@ -241,7 +277,8 @@ def log_results(
             f"{package}=={version(package)}" for package in ("mlflow", "tensorflow", "keras")
         ],
     )
-    log_history(run_id, loss)
+    log_history(run_id, loss, epochs=epochs, max_points=max_loss_points)
+    log_loss_file(loss, loss_file)
     mlflow.log_dict(weights_by_layer(model), "weights.json")
     mlflow.log_table(
         {

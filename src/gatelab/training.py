@@ -1,18 +1,31 @@
-"""The training engine: a whole run, every epoch and step, inside one compiled `tf.function`.
+"""The training engine: every epoch and step inside a compiled `tf.function`, in chunks of epochs.
 
 Keras `fit` pays Python and callback overhead on every one of the chapter's 8000 tiny steps;
-here the loop runs in one XLA-compiled call. The compiled function is cached at module level
+here the loop runs in XLA-compiled calls of many epochs each (the chapter's whole run is one).
+Python regains control only between calls, which is where Ctrl-C or SIGTERM stops training, so
+a call is sized to take about half a second. The compiled function is cached at module level
 by the shapes it was traced for, and runs on template copies of the model and optimizer
 whose variables are loaded before and read back after each run, so later runs of the same
 shapes in one process (a sweep) reuse it without tracing again and share no state.
 """
 
 import json
+import time
 
 import numpy as np
 
 from gatelab.backend import keras, tf
 from gatelab.history import History
+
+# Epochs one call of the compiled loop can run (the shape it is compiled for); it runs fewer
+# when they would take longer than CHUNK_SECONDS, so that a stop signal is acted on quickly.
+MAX_CHUNK_EPOCHS = 100_000
+CHUNK_SECONDS = 0.5
+# The first call's epochs come from an estimate of a step's cost, in weights touched: a step
+# costs about as much as BATCH_STEP_OVERHEAD weights more, and FIRST_CHUNK_WEIGHT_STEPS of them
+# take well under CHUNK_SECONDS on one core. Later calls are sized by the time the last took.
+BATCH_STEP_OVERHEAD = 1000
+FIRST_CHUNK_WEIGHT_STEPS = 100_000_000
 
 
 def epoch_orders(n_rows: int, epochs: int, shuffle: bool, seed: int) -> np.ndarray:
@@ -43,22 +56,46 @@ def train(
     batch_size = min(batch_size, n_rows)
     steps = -(-n_rows // batch_size)
     padding = steps * batch_size - n_rows
-    # A short last batch is padded with row 0 at weight 0, so every step has one static shape.
-    orders = np.pad(epoch_orders(n_rows, epochs, shuffle, seed), ((0, 0), (0, padding)))
+    chunk_epochs = min(epochs, MAX_CHUNK_EPOCHS)
+    # A short last batch is padded with row 0 at weight 0, so every step has one static shape,
+    # and a chunk's worth of epochs follows the last, so every chunk has the compiled shape.
+    orders = np.pad(epoch_orders(n_rows, epochs, shuffle, seed), ((0, chunk_epochs), (0, padding)))
+    orders = orders.reshape(-1, steps, batch_size)
     row_weights = np.concatenate([np.ones(n_rows), np.zeros(padding)]).astype(np.float32)
 
     optimizer.build(model.trainable_variables)
-    loop = _compiled_loop(model, optimizer, loss, x.shape, epochs, steps, batch_size, jit_compile)
-    loop.load(model, optimizer)
-    losses, solved, epochs_run = loop.function(
-        tf.constant(x, tf.float32),
-        tf.constant(y, tf.float32),
-        tf.constant(orders.reshape(epochs, steps, batch_size)),
-        tf.constant(row_weights.reshape(steps, batch_size)),
+    loop = _compiled_loop(
+        model, optimizer, loss, x.shape, chunk_epochs, steps, batch_size, jit_compile
     )
+    loop.load(model, optimizer)
+    inputs = tf.constant(x, tf.float32)
+    targets = tf.constant(y, tf.float32)
+    weights = tf.constant(row_weights.reshape(steps, batch_size))
+    weight_steps = steps * (BATCH_STEP_OVERHEAD + batch_size * model.count_params())
+    count = max(1, min(chunk_epochs, FIRST_CHUNK_WEIGHT_STEPS // weight_steps))
+    losses, solved = [], []
+    start = 0
+    while start < epochs:
+        count = min(count, epochs - start)
+        began = time.perf_counter()
+        chunk_losses, chunk_solved, epochs_run = loop.function(
+            inputs,
+            targets,
+            tf.constant(orders[start : start + chunk_epochs]),
+            weights,
+            tf.constant(count, tf.int32),
+        )
+        epochs_run = int(epochs_run)
+        losses.append(chunk_losses.numpy()[:epochs_run])
+        solved.append(chunk_solved.numpy()[:epochs_run])
+        start += epochs_run
+        if not np.isfinite(losses[-1][-1]):  # diverged: stopped at this epoch
+            break
+        # Time for the next chunk to take about CHUNK_SECONDS, growing at most 4x at a time.
+        seconds = max(time.perf_counter() - began, 1e-6)
+        count = max(1, min(chunk_epochs, 4 * count, int(count * CHUNK_SECONDS / seconds)))
     loop.store(model, optimizer)
-    epochs_run = int(epochs_run)
-    return History(loss=losses.numpy()[:epochs_run], solved=solved.numpy()[:epochs_run])
+    return History(loss=np.concatenate(losses), solved=np.concatenate(solved))
 
 
 class _CompiledLoop:
@@ -85,10 +122,11 @@ class _CompiledLoop:
         _copy_values(self.model.weights, model.weights)
         _copy_values(self.optimizer.variables, optimizer.variables)
 
-    def _run(self, x, y, orders, row_weights):
-        epochs = orders.shape[0]
-        losses = tf.TensorArray(tf.float32, size=epochs, element_shape=[])
-        solved = tf.TensorArray(tf.bool, size=epochs, element_shape=[])
+    def _run(self, x, y, orders, row_weights, epochs):
+        # `orders` holds a chunk's worth of epochs; the first `epochs` of them are run.
+        chunk_epochs = orders.shape[0]
+        losses = tf.TensorArray(tf.float32, size=chunk_epochs, element_shape=[])
+        solved = tf.TensorArray(tf.bool, size=chunk_epochs, element_shape=[])
         epoch = tf.constant(0)
         epoch_loss = tf.constant(0.0)
         while epoch < epochs and tf.math.is_finite(epoch_loss):

@@ -1,0 +1,35 @@
+"""Ctrl-C and SIGTERM: the first stops the run; more, while it ends, cannot leave it RUNNING.
+
+SIGTERM (`kill`, a SLURM time limit) stops us as Ctrl-C does, with KeyboardInterrupt: the open
+MLflow run ends KILLED and a sweep is summarised. A user pressing Ctrl-C twice, or a scheduler
+sending SIGTERM again, would otherwise interrupt that ending half-way, and MLflow's exit hook
+would then mark the run FINISHED. So only the first signal interrupts; later ones are noted and
+ignored while the process ends (SIGKILL still stops it at once).
+"""
+
+import os
+import signal
+from types import FrameType
+
+_received: list[int] = []
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM in this (the main) process."""
+    _received.clear()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, _stop)
+
+
+def stopping() -> bool:
+    """Whether a stop signal has arrived: the process is ending its runs as KILLED."""
+    return bool(_received)
+
+
+def _stop(signal_number: int, frame: FrameType | None) -> None:
+    _received.append(signal_number)
+    if len(_received) == 1:
+        raise KeyboardInterrupt
+    if len(_received) == 2:
+        # os.write, not print: a signal handler may run in the middle of another print.
+        os.write(2, b"stopping: ending the MLflow runs as KILLED (kill -9 stops at once)\n")
