@@ -3,6 +3,8 @@
     python benchmarks/bench_sweep.py                          # 10 seeds x 10 learning rates
     python benchmarks/bench_sweep.py --launcher joblib --workers 2 --skip-fit
     python benchmarks/bench_sweep.py --seeds 2 --learning-rates 2 --skip-fit   # about 15 s
+    python benchmarks/bench_sweep.py --sweeper vectorized --skip-fit   # hydra/sweeper=vectorized
+    python benchmarks/bench_sweep.py --scale   # 100 jobs basic vs vectorized, 1,000, 10,000
 
 The sweep is `src/train.py -m model=mlp dataset=xor seed=range(10) optimizer.learning_rate=...`,
 run as a subprocess in a fresh temporary directory with its own SQLite MLflow store: each job
@@ -22,6 +24,8 @@ writes. `benchmarks/bench_sweep_floor.py` shows why 25 s is out of reach on 2 co
 
 import argparse
 import csv
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -61,7 +65,12 @@ def learning_rates(count: int) -> list[float]:
 
 
 def sweep_command(
-    directory: Path, seeds: int, rates: list[float], launcher: str, workers: int
+    directory: Path,
+    seeds: int,
+    rates: list[float],
+    launcher: str,
+    workers: int,
+    sweeper: str = "basic",
 ) -> list[str]:
     command = [
         sys.executable,
@@ -76,6 +85,8 @@ def sweep_command(
     ]
     if launcher == "joblib":
         command += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={workers}"]
+    if sweeper == "vectorized":
+        command += ["hydra/sweeper=vectorized"]
     return command
 
 
@@ -163,6 +174,76 @@ def fit_with_keras() -> float:
     return time.perf_counter() - start
 
 
+# The vectorized sweeper's log lines with the parts of its time (gatelab.vectorized).
+BREAKDOWN = {
+    "compose": r"composed in ([0-9.]+) s",
+    "compile + 1st chunk": r"compile and first chunk ([0-9.]+) s",
+    "train (all chunks)": r"members for \d+ epochs in ([0-9.]+) s",
+    "log children": r"logged \d+ child runs in ([0-9.]+) s",
+    "write folders": r"write folders ([0-9.]+) s",
+    "parent curves + ANALYZE": r"parent losses and ANALYZE ([0-9.]+) s",
+}
+
+
+def breakdown(directory: Path) -> dict[str, float]:
+    """The parts of a vectorized sweep's time, summed over its populations, from its log."""
+    text = (directory / "sweep.log").read_text()
+    return {
+        part: sum(float(value) for value in re.findall(pattern, text))
+        for part, pattern in BREAKDOWN.items()
+    }
+
+
+def load() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def timed_sweep(seeds: int, rates: list[float], sweeper: str) -> tuple[float, dict[str, float]]:
+    """One sweep in a fresh directory and store: its wall time and (vectorized) its breakdown."""
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_") as temporary:
+        directory = Path(temporary)
+        command = sweep_command(directory, seeds, rates, "basic", 1, sweeper)
+        print(f"  {sweeper}: {seeds * len(rates)} jobs ({load()}) ...", flush=True)
+        seconds = run_sweep(command, directory)
+        if not check_store(directory, seeds * len(rates)):
+            sys.exit(1)
+        parts = breakdown(directory) if sweeper == "vectorized" else {}
+    return seconds, parts
+
+
+def scale(sizes: list[int]) -> int:
+    """100 jobs with both sweepers (the ratio), then larger vectorized sweeps with breakdowns."""
+    rates = learning_rates(10)
+    rows = []
+    for jobs in sizes:
+        seeds = max(1, jobs // len(rates))
+        if jobs == sizes[0]:
+            basic_seconds, _ = timed_sweep(seeds, rates, "basic")
+            rows.append(("basic", seeds * len(rates), basic_seconds, {}, load()))
+        seconds, parts = timed_sweep(seeds, rates, "vectorized")
+        rows.append(("vectorized", seeds * len(rates), seconds, parts, load()))
+    print()
+    print(f"{'sweeper':<11} {'jobs':>6} {'seconds':>9} {'ms/job':>8}  load after (1, 5, 15 min)")
+    for sweeper, jobs, seconds, _, after in rows:
+        print(f"{sweeper:<11} {jobs:>6} {seconds:>9.1f} {1000 * seconds / jobs:>8.1f}  {after}")
+    print(
+        f"ratio at {rows[0][1]} jobs: the vectorized sweeper is "
+        f"{rows[0][2] / rows[1][2]:.1f}x faster than the basic one (target >= 4x)"
+    )
+    print("\nbreakdown of the vectorized sweeps (seconds; the rest is start-up and the summary):")
+    parts = list(BREAKDOWN)
+    print(f"{'jobs':>6}  " + "  ".join(f"{part:>23}" for part in parts))
+    for sweeper, jobs, _, breakdown_of, _ in rows:
+        if sweeper == "vectorized":
+            print(f"{jobs:>6}  " + "  ".join(f"{breakdown_of[part]:>23.2f}" for part in parts))
+    for sweeper, jobs, seconds, _, _ in rows:
+        target = {1000: 60, 10000: 300}.get(jobs)
+        if sweeper == "vectorized" and target:
+            verdict = "met" if seconds <= target else "not met"
+            print(f"target: {jobs} jobs in at most {target} s: {seconds:.0f} s, {verdict}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
@@ -185,7 +266,23 @@ def main() -> int:
     parser.add_argument(
         "--skip-fit", action="store_true", help="skip the model.fit baseline (30-70 s)"
     )
+    parser.add_argument(
+        "--sweeper",
+        choices=["basic", "vectorized"],
+        default="basic",
+        help="Hydra sweeper: vectorized trains the grid as one population",
+    )
+    parser.add_argument(
+        "--scale",
+        nargs="?",
+        const="100,1000,10000",
+        metavar="SIZES",
+        help="scale mode: the first size with both sweepers (their ratio), then each size with "
+        "the vectorized one, with the breakdown of its time (default 100,1000,10000)",
+    )
     args = parser.parse_args()
+    if args.scale:
+        return scale([int(size) for size in args.scale.split(",")])
     if args.seeds < 1 or args.learning_rates < 1 or args.workers < 1:
         parser.error(
             f"--seeds, --learning-rates and --workers must be at least 1, got --seeds "
@@ -199,6 +296,8 @@ def main() -> int:
         if args.launcher == "joblib"
         else "basic launcher"
     )
+    if args.sweeper == "vectorized":
+        launcher = "vectorized sweeper"
     print(
         f"XOR, 2-2-1 MLP, SGD, mse, {EPOCHS} epochs, batch_size 1: {jobs} jobs = "
         f"{args.seeds} seeds x {len(rates)} learning rates {rates}, {launcher}"
@@ -206,7 +305,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as temporary:
         directory = Path(temporary)
-        command = sweep_command(directory, args.seeds, rates, args.launcher, args.workers)
+        command = sweep_command(
+            directory, args.seeds, rates, args.launcher, args.workers, args.sweeper
+        )
         print(f"Running the sweep in {directory} ...", flush=True)
         sweep_seconds = run_sweep(command, directory)
         if not check_store(directory, jobs):

@@ -101,6 +101,24 @@ def test_yaml_files_open_with_the_command_that_uses_them():
         ("dataset.n_inputs=40", "dataset.n_inputs=40 is not allowed: from 1 to 16"),
         ("dataset.gate=xand", "dataset.gate='xand' is not allowed: one of and, or, xor"),
         ("seed=-1", "seed=-1 is not allowed"),
+        (
+            "dataset.order=descending",
+            "dataset.order='descending' is not allowed: one of ascending, chapter",
+        ),
+        ("trainer.report=book", "trainer.report='book' is not allowed: one of default, chapter"),
+        (
+            "model.kernel_initializer.name=glorot",
+            "model.kernel_initializer.name='glorot' is not allowed: one of glorot_uniform,",
+        ),
+        (
+            "model.kernel_initializer.stddev=1",
+            "model.kernel_initializer.stddev=1.0 is not allowed: glorot_uniform takes seed",
+        ),
+        (
+            "model.bias_initializer={name:random_uniform,mean:1}",
+            "model.bias_initializer.mean=1.0 is not allowed: random_uniform takes minval, maxval, "
+            "seed",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_field_value_and_what_is_allowed(

@@ -45,3 +45,13 @@ def test_explicit_rows_for_the_single_neuron():
     assert dataset.targets.shape == (1, 1)
     assert dataset.n_inputs == 1
     assert dataset.targets[0, 0] == 0.0
+
+
+def test_chapter_order_is_the_chapters_loop_with_targets_kept_to_their_rows():
+    dataset = truth_table("and", 2, order="chapter")
+    np.testing.assert_array_equal(dataset.inputs, [[1, 1], [1, 0], [0, 1], [0, 0]])
+    np.testing.assert_array_equal(dataset.targets[:, 0], [1, 0, 0, 0])
+    ascending = truth_table("xor", 3)
+    chapter = truth_table("xor", 3, order="chapter")
+    np.testing.assert_array_equal(chapter.inputs, ascending.inputs[::-1])
+    np.testing.assert_array_equal(chapter.targets, ascending.targets[::-1])

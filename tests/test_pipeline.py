@@ -83,6 +83,29 @@ def test_a_diverged_run_is_failed_with_reason_diverged(compose_config, tracking_
     assert not np.isfinite(history[-1].value)
 
 
+def test_the_model_and_figure_are_logged_unless_switched_off(compose_config, tracking_uri):
+    client = MlflowClient(tracking_uri)
+
+    def model_and_artifacts(run_id: str) -> tuple[list, set[str]]:
+        experiment_id = client.get_run(run_id).info.experiment_id
+        models = client.search_logged_models(
+            [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+        )
+        return models, {item.path for item in client.list_artifacts(run_id)}
+
+    run, _ = run_preset(compose_config, tracking_uri, "trainer.epochs=5")
+    models, artifacts = model_and_artifacts(run.info.run_id)
+    assert models and {"loss_curve.png", "weights.json", "predictions.json"} <= artifacts
+
+    switched_off = ["trainer.epochs=5", "tracking.log_model=false", "tracking.log_figures=false"]
+    pipeline.run(compose_config(*switched_off, f"tracking.uri='{tracking_uri}'"))
+    experiment = client.get_experiment_by_name("gatelab")
+    latest = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
+    models, artifacts = model_and_artifacts(latest.info.run_id)
+    assert not models and "loss_curve.png" not in artifacts
+    assert {"weights.json", "predictions.json"} <= artifacts
+
+
 @pytest.mark.parametrize(
     ("epochs", "epochs_run", "max_points", "steps"),
     [

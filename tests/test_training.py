@@ -161,6 +161,52 @@ def test_epochs_to_solve_is_the_first_epoch_with_every_output_on_the_right_side(
     assert History(loss=np.ones(3), solved=np.zeros(3, bool)).epochs_to_solve is None
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_recorded_outputs_are_each_rows_output_before_the_step_that_trains_it(batch_size):
+    # The chapter prints, at step i, the output it computed before step i's update.
+    dataset = truth_table("and", 2, order="chapter")
+    keras.utils.set_random_seed(4)
+    model = build_perceptron(n_inputs=2)
+    kernel, bias = (weight.astype(np.float64) for weight in model.get_weights())
+    history = train(
+        model,
+        dataset=dataset,
+        loss="binary_crossentropy",
+        epochs=3,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=1,
+        record_outputs=True,
+    )
+    # The same 3 epochs by hand, in the same row orders.
+    expected = np.empty((3, 4))
+    for epoch, order in enumerate(training.epoch_orders(4, 3, shuffle=True, seed=1)):
+        for start in range(0, 4, batch_size):
+            rows = order[start : start + batch_size]
+            outputs = 1 / (1 + np.exp(-(dataset.inputs[rows] @ kernel + bias)))
+            expected[epoch, rows] = outputs[:, 0]
+            errors = dataset.targets[rows] - outputs
+            kernel += 0.1 * dataset.inputs[rows].T @ errors / len(rows)
+            bias += 0.1 * errors.mean(axis=0)
+    np.testing.assert_allclose(history.outputs, expected, rtol=1e-5)
+
+
+def test_recording_outputs_does_not_change_training():
+    recorded = train(fresh_mlp(), record_outputs=True, epochs=50)
+    plain = train(fresh_mlp(), epochs=50)
+    np.testing.assert_array_equal(recorded.loss, plain.loss)
+    assert plain.outputs is None
+    assert recorded.outputs.shape == (50, 4)
+
+
+def test_recorded_outputs_are_the_same_in_chunks_of_epochs(monkeypatch):
+    whole = train(fresh_mlp(), record_outputs=True, shuffle=True, epochs=7)
+    monkeypatch.setattr(training, "MAX_CHUNK_EPOCHS", 3)
+    chunked = train(fresh_mlp(), record_outputs=True, shuffle=True, epochs=7)
+    np.testing.assert_array_equal(chunked.outputs, whole.outputs)
+    assert chunked.outputs.shape == (7, 4)
+
+
 @pytest.mark.parametrize("max_chunk_epochs", [1, 3])
 @pytest.mark.parametrize(
     ("optimizer_class", "learning_rate", "loss", "batch_size", "activation"),

@@ -11,16 +11,18 @@ Values live in one place, the YAML files of conf/: here a field is MISSING, whic
 import dataclasses
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gatelab.data import GATES, MAX_INPUTS
+from gatelab.data import GATES, MAX_INPUTS, ORDERS
 
 LOSSES = ("mse", "binary_crossentropy")
+# The console: `default` (losses, predictions, weights) or `chapter` (what the book prints).
+REPORTS = ("default", "chapter")
 # Training holds every epoch's row order in memory at once: 10 million rows is 40 MB of it.
 MAX_ROWS_TRAINED = 10_000_000
 # The chapter's networks have 2 to 9 parameters. A million float32 weights are 4 MB; training
@@ -112,9 +114,11 @@ class TruthTableConfig:
     _target_: str = "gatelab.data.truth_table"
     gate: str = MISSING
     n_inputs: int = MISSING
+    order: str = MISSING
 
     def __post_init__(self) -> None:
         _require(self.gate in GATES, "dataset.gate", self.gate, f"one of {', '.join(GATES)}")
+        _require(self.order in ORDERS, "dataset.order", self.order, f"one of {', '.join(ORDERS)}")
         _require(
             1 <= self.n_inputs <= MAX_INPUTS,
             "dataset.n_inputs",
@@ -176,13 +180,76 @@ class CustomDatasetConfig:
 
 
 @dataclass
+class InitializerConfig:
+    """A Keras initializer by name, with the arguments it takes; None keeps Keras's default."""
+
+    _target_: str = "gatelab.models.initializer"
+    name: str = MISSING
+    mean: float | None = None
+    stddev: float | None = None
+    minval: float | None = None
+    maxval: float | None = None
+    value: float | None = None
+    seed: int | None = None
+
+
+INITIALIZER_ARGUMENTS = [item.name for item in fields(InitializerConfig)][2:]
+
+
+# Initializer names and which of InitializerConfig's arguments each takes: Keras's (its
+# snake_case names; tests/test_models.py keeps this table equal to Keras's signatures) and ours
+# (gatelab.models). A table, not Keras itself: checking a config must not import TensorFlow.
+INITIALIZERS = {
+    "glorot_uniform": ("seed",),
+    "glorot_normal": ("seed",),
+    "he_uniform": ("seed",),
+    "he_normal": ("seed",),
+    "lecun_uniform": ("seed",),
+    "lecun_normal": ("seed",),
+    "orthogonal": ("seed",),
+    "variance_scaling": ("seed",),
+    "random_normal": ("mean", "stddev", "seed"),
+    "truncated_normal": ("mean", "stddev", "seed"),
+    "random_uniform": ("minval", "maxval", "seed"),
+    "constant": ("value",),
+    "zeros": (),
+    "ones": (),
+    "identity": (),
+    "chapter_normal": ("mean", "stddev", "seed"),
+    "chapter_uniform": ("minval", "maxval", "seed"),
+}
+
+
+def _require_initializer(field_name: str, config: InitializerConfig) -> None:
+    _require(
+        config.name in INITIALIZERS,
+        f"{field_name}.name",
+        config.name,
+        f"one of {', '.join(INITIALIZERS)}",
+    )
+    takes = INITIALIZERS[config.name]
+    for name in INITIALIZER_ARGUMENTS:
+        value = getattr(config, name)
+        _require(
+            value is None or name in takes,
+            f"{field_name}.{name}",
+            value,
+            f"{config.name} takes {', '.join(takes) or 'no arguments'}",
+        )
+
+
+@dataclass
 class PerceptronConfig:
     _target_: str = "gatelab.models.build_perceptron"
     use_bias: bool = MISSING
     activation: str = MISSING
+    kernel_initializer: InitializerConfig = MISSING
+    bias_initializer: InitializerConfig = MISSING
 
     def __post_init__(self) -> None:
         _require_activation("model.activation", self.activation)
+        _require_initializer("model.kernel_initializer", self.kernel_initializer)
+        _require_initializer("model.bias_initializer", self.bias_initializer)
 
     def check_size(self, n_inputs: int, n_rows: int) -> None:
         """One unit of at most 17 weights: always small enough."""
@@ -195,6 +262,8 @@ class MLPConfig:
     activation: str = MISSING
     output_activation: str = MISSING
     use_bias: bool = MISSING
+    kernel_initializer: InitializerConfig = MISSING
+    bias_initializer: InitializerConfig = MISSING
 
     def __post_init__(self) -> None:
         _require(
@@ -210,6 +279,8 @@ class MLPConfig:
             )
         _require_activation("model.activation", self.activation)
         _require_activation("model.output_activation", self.output_activation)
+        _require_initializer("model.kernel_initializer", self.kernel_initializer)
+        _require_initializer("model.bias_initializer", self.bias_initializer)
 
     def parameter_count(self, n_inputs: int) -> int:
         sizes = [n_inputs, *self.hidden_units, 1]
@@ -290,6 +361,7 @@ class TrainerConfig:
     loss: str = MISSING
     print_every: int = MISSING
     jit_compile: bool = MISSING
+    report: str = MISSING
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "an integer of at least 1")
@@ -303,6 +375,9 @@ class TrainerConfig:
             self.print_every,
             "an integer of at least 0 (0 prints no epoch losses)",
         )
+        _require(
+            self.report in REPORTS, "trainer.report", self.report, f"one of {', '.join(REPORTS)}"
+        )
 
 
 @dataclass
@@ -310,6 +385,10 @@ class TrackingConfig:
     # None keeps MLflow's own choice: MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db here.
     uri: str | None = MISSING
     experiment: str = MISSING
+    # Per run: the Keras model (MLflow's keras flavor) and the PNG loss curve. A vectorized
+    # sweep turns both off; any of its jobs re-run alone logs them.
+    log_model: bool = MISSING
+    log_figures: bool = MISSING
     # The metric `loss` gets at most this many points (every epoch's loss is in loss.csv).
     max_loss_points: int = MISSING
 
@@ -331,6 +410,14 @@ class TrackingConfig:
 
 
 @dataclass
+class DrawConfig:
+    """A tensor of `shape` drawn by an initializer, as the chapter's first cells draw them."""
+
+    shape: list[int] = MISSING
+    initializer: InitializerConfig = MISSING
+
+
+@dataclass
 class Config:
     dataset: Any = MISSING
     model: Any = MISSING
@@ -338,9 +425,19 @@ class Config:
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
     seed: int = MISSING
+    # Named tensors to draw instead of training (`+experiment=book/random`); empty: train.
+    draws: dict[str, DrawConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
+        for name, draw in self.draws.items():
+            _require(
+                all(size >= 1 for size in draw.shape),
+                f"draws.{name}.shape",
+                list(draw.shape),
+                "a list of sizes, each at least 1, e.g. [4]",
+            )
+            _require_initializer(f"draws.{name}.initializer", draw.initializer)
         rows = self.dataset.n_rows
         _require(
             self.trainer.epochs * rows <= MAX_ROWS_TRAINED,

@@ -20,6 +20,11 @@ GATES = {
 }
 
 
+# Row orders of a truth table: binary counting up (00, 01, 10, 11), or down as the chapter's
+# loops visit them (11, 10, 01, 00).
+ORDERS = ("ascending", "chapter")
+
+
 class Dataset(NamedTuple):
     """Inputs of shape (rows, n_inputs) and targets of shape (rows, 1), both float32."""
 
@@ -31,9 +36,11 @@ class Dataset(NamedTuple):
         return self.inputs.shape[1]
 
 
-def truth_table(gate: str, n_inputs: int = 2) -> Dataset:
-    """All 2**n_inputs rows of `gate`, in binary counting order (00, 01, 10, 11 for two inputs)."""
+def truth_table(gate: str, n_inputs: int = 2, order: str = "ascending") -> Dataset:
+    """All 2**n_inputs rows of `gate`, counting up in binary (00, 01, 10, 11) or down (chapter)."""
     rows = np.arange(2**n_inputs)
+    if order == "chapter":
+        rows = rows[::-1]
     # Most significant input first, so the rows read as the chapter prints them.
     table = (rows[:, None] >> np.arange(n_inputs - 1, -1, -1)) & 1
     targets = GATES[gate](table.astype(bool))

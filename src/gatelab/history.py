@@ -14,6 +14,9 @@ class History:
 
     loss: np.ndarray
     solved: np.ndarray
+    # Each row's output (epochs, rows) at the step that trained it, before its update; recorded
+    # only when asked (the chapter's console).
+    outputs: np.ndarray | None = None
 
     @property
     def epochs_to_solve(self) -> int | None:

@@ -2,6 +2,7 @@
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gatelab import plots, tracking, training
+from gatelab import chapter, plots, tracking, training
 from gatelab.backend import keras
 from gatelab.config import validate
 from gatelab.data import Dataset
@@ -64,6 +65,11 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
     # Jobs of a sweep share the process: start each from a clean Keras state and its own seed.
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(cfg.seed)
+    # The chapter's first cells train nothing: a config that lists tensors to draw is such a
+    # run (`+experiment=book/random`), decided by its content, not by a name.
+    if cfg.draws:
+        return draw(cfg, job)
+    console = CONSOLES[cfg.trainer.report]
     dataset: Dataset = instantiate(cfg.dataset)
     model: keras.Model = instantiate(cfg.model, n_inputs=dataset.n_inputs)
     optimizer: keras.optimizers.Optimizer = instantiate(cfg.optimizer)
@@ -85,6 +91,7 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             shuffle=cfg.trainer.shuffle,
             seed=cfg.seed,
             jit_compile=cfg.trainer.jit_compile,
+            record_outputs=console.series is not None,
         )
         if history.diverged:
             outcome.failure_reason = "diverged"
@@ -96,15 +103,19 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
         metrics = {"accuracy": accuracy(outputs, dataset.targets)}
         if history.epochs_to_solve is not None:
             metrics["epochs_to_solve"] = history.epochs_to_solve
-        report(
+        console.report(
             history,
             dataset,
-            outputs,
-            model,
-            metrics,
+            outputs=outputs,
+            model=model,
+            metrics=metrics,
             print_every=cfg.trainer.print_every,
             epochs=cfg.trainer.epochs,
         )
+        if console.series is not None:
+            # Steps as the chapter numbers them: 0-based.
+            for key, values in console.series(history, dataset).items():
+                tracking.log_series(active_run.info.run_id, key, values)
         tracking.log_results(
             model,
             dataset,
@@ -114,7 +125,12 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
             max_loss_points=cfg.tracking.max_loss_points,
             loss_file=loss_file,
             metrics=metrics,
-            loss_figure=plots.loss_curve(history.loss, f"{model.name} on {job.dataset_name}"),
+            loss_figure=(
+                plots.loss_curve(history.loss, f"{model.name} on {job.dataset_name}")
+                if cfg.tracking.log_figures
+                else None
+            ),
+            log_model=cfg.tracking.log_model,
             summary=summary,
             config_dir=job.output_dir / ".hydra" if job.output_dir else None,
         )
@@ -122,6 +138,29 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
         "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
     )
     return float(history.loss[-1])
+
+
+def draw(cfg: DictConfig, job: Job) -> float:
+    """A run that only draws `cfg.draws` and logs them, as the chapter's first cells; returns 0."""
+    tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
+    run_name = tracking.run_name(job.overrides) or "draws"
+    with tracking.tracked_run(run_name, job.tags(), job.sweep_run_id) as (active_run, _):
+        mlflow.log_params(tracking.config_params(cfg))
+        drawn = chapter.draw(
+            {
+                name: (list(spec.shape), instantiate(spec.initializer))
+                for name, spec in cfg.draws.items()
+            }
+        )
+        mlflow.log_dict({name: values.tolist() for name, values in drawn.items()}, "draws.json")
+        for name, values in drawn.items():
+            tracking.log_series(active_run.info.run_id, name, values.ravel())
+        if job.output_dir is not None and (job.output_dir / ".hydra").is_dir():
+            mlflow.log_artifacts(str(job.output_dir / ".hydra"), "config")
+    log.info(
+        "MLflow run %s (%s); to see it: %s", active_run.info.run_id, run_name, tracking.ui_command()
+    )
+    return 0.0
 
 
 def report(
@@ -143,6 +182,21 @@ def report(
     log.info("predictions:\n%s", predictions_table(dataset, outputs))
     log.info("weights:\n%s", weights_text(model))
     log.info("accuracy %.2f, epochs_to_solve %s", metrics["accuracy"], history.epochs_to_solve)
+
+
+@dataclass(frozen=True)
+class Console:
+    """What a run prints as it trains, and the per-step series it needs recorded and logs."""
+
+    report: Callable[..., None]
+    series: Callable[[History, Dataset], dict[str, np.ndarray]] | None = None
+
+
+# `trainer.report` chooses one.
+CONSOLES = {
+    "default": Console(report=report),
+    "chapter": Console(report=chapter.report, series=chapter.series),
+}
 
 
 def accuracy(outputs: np.ndarray, targets: np.ndarray) -> float:

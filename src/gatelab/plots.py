@@ -6,6 +6,7 @@ nothing keeps them (pyplot's registry would until closed, collecting garbage on 
 
 import matplotlib
 import numpy as np
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 
@@ -77,22 +78,33 @@ def overlaid_loss_curves(
     distinct = sorted(set(colour_values or [""]), key=numeric_first)
     colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(distinct)))
     colour_of = dict(zip(distinct, colours, strict=True))
-    labelled = set()
-    for index, loss in enumerate(losses):
-        value = colour_values[index] if colour_values else ""
-        label = (
-            f"{colour_parameter}={value}" if colour_parameter and value not in labelled else None
+    # One LineCollection per colour: thousands of curves (a vectorized sweep) draw in about
+    # a second, where one `plot` call per curve took half a minute.
+    for value in distinct:
+        curves = [
+            finite_points(loss)
+            for index, loss in enumerate(losses)
+            if (colour_values[index] if colour_values else "") == value
+        ]
+        label = f"{colour_parameter}={value}" if colour_parameter else None
+        axes.add_collection(
+            LineCollection(curves, colors=[colour_of[value]], alpha=0.6, label=label)
         )
-        labelled.add(value)
-        axes.plot(np.arange(1, len(loss) + 1), loss, color=colour_of[value], alpha=0.6, label=label)
+    axes.autoscale()
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss")
     axes.set_title(f"loss curves of {len(losses)} jobs")
     if colour_parameter:
-        axes.legend(fontsize="small")
+        axes.legend(fontsize="small", loc="upper right")
     axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+def finite_points(loss: np.ndarray) -> np.ndarray:
+    """(epoch, loss) rows of a curve, without a diverged run's inf or NaN."""
+    points = np.column_stack([np.arange(1, len(loss) + 1), loss])
+    return points[np.isfinite(loss)]
 
 
 def numeric_first(value: str) -> tuple:

@@ -105,6 +105,8 @@ class SweepCallback(Callback):
         self.run_id: str | None = None
         self.swept: list[str] = []
         self.sweep_dir: Path | None = None
+        # Loss curves by child run id that a sweeper already holds (the vectorized one does).
+        self.known_losses: dict[str, np.ndarray] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
@@ -297,6 +299,8 @@ class SweepCallback(Callback):
     def loss_history(self, result: JobResult) -> np.ndarray:
         """The job's losses from its output folder; from its run's loss.csv when elsewhere."""
         # Not from metric `loss`: it holds only every few epochs' (tracking.max_loss_points).
+        if result.run_id in self.known_losses:
+            return self.known_losses[result.run_id]
         path = Path(result.output_dir) / LOSS_FILE
         if result.output_dir and path.is_file():
             return load_losses(path)
@@ -309,6 +313,11 @@ class SweepCallback(Callback):
 
 
 _open_sweeps: list[SweepCallback] = []
+
+
+def open_sweep() -> SweepCallback | None:
+    """The sweep callback whose multirun this process is running, if any."""
+    return _open_sweeps[-1] if _open_sweeps else None
 
 
 def finish_open_sweeps(interrupted: bool = False) -> None:

@@ -247,9 +247,10 @@ def log_results(
     max_loss_points: int,
     loss_file: Path | None,
     metrics: dict[str, float],
-    loss_figure: Figure,
+    loss_figure: Figure | None,
     summary: str,
     config_dir: Path | None,
+    log_model: bool = True,
 ) -> None:
     """Final metrics, the model, the loss history, weights, predictions and the other files.
 
@@ -257,9 +258,33 @@ def log_results(
         epochs: the epochs asked for; `loss` holds fewer when training diverged.
         max_loss_points: the most points of metric `loss` (see `loss_steps`).
         loss_file: the job's `loss.csv`, logged as it is; None writes one.
+        loss_figure: the loss curve as a PNG, or None to log no figure.
+        log_model: whether to log the Keras model (MLflow's keras flavor).
     """
     run_id = mlflow.active_run().info.run_id
     mlflow.log_metrics(metrics)
+    if log_model:
+        log_keras_model(model, dataset, outputs)
+    log_history(run_id, loss, epochs=epochs, max_points=max_loss_points)
+    log_loss_file(loss, loss_file)
+    mlflow.log_dict(weights_by_layer(model), "weights.json")
+    mlflow.log_table(
+        {
+            "inputs": dataset.inputs.tolist(),
+            "target": dataset.targets[:, 0].tolist(),
+            "output": outputs[:, 0].tolist(),
+        },
+        artifact_file="predictions.json",
+    )
+    if loss_figure is not None:
+        mlflow.log_figure(loss_figure, "loss_curve.png")
+    mlflow.log_text(summary, "model_summary.txt")
+    if config_dir is not None and config_dir.is_dir():
+        mlflow.log_artifacts(str(config_dir), "config")
+
+
+def log_keras_model(model: keras.Model, dataset: Dataset, outputs: np.ndarray) -> None:
+    """The model in MLflow's keras flavor, with its signature and an input example."""
     # Before the loss history: MLflow links the run's step-0 metrics to the logged model by
     # reading every metric's whole history, up to max_loss_points loss points included.
     Model.log(
@@ -277,21 +302,6 @@ def log_results(
             f"{package}=={version(package)}" for package in ("mlflow", "tensorflow", "keras")
         ],
     )
-    log_history(run_id, loss, epochs=epochs, max_points=max_loss_points)
-    log_loss_file(loss, loss_file)
-    mlflow.log_dict(weights_by_layer(model), "weights.json")
-    mlflow.log_table(
-        {
-            "inputs": dataset.inputs.tolist(),
-            "target": dataset.targets[:, 0].tolist(),
-            "output": outputs[:, 0].tolist(),
-        },
-        artifact_file="predictions.json",
-    )
-    mlflow.log_figure(loss_figure, "loss_curve.png")
-    mlflow.log_text(summary, "model_summary.txt")
-    if config_dir is not None and config_dir.is_dir():
-        mlflow.log_artifacts(str(config_dir), "config")
 
 
 class _KerasFlavor:
@@ -308,3 +318,13 @@ class _KerasFlavor:
         kwargs.pop("validate_serving_input", None)
         os.makedirs(path, exist_ok=True)
         mlflow.keras.save_model(path=path, **kwargs)
+
+
+def log_series(run_id: str, key: str, values: np.ndarray, first_step: int = 0) -> None:
+    """`values` as metric `key`, one point a step from `first_step`, in batched writes."""
+    timestamp = int(time.time() * 1000)
+    metrics = [
+        Metric(key=key, value=float(value), timestamp=timestamp, step=step)
+        for step, value in enumerate(values, start=first_step)
+    ]
+    MlflowClient().log_batch(run_id, metrics=metrics)

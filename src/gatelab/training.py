@@ -9,6 +9,7 @@ whose variables are loaded before and read back after each run, so later runs of
 shapes in one process (a sweep) reuse it without tracing again and share no state.
 """
 
+import dataclasses
 import json
 import time
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from gatelab.backend import keras, tf
 from gatelab.history import History
+from gatelab.models import float64_outputs
 
 # Epochs one call of the compiled loop can run (the shape it is compiled for); it runs fewer
 # when they would take longer than CHUNK_SECONDS, so that a stop signal is acted on quickly.
@@ -48,24 +50,36 @@ def train(
     shuffle: bool,
     seed: int,
     jit_compile: bool = True,
+    record_outputs: bool = False,
 ) -> History:
-    """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would."""
+    """Train `model` in place as `model.fit(x, y, batch_size, epochs, shuffle)` would.
+
+    With `record_outputs`, the history also holds each row's output at the step that trains it,
+    before that step's update, as the chapter's loops print it (`History.outputs`).
+    """
     # An epoch's loss is the mean of its batch losses weighted by batch size, as Keras reports
     # it; training stops early at the first epoch whose loss is NaN or infinite.
     n_rows = len(x)
     batch_size = min(batch_size, n_rows)
     steps = -(-n_rows // batch_size)
     padding = steps * batch_size - n_rows
+    # A short last batch is padded with row 0 at weight 0, so every step has one static shape.
+    orders = np.pad(epoch_orders(n_rows, epochs, shuffle, seed), ((0, 0), (0, padding)))
+    orders = orders.reshape(epochs, steps, batch_size)
     chunk_epochs = min(epochs, MAX_CHUNK_EPOCHS)
-    # A short last batch is padded with row 0 at weight 0, so every step has one static shape,
-    # and a chunk's worth of epochs follows the last, so every chunk has the compiled shape.
-    orders = np.pad(epoch_orders(n_rows, epochs, shuffle, seed), ((0, chunk_epochs), (0, padding)))
-    orders = orders.reshape(-1, steps, batch_size)
     row_weights = np.concatenate([np.ones(n_rows), np.zeros(padding)]).astype(np.float32)
 
     optimizer.build(model.trainable_variables)
     loop = _compiled_loop(
-        model, optimizer, loss, x.shape, chunk_epochs, steps, batch_size, jit_compile
+        model,
+        optimizer,
+        loss,
+        x.shape,
+        chunk_epochs,
+        steps,
+        batch_size,
+        jit_compile,
+        record_outputs,
     )
     loop.load(model, optimizer)
     inputs = tf.constant(x, tf.float32)
@@ -73,21 +87,23 @@ def train(
     weights = tf.constant(row_weights.reshape(steps, batch_size))
     weight_steps = steps * (BATCH_STEP_OVERHEAD + batch_size * model.count_params())
     count = max(1, min(chunk_epochs, FIRST_CHUNK_WEIGHT_STEPS // weight_steps))
-    losses, solved = [], []
+    losses, solved, step_outputs = [], [], []
     start = 0
     while start < epochs:
         count = min(count, epochs - start)
         began = time.perf_counter()
-        chunk_losses, chunk_solved, epochs_run = loop.function(
-            inputs,
-            targets,
-            tf.constant(orders[start : start + chunk_epochs]),
-            weights,
-            tf.constant(count, tf.int32),
+        chunk_orders = orders[start : start + chunk_epochs]
+        if len(chunk_orders) < chunk_epochs:
+            # The last chunk, padded to the compiled shape; its padding is never trained on.
+            missing = chunk_epochs - len(chunk_orders)
+            chunk_orders = np.pad(chunk_orders, ((0, missing), (0, 0), (0, 0)))
+        chunk_losses, chunk_solved, epochs_run, chunk_outputs = loop.function(
+            inputs, targets, tf.constant(chunk_orders), weights, tf.constant(count, tf.int32)
         )
         epochs_run = int(epochs_run)
         losses.append(chunk_losses.numpy()[:epochs_run])
         solved.append(chunk_solved.numpy()[:epochs_run])
+        step_outputs.append(chunk_outputs.numpy()[:epochs_run])
         start += epochs_run
         if not np.isfinite(losses[-1][-1]):  # diverged: stopped at this epoch
             break
@@ -95,7 +111,16 @@ def train(
         seconds = max(time.perf_counter() - began, 1e-6)
         count = max(1, min(chunk_epochs, 4 * count, int(count * CHUNK_SECONDS / seconds)))
     loop.store(model, optimizer)
-    return History(loss=np.concatenate(losses), solved=np.concatenate(solved))
+    history = History(loss=np.concatenate(losses), solved=np.concatenate(solved))
+    if record_outputs:
+        # From the order rows were trained in back to the rows' own order; padding dropped.
+        epochs_run = len(history.loss)
+        visited = orders[:epochs_run].reshape(epochs_run, -1)[:, :n_rows]
+        outputs = np.empty((epochs_run, n_rows))
+        trained = np.concatenate(step_outputs).reshape(epochs_run, -1)[:, :n_rows]
+        np.put_along_axis(outputs, visited, trained, axis=1)
+        history = dataclasses.replace(history, outputs=outputs)
+    return history
 
 
 class _CompiledLoop:
@@ -107,7 +132,9 @@ class _CompiledLoop:
         optimizer: keras.optimizers.Optimizer,
         loss: str,
         jit_compile: bool,
+        record_outputs: bool,
     ):
+        self.record_outputs = record_outputs
         self.model = keras.models.clone_model(model)
         self.optimizer = optimizer.__class__.from_config(optimizer.get_config())
         self.optimizer.build(self.model.trainable_variables)
@@ -127,28 +154,41 @@ class _CompiledLoop:
         chunk_epochs = orders.shape[0]
         losses = tf.TensorArray(tf.float32, size=chunk_epochs, element_shape=[])
         solved = tf.TensorArray(tf.bool, size=chunk_epochs, element_shape=[])
+        # Recorded only when asked: an empty array otherwise, so the default loop does no more.
+        outputs = tf.TensorArray(tf.float64, size=chunk_epochs if self.record_outputs else 0)
         epoch = tf.constant(0)
         epoch_loss = tf.constant(0.0)
         while epoch < epochs and tf.math.is_finite(epoch_loss):
-            epoch_loss = self._epoch(x, y, orders[epoch], row_weights)
+            epoch_loss, epoch_outputs = self._epoch(x, y, orders[epoch], row_weights)
             losses = losses.write(epoch, epoch_loss)
             solved = solved.write(epoch, self._all_on_right_side(x, y))
+            if self.record_outputs:
+                outputs = outputs.write(epoch, epoch_outputs)
             epoch += 1
-        return losses.stack(), solved.stack(), epoch
+        if self.record_outputs:
+            return losses.stack(), solved.stack(), epoch, outputs.stack()
+        return losses.stack(), solved.stack(), epoch, tf.zeros([0])
 
     def _epoch(self, x, y, batches, row_weights):
         weighted_loss = tf.constant(0.0)
-        for step in tf.range(batches.shape[0]):
+        steps, batch_size = batches.shape
+        outputs = tf.TensorArray(tf.float64, size=steps if self.record_outputs else 0)
+        for step in tf.range(steps):
             weights = row_weights[step]
             x_batch = tf.gather(x, batches[step])
             y_batch = tf.gather(y, batches[step])
+            if self.record_outputs:
+                outputs = outputs.write(
+                    step, tf.reshape(float64_outputs(self.model, x_batch), [-1])
+                )
             with tf.GradientTape() as tape:
                 per_row = self.loss_function(y_batch, self.model(x_batch, training=True))
                 batch_loss = tf.reduce_sum(per_row * weights) / tf.reduce_sum(weights)
             gradients = tape.gradient(batch_loss, self.model.trainable_variables)
             self.optimizer.apply(gradients, self.model.trainable_variables)
             weighted_loss += batch_loss * tf.reduce_sum(weights)
-        return weighted_loss / tf.reduce_sum(row_weights)
+        epoch_outputs = outputs.stack() if self.record_outputs else tf.zeros([steps, batch_size])
+        return weighted_loss / tf.reduce_sum(row_weights), epoch_outputs
 
     def _all_on_right_side(self, x, y):
         return tf.reduce_all((self.model(x) > 0.5) == (y > 0.5))
@@ -157,7 +197,9 @@ class _CompiledLoop:
 _COMPILED_LOOPS: dict[str, _CompiledLoop] = {}
 
 
-def _compiled_loop(model, optimizer, loss, x_shape, epochs, steps, batch_size, jit_compile):
+def _compiled_loop(
+    model, optimizer, loss, x_shape, epochs, steps, batch_size, jit_compile, record_outputs
+):
     """The cached loop for this structure and these shapes, created on first use."""
     optimizer_config = {
         key: value
@@ -175,12 +217,13 @@ def _compiled_loop(model, optimizer, loss, x_shape, epochs, steps, batch_size, j
             steps,
             batch_size,
             jit_compile,
+            record_outputs,
         ],
         sort_keys=True,
         default=str,
     )
     if key not in _COMPILED_LOOPS:
-        _COMPILED_LOOPS[key] = _CompiledLoop(model, optimizer, loss, jit_compile)
+        _COMPILED_LOOPS[key] = _CompiledLoop(model, optimizer, loss, jit_compile, record_outputs)
     return _COMPILED_LOOPS[key]
 
 

@@ -1,0 +1,20 @@
+"""The sweeper's config, registered as `hydra/sweeper=vectorized` when Hydra scans its plugins."""
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class VectorizedSweeperConf:
+    _target_: str = "hydra_plugins.gatelab_vectorized_sweeper.vectorized_sweeper.VectorizedSweeper"
+    # As the basic sweeper's `params`: overrides added to every job's, such as `seed: range(100)`.
+    params: dict[str, str] | None = None
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper",
+    name="vectorized",
+    node=VectorizedSweeperConf,
+    provider="gatelab_vectorized_sweeper",
+)
