@@ -24,7 +24,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gatelab import population, tracking
+from gatelab import population, store, tracking
 from gatelab.config import ConfigError, validate
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,8 @@ class ChildLogger:
         self.artifacts = Path(tempfile.mkdtemp(prefix="gatelab_children_"))
 
     def _start(self, job: Job, values: dict[str, Any]) -> str:
-        tags = child_tags(job, self.choices)
+        # Where it runs, for `python -m gatelab.runs mark-dead-killed`.
+        tags = {**child_tags(job, self.choices), **store.process_tags()}
         if self.parent_run_id is not None:
             tags["mlflow.parentRunId"] = self.parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=child_name(job), tags=tags)
