@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gatelab import cli, sweep
+from gatelab import cli, store, sweep
 from gatelab.config import register_configs, validate
 
 register_configs()
@@ -25,11 +25,13 @@ def main(cfg: DictConfig) -> float:
     with cli.config_errors_exit(hydra_config.mode):
         # Every value is checked before TensorFlow's 5 s import and before the store is touched.
         validate(cfg)
+        # In seconds, before TensorFlow: a dead server or an unusable store file.
+        store.check(cfg.tracking.uri)
     # TensorFlow comes with the pipeline, imported by the process that runs jobs: one that
     # only launches them (joblib, Ray, SLURM), `--help` or `--cfg job` never waits for it.
     from gatelab import pipeline
 
-    parent_run_id = sweep.parent_run_id() if in_sweep else None
+    parent_run_id = sweep.parent_run_id(hydra_config.sweep.dir) if in_sweep else None
     job = pipeline.Job(
         # As typed: `seed=${nope}` is the user's text, not an interpolation to resolve here.
         overrides=OmegaConf.to_container(hydra_config.overrides.task, resolve=False),

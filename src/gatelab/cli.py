@@ -21,7 +21,7 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from gatelab import stopping, sweep
+from gatelab import stopping, sweep, tracking
 from gatelab.config import ConfigError, shorten, unknown_key_message
 
 EXIT_CONFIG_ERROR = 2
@@ -41,6 +41,8 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     report_config_errors = os.environ.get("HYDRA_FULL_ERROR") != "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     stopping.install()
+    # Hydra logs the overrides, `tracking.uri=http://user:password@...` included.
+    tracking.redact_output()
     try:
         # Before Hydra: it instantiates its own `hydra.callbacks` while composing.
         refuse_targets(sys.argv[1:])
@@ -113,7 +115,7 @@ def _has_target(value: Any) -> bool:
 def exit_with(error: Exception) -> NoReturn:
     """Print the error's one line on stderr, whatever its characters or stderr's encoding."""
     try:
-        line = f"error: {one_line(error)}"
+        line = f"error: {tracking.redact(one_line(error))}"
     except Exception:  # The reporter must never hide the error behind one of its own.
         line = f"error: {type(error).__name__}: {error}".splitlines()[0]
     try:

@@ -3,8 +3,9 @@
 `SweepCallback` is a Hydra callback (conf/hydra/callbacks/mlflow_sweep.yaml). Its multirun
 hooks run in the launching process and its job hooks wherever the job runs, so it works the same
 for the basic launcher and for joblib, Ray or SLURM: the parent run id reaches the jobs through
-the environment, and the summary is read back from MLflow, which every job wrote to (the loss
-curves from each job's `loss.csv` when its folder is at hand, being faster to read).
+a file in the sweep folder (and the environment, where it is inherited), and the summary is read
+back from MLflow, which every job wrote to (the loss curves from each job's `loss.csv` when its
+folder is at hand, being faster to read).
 """
 
 import csv
@@ -30,13 +31,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from gatelab import plots, tracking
+from gatelab import plots, store, tracking
 from gatelab.config import ConfigError, is_valid_tag, validate
 from gatelab.history import LOSS_FILE, load_losses
 
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "GATELAB_SWEEP_RUN_ID"
+# In the sweep folder: workers started apart from the launching process (RQ, Ray on several
+# nodes, SLURM with --export=NONE) do not inherit its environment, but they see the folder.
+PARENT_RUN_FILE = "mlflow_parent_run_id"
 SUMMARY_FILE = "sweep_summary.csv"
 # Each job's final decision boundary, written by the pipeline; the gallery reads it back.
 BOUNDARY_FILE = "boundary.npz"
@@ -45,9 +49,25 @@ GALLERY_ROWS = 8
 GALLERY_COLUMNS = 8
 
 
-def parent_run_id() -> str | None:
-    """The MLflow run of the sweep this process's jobs belong to, if any."""
-    return os.environ.get(PARENT_RUN_ENV)
+def parent_run_id(sweep_dir: str | Path) -> str | None:
+    """The MLflow run of the sweep whose folder is `sweep_dir` (`hydra.sweep.dir`), if any."""
+    if os.environ.get(PARENT_RUN_ENV):
+        return os.environ[PARENT_RUN_ENV]
+    path = Path(sweep_dir) / PARENT_RUN_FILE
+    if not path.is_file():
+        return None
+    return path.read_text().strip() or None
+
+
+def record_parent_run_id(sweep_dir: Path, run_id: str) -> None:
+    """Write the parent run id where `parent_run_id` finds it, whole or not at all."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path = sweep_dir / PARENT_RUN_FILE
+    if path.is_file():
+        log.warning("%s already holds a sweep's run id: two sweeps share this folder", path)
+    new = sweep_dir / f".{PARENT_RUN_FILE}.{os.getpid()}"
+    new.write_text(run_id + "\n")
+    os.replace(new, path)
 
 
 def swept_keys(overrides: list[str]) -> list[str]:
@@ -138,17 +158,18 @@ class SweepCallback(Callback):
             refuse_swept_tracking(self.swept)
             # The sweep's own store and experiment: checked before either is created.
             validate(config.tracking)
+            store.check(config.tracking.uri)
+            # Creating the store (schema migration) and the experiment here, before any job
+            # starts, avoids SQLite's races when parallel workers would otherwise both try.
+            experiment_id = tracking.configure(config.tracking.uri, config.tracking.experiment)
         except ConfigError as error:
             # Hydra turns an exception of this hook into a warning and sweeps on: exit instead.
             from gatelab.cli import exit_with  # (cli imports this module)
 
             exit_with(error)
-        # Creating the store (schema migration) and the experiment here, before any job starts,
-        # avoids SQLite's races when parallel workers would otherwise both try.
-        experiment_id = tracking.configure(config.tracking.uri, config.tracking.experiment)
         self.client = MlflowClient()
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
-        self.command = shlex.join(["python", *sys.argv])
+        self.command = tracking.redact(shlex.join(["python", *sys.argv]))
         run = self.client.create_run(
             experiment_id,
             run_name=tracking.sweep_run_name(
@@ -160,9 +181,11 @@ class SweepCallback(Callback):
                 "sweep.dir": str(self.sweep_dir),
                 "hydra.overrides": tracking.run_name(overrides),
                 **tracking.user_tags(valid_tags(config)),
+                **store.process_tags(),
             },
         )
         self.run_id = run.info.run_id
+        record_parent_run_id(self.sweep_dir, self.run_id)
         # The sweep's fixed settings: everything its jobs share (a swept key varies by job).
         fixed = {
             key: value
@@ -176,6 +199,14 @@ class SweepCallback(Callback):
         _open_sweeps.append(self)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra has just written the job's config files, credentials in `tracking.uri` included.
+        tracking.redact_output()
+        hydra = config.hydra
+        files = [Path(hydra.sweep.dir) / "multirun.yaml"]
+        if hydra.output_subdir is not None:
+            folder = Path(hydra.runtime.output_dir) / hydra.output_subdir
+            files += [folder / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+        tracking.redact_files(files)
         # Collect what earlier jobs left, then freeze the survivors (TensorFlow, the compiled
         # loop, caches): full collections during the job then skip them. Without this, a
         # sweep spent ~0.1 s a job walking TensorFlow's objects again and again.
@@ -185,7 +216,7 @@ class SweepCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         # A job that failed before its run started (a bad value in its config) still gets a
         # FAILED child, so the sweep shows every job. Runs in whichever process ran the job.
-        parent = parent_run_id()
+        parent = parent_run_id(config.hydra.sweep.dir)
         if parent is None or job_return.status != JobStatus.FAILED:
             return
         number = str(config.hydra.job.num)
@@ -217,6 +248,7 @@ class SweepCallback(Callback):
         client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FAILED))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        tracking.redact_files([Path(config.hydra.sweep.dir) / "multirun.yaml"])
         self.finish()
 
     def finish(self, interrupted: bool = False) -> None:

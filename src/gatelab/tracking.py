@@ -7,11 +7,15 @@ launches a sweep, which never trains (see `gatelab.backend`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
+import sys
 import tempfile
 import time
+import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from gatelab import store
 from gatelab.data import Dataset
 from gatelab.history import LOSS_FILE, save_losses
 
@@ -47,19 +52,99 @@ def configure(uri: str | None, experiment: str) -> str:
     """Point MLflow at `uri` (None keeps MLflow's default) and return the experiment id."""
     if uri:
         mlflow.set_tracking_uri(uri)
-    found = mlflow.set_experiment(experiment)
-    kind = found.tags.get(EXPERIMENT_KIND_TAG, "")
-    # A kind the user (or the UI's kind selector) chose stays; a missing or guessed one does not.
-    if not kind or kind.endswith("_inferred"):
-        MlflowClient().set_experiment_tag(
-            found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
-        )
-    return found.experiment_id
+    # Under the store's lock: parallel workers and sweeps race at creating both.
+    with store.prepared(mlflow.get_tracking_uri()):
+        found = mlflow.set_experiment(experiment)
+        kind = found.tags.get(EXPERIMENT_KIND_TAG, "")
+        # A kind the user (or the UI's kind selector) chose stays; a missing or guessed one not.
+        if not kind or kind.endswith("_inferred"):
+            MlflowClient().set_experiment_tag(
+                found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+            )
+        return found.experiment_id
+
+
+# `scheme://user:password@host` and secret-looking query values (`?token=...`, `&password=...`).
+# Greedy up to the last `@` of the authority: a password may hold an unescaped `@`. Hydra
+# escapes `:` in the overrides it logs and in `override_dirname` (`http\://user\:pw@`).
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*\\*://)[^/?#\s'\"]*@")
+_SECRET_QUERY = re.compile(
+    r"([?&;][^=&\s'\"]*(?:token|password|passwd|pwd|secret|key|auth|signature|sig|credential)"
+    r"[^=&\s'\"]*=)[^&\s'\",]*",
+    re.IGNORECASE,
+)
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of any URI in it (`user:password@`, `?token=`) as ***."""
+    return _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", _USERINFO.sub(rf"\g<1>{REDACTED}@", text))
+
+
+def redact_files(paths: list[Path]) -> None:
+    """Rewrite files holding a credential (Hydra's `.hydra/*.yaml`, `multirun.yaml`) without it."""
+    for path in paths:
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        if redact(text) != text:
+            # Renamed into place: parallel jobs rewrite the same `multirun.yaml`.
+            new = path.with_name(f".{path.name}.{os.getpid()}")
+            new.write_text(redact(text))
+            os.replace(new, path)
+
+
+def redact_output() -> None:
+    """Redact log records, warnings and tracebacks of this process: Hydra prints the overrides."""
+    global _output_redacted
+    if _output_redacted:
+        return
+    _output_redacted = True
+    make_record = logging.getLogRecordFactory()
+
+    def redacted_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return record
+        record.msg, record.args = redact(message), None
+        if record.exc_info:
+            trace = "".join(traceback.format_exception(*record.exc_info))
+            record.exc_text = redact(trace.rstrip("\n"))
+        return record
+
+    logging.setLogRecordFactory(redacted_record)
+    format_warning = warnings.formatwarning
+    warnings.formatwarning = lambda *args, **kwargs: redact(format_warning(*args, **kwargs))
+
+    def excepthook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+        sys.stderr.write(redact("".join(traceback.format_exception(kind, error, trace))))
+
+    sys.excepthook = excepthook
+    # MLflow prints a link to each run with the server's address as given, credentials included.
+    sys.stdout, sys.stderr = _RedactingStream(sys.stdout), _RedactingStream(sys.stderr)
+
+
+_output_redacted = False
+
+
+class _RedactingStream:
+    """A console stream that redacts what is written to it."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def ui_command() -> str:
     """How to see the current store: a tracking server's address, or `mlflow ui` on a local one."""
-    uri = mlflow.get_tracking_uri()
+    uri = redact(mlflow.get_tracking_uri())
     if uri.startswith(("http://", "https://")):
         return f"open {uri}"
     return f"mlflow ui --backend-store-uri {uri}"
@@ -108,7 +193,8 @@ def tracked_run(
     run_name: str, tags: dict[str, str], parent_run_id: str | None = None
 ) -> Iterator[tuple[mlflow.ActiveRun, Outcome]]:
     """Start an MLflow run that always ends: FINISHED, FAILED (with the error as a tag), KILLED."""
-    run = mlflow.start_run(run_name=run_name, tags=tags, parent_run_id=parent_run_id)
+    tags = {key: redact(value) for key, value in {**tags, **store.process_tags()}.items()}
+    run = mlflow.start_run(run_name=redact(run_name), tags=tags, parent_run_id=parent_run_id)
     outcome = Outcome()
     try:
         yield run, outcome
@@ -128,12 +214,12 @@ def tracked_run(
 
 def error_tags(error: BaseException) -> dict[str, str]:
     """Tags of a run that raised: the sweep summary reads `failure_reason`, people `error`."""
-    return {"failure_reason": "error", "error": f"{type(error).__name__}: {error}"}
+    return {"failure_reason": "error", "error": redact(f"{type(error).__name__}: {error}")}
 
 
 def run_name(overrides: list[str]) -> str:
     """A single run is named by its command-line overrides, as Hydra lists them."""
-    return " ".join(overrides)
+    return redact(" ".join(overrides))
 
 
 # Short names of keys people sweep, for run names, legends and metric names.
@@ -156,7 +242,7 @@ def short_keys(keys: list[str]) -> dict[str, str]:
 def child_run_name(swept_values: dict[str, str]) -> str:
     """A sweep job's run name: its swept values only, `seed=3 lr=0.5`."""
     names = short_keys(list(swept_values))
-    return " ".join(f"{names[key]}={value}" for key, value in swept_values.items())
+    return redact(" ".join(f"{names[key]}={value}" for key, value in swept_values.items()))
 
 
 def sweep_run_name(swept: list[str], fixed_overrides: list[str], jobs: int | None) -> str:
@@ -165,7 +251,7 @@ def sweep_run_name(swept: list[str], fixed_overrides: list[str], jobs: int | Non
     parts = ["sweep", " x ".join(names[key] for key in swept) or "(nothing swept)"]
     if jobs is not None:
         parts.append(f"({jobs} job{'s' if jobs != 1 else ''})")
-    return " ".join(parts + fixed_overrides)
+    return redact(" ".join(parts + fixed_overrides))
 
 
 # Settings that change how a run is reported or stored, not what it learns.
@@ -180,12 +266,19 @@ def config_params(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
     tree = OmegaConf.to_container(cfg, resolve=resolve)
     tree.pop("hydra", None)
     return {
-        key: json.dumps(value, separators=(",", ":")) if isinstance(value, list) else value
+        key: compact_param(value)
         for key, value in flatten(tree).items()
         if not (
             key.rpartition(".")[2] == "_target_" or key.startswith("tracking.") or key in NOT_PARAMS
         )
     }
+
+
+def compact_param(value: Any) -> Any:
+    """A param as the UI shows it best: lists compact (`[2]`), strings without credentials."""
+    if isinstance(value, list):
+        return redact(json.dumps(value, separators=(",", ":")))
+    return redact(value) if isinstance(value, str) else value
 
 
 def user_tags(tags: list[str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gatelab import pipeline, population, sweep, tracking
+from gatelab import pipeline, population, store, sweep, tracking
 from gatelab.config import ConfigError, validate
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,8 @@ class ChildLogger:
         self.artifacts = Path(tempfile.mkdtemp(prefix="gatelab_children_"))
 
     def _start(self, job: Job, values: dict[str, Any]) -> str:
-        tags = {**child_tags(job, self.choices), **self.user_tags}
+        # Where it runs, for `python -m gatelab.runs mark-dead-killed`.
+        tags = {**child_tags(job, self.choices), **self.user_tags, **store.process_tags()}
         if self.parent_run_id is not None:
             tags["mlflow.parentRunId"] = self.parent_run_id
         name = child_name(job, self.swept)

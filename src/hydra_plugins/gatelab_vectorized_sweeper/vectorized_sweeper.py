@@ -92,7 +92,7 @@ class VectorizedSweeper(Sweeper):
         )
 
         progress = vectorized.Progress()
-        parent_run_id = sweep.parent_run_id()
+        parent_run_id = sweep.parent_run_id(sweep_dir)
         losses: dict = {}
         returns: list[tuple[int, JobReturn]] = []
         for structural, numbers in groups.items():
