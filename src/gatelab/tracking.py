@@ -152,7 +152,7 @@ def ui_command() -> str:
 
 def ui_address() -> str:
     """The UI's address: the tracking server's, or that of `mlflow ui` on a local store."""
-    uri = mlflow.get_tracking_uri()
+    uri = redact(mlflow.get_tracking_uri())
     return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI_ADDRESS
 
 
