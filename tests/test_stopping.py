@@ -130,7 +130,8 @@ def test_repeated_signals_still_end_the_run_killed(tmp_path):
     assert result.returncode != 0
     (run,) = runs_in(tmp_path)
     assert run.info.status == "KILLED"
-    assert "stopping: ending the MLflow runs as KILLED" in result.stderr
+    # Not asserted: the line a later signal prints ("stopping: ..."); a process that has
+    # already ended its run may be past Python's handlers when the next signal lands.
 
 
 def test_a_sweep_stopped_repeatedly_ends_killed_and_summarised(tmp_path):
