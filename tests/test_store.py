@@ -5,6 +5,7 @@ import os
 import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 import mlflow
@@ -107,7 +108,31 @@ def test_a_half_created_store_without_runs_is_rebuilt(tracking_uri, tmp_path):
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_metric("loss", 0.5)
     assert MlflowClient(tracking_uri).get_run(run.info.run_id).data.metrics == {"loss": 0.5}
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+    # Nothing left of the rebuilding (beside the store: its lock, write-ahead log and index).
+    assert {path.name for path in tmp_path.iterdir()} <= {
+        "mlflow.db",
+        "mlflow.db.lock",
+        "mlflow.db-wal",
+        "mlflow.db-shm",
+    }
+
+
+def test_a_store_writes_ahead_and_syncs_at_checkpoints_and_no_other_database_does(
+    tracking_uri, tmp_path
+):
+    import sqlalchemy
+
+    tracking.configure(tracking_uri, "gatelab")
+    with closing(sqlite3.connect(tmp_path / "mlflow.db")) as database:
+        assert database.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).close()
+    # Any engine of this process, as MLflow's are: NORMAL (1) in WAL mode, else SQLite's FULL (2).
+    for path, synchronous in ((tmp_path / "mlflow.db", 1), (other, 2)):
+        engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").fetchone() == (synchronous,)
+        engine.dispose()
 
 
 def test_a_half_created_store_holding_runs_is_refused_not_rebuilt(tracking_uri, tmp_path):

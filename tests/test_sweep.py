@@ -346,3 +346,36 @@ def test_jobs_launched_by_submitit_are_children_of_one_parent(tmp_path):
     assert {child.info.status for child in children} == {"FINISHED"}
     assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
     assert sorted(row["seed"] for row in summary_rows(tmp_path)) == ["1", "2"]
+
+
+def test_a_sweep_that_cannot_open_its_parent_stops_in_one_line_leaving_nothing_running(
+    tracking_uri, monkeypatch, capsys
+):
+    from hydra import compose, initialize_config_dir
+    from mlflow.exceptions import MlflowException
+
+    from gatelab.sweep import SweepCallback
+    from tests.conftest import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        config = compose(
+            "config", overrides=[f"tracking.uri={tracking_uri}"], return_hydra_config=True
+        )
+
+    def refused(*args, **kwargs):
+        raise MlflowException("BAD_REQUEST: the server said no\nand a second line")
+
+    # Hydra would turn an exception of this hook into a warning and launch parentless jobs.
+    monkeypatch.setattr(MlflowClient, "log_batch", refused)
+    with pytest.raises(SystemExit) as stopped:
+        SweepCallback().on_multirun_start(config)
+    assert stopped.value.code == 1
+    # (Above it, MLflow's own log lines about creating the store.)
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        "error: the sweep did not start: MlflowException: BAD_REQUEST: the server said no"
+    )
+    assert "Traceback" not in err
+    client = MlflowClient(tracking_uri)
+    (parent,) = client.search_runs([client.get_experiment_by_name("gatelab").experiment_id])
+    assert parent.info.status == "FAILED"

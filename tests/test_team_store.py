@@ -211,7 +211,8 @@ def test_two_sweeps_at_once_land_whole_on_a_postgresql_server(team_server, tmp_p
     client = MlflowClient(team_server.uri)
     sweeps = sweeps_in(client, "together")
     top_level = [client.get_run(run_id).info.run_name for run_id in sweeps]
-    assert len(sweeps) == 2, f"two sweeps, but these top-level runs: {top_level}"
+    consoles = "\n".join(result.stderr[-2000:] for result in results)
+    assert len(sweeps) == 2, f"two sweeps, but these top-level runs: {top_level}\n{consoles}"
     landed = {}
     for parent_id, children in sweeps.items():
         seeds = sorted(int(child.data.params["seed"]) for child in children)

@@ -85,6 +85,35 @@ def test_the_experiment_opens_in_the_model_training_view(tracking_uri):
     )
 
 
+def test_runs_go_to_the_configured_experiment_and_a_deleted_one_is_refused(tracking_uri):
+    experiment_id = tracking.configure(tracking_uri, "mine")
+    with mlflow.start_run() as run:
+        pass
+    assert run.info.experiment_id == experiment_id
+    MlflowClient(tracking_uri).delete_experiment(experiment_id)
+    with pytest.raises(ConfigError, match=r"^tracking.experiment='mine' is deleted; restore it"):
+        tracking.configure(tracking_uri, "mine")
+
+
+def test_a_write_that_lost_a_race_is_tried_once_more_and_only_once():
+    attempts = []
+
+    def write(value):
+        attempts.append(value)
+        if len(attempts) < failures:
+            raise mlflow.exceptions.MlflowException("duplicate key value violates a constraint")
+        return value
+
+    failures = 2
+    assert tracking.retried_on_conflict(write)("tag") == "tag"
+    assert attempts == ["tag", "tag"]
+    attempts.clear()
+    failures = 3
+    with pytest.raises(mlflow.exceptions.MlflowException, match="duplicate key"):
+        tracking.retried_on_conflict(write)("tag")
+    assert attempts == ["tag", "tag"]
+
+
 def test_the_sweep_link_opens_the_model_training_view_filtered_to_the_sweep(tracking_uri):
     mlflow.set_tracking_uri(tracking_uri)
     url = tracking.runs_url("7", tracking.sweep_filter("abc123"))

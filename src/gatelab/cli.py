@@ -24,6 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from gatelab import stopping, sweep, tracking
 from gatelab.config import ConfigError, shorten, unknown_key_message
 
+EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
 CONFIG_ERRORS = (
     ConfigError,
@@ -112,8 +113,9 @@ def _has_target(value: Any) -> bool:
     return False
 
 
-def exit_with(error: Exception) -> NoReturn:
-    """Print the error's one line on stderr, whatever its characters or stderr's encoding."""
+def exit_with(error: Exception, status: int | None = None) -> NoReturn:
+    """Print the error's one line on stderr, whatever its characters or stderr's encoding, and
+    exit with `status` (a config error's, 2, unless told)."""
     try:
         line = f"error: {tracking.redact(one_line(error))}"
     except Exception:  # The reporter must never hide the error behind one of its own.
@@ -122,7 +124,7 @@ def exit_with(error: Exception) -> NoReturn:
         print(line, file=sys.stderr, flush=True)
     except Exception:  # No usable sys.stderr, or an encoding that cannot write the line.
         os.write(2, line.encode("ascii", "backslashreplace") + b"\n")
-    sys.exit(EXIT_CONFIG_ERROR)
+    sys.exit(EXIT_CONFIG_ERROR if status is None else status)
 
 
 def one_line(error: Exception) -> str:

@@ -152,21 +152,33 @@ class SweepCallback(Callback):
         self.known_losses: dict[str, np.ndarray] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self.start(config)
+        except Exception as error:
+            # Hydra turns an exception of this hook into a warning and sweeps on, its jobs
+            # landing without a parent: stop with the error instead.
+            from gatelab.cli import EXIT_FAILURE, exit_with  # (cli imports this module)
+
+            if self.run_id is not None:
+                self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+            if isinstance(error, ConfigError):
+                exit_with(error)
+            exit_with(
+                RuntimeError(f"the sweep did not start: {type(error).__name__}: {error}"),
+                EXIT_FAILURE,
+            )
+
+    def start(self, config: DictConfig) -> None:
+        """Check the store, then open the parent run and leave its id where the jobs find it."""
         overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         self.swept = swept_keys(overrides)
-        try:
-            refuse_swept_tracking(self.swept)
-            # The sweep's own store and experiment: checked before either is created.
-            validate(config.tracking)
-            store.check(config.tracking.uri)
-            # Creating the store (schema migration) and the experiment here, before any job
-            # starts, avoids SQLite's races when parallel workers would otherwise both try.
-            experiment_id = tracking.configure(config.tracking.uri, config.tracking.experiment)
-        except ConfigError as error:
-            # Hydra turns an exception of this hook into a warning and sweeps on: exit instead.
-            from gatelab.cli import exit_with  # (cli imports this module)
-
-            exit_with(error)
+        refuse_swept_tracking(self.swept)
+        # The sweep's own store and experiment: checked before either is created.
+        validate(config.tracking)
+        store.check(config.tracking.uri)
+        # Creating the store (schema migration) and the experiment here, before any job
+        # starts, avoids SQLite's races when parallel workers would otherwise both try.
+        experiment_id = tracking.configure(config.tracking.uri, config.tracking.experiment)
         self.client = MlflowClient()
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
         self.command = tracking.redact(shlex.join(["python", *sys.argv]))

@@ -16,17 +16,18 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import mlflow
 import numpy as np
 from mlflow.entities import Metric, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 # and may open a GenAI overview (traces, token usage) instead of the runs table.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
+T = TypeVar("T")
 # Where `mlflow ui` listens unless told otherwise.
 LOCAL_UI_ADDRESS = "http://127.0.0.1:5000"
 
@@ -54,14 +56,48 @@ def configure(uri: str | None, experiment: str) -> str:
         mlflow.set_tracking_uri(uri)
     # Under the store's lock: parallel workers and sweeps race at creating both.
     with store.prepared(mlflow.get_tracking_uri()):
-        found = mlflow.set_experiment(experiment)
+        # Connected once the store is whole and in its journal mode.
+        client = MlflowClient()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            try:
+                # Created with its kind: no later tag write for a concurrent creator to race.
+                client.create_experiment(
+                    experiment, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
+                )
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            found = client.get_experiment_by_name(experiment)
+        if found.lifecycle_stage != "active":
+            raise store.StoreError(
+                f"tracking.experiment={experiment!r} is deleted; restore it "
+                f"(mlflow experiments restore --experiment-id {found.experiment_id}) "
+                "or choose another name"
+            )
         kind = found.tags.get(EXPERIMENT_KIND_TAG, "")
         # A kind the user (or the UI's kind selector) chose stays; a missing or guessed one not.
         if not kind or kind.endswith("_inferred"):
-            MlflowClient().set_experiment_tag(
+            retried_on_conflict(client.set_experiment_tag)(
                 found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
             )
-        return found.experiment_id
+    # The experiment `mlflow.start_run` uses.
+    mlflow.set_experiment(experiment_id=found.experiment_id)
+    return found.experiment_id
+
+
+def retried_on_conflict(write: Callable[..., T]) -> Callable[..., T]:
+    """`write`, tried once more if it fails: processes started together race at creating the
+    same record (an experiment tag, a dataset), and on a server the loser gets an error."""
+
+    def write_again_if_raced(*args: Any, **kwargs: Any) -> T:
+        try:
+            return write(*args, **kwargs)
+        except MlflowException:
+            # By now the winner's record exists, and writing it again is an update.
+            return write(*args, **kwargs)
+
+    return write_again_if_raced
 
 
 # `scheme://user:password@host` and secret-looking query values (`?token=...`, `&password=...`).
@@ -294,7 +330,7 @@ def metric_key(text: str) -> str:
 
 def log_dataset(dataset: Dataset, name: str) -> None:
     """The run's truth table as an MLflow dataset input (the runs table's Dataset column)."""
-    mlflow.log_input(
+    retried_on_conflict(mlflow.log_input)(
         mlflow.data.from_numpy(dataset.inputs, targets=dataset.targets[:, 0], name=name),
         context="training",
     )
