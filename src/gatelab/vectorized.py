@@ -11,7 +11,6 @@ import copy
 import json
 import logging
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +19,11 @@ from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gatelab import pipeline, population, store, sweep, tracking
+from gatelab import bulk, pipeline, population, store, sweep, tracking
 from gatelab.config import ConfigError, validate
 
 log = logging.getLogger(__name__)
@@ -197,46 +196,54 @@ def run_population(
             chunk_times[0] - started,
         )
 
-    logger = ChildLogger(cfg, choices, parent_run_id, progress, total=len(jobs))
-    for job in (job for job in jobs if job.number in outcomes):
-        logger.log_failed(job, outcomes[job.number].error)
+    started = time.perf_counter()
+    children = Children(cfg, choices, parent_run_id)
+    records = [
+        children.failed(job, outcomes[job.number].error) for job in jobs if job.number in outcomes
+    ]
     for index, (job, values) in enumerate(valid):
         member_history = history.member(index)
         outputs = history.outputs[index]
         weights = [weight[index] for weight in history.weights]
-        logger.log_member(job, values, member_history, outputs, weights, model, dataset)
+        records.append(
+            children.member(job, values, member_history, outputs, weights, model, dataset)
+        )
         loss = float(member_history.loss[-1]) if len(member_history.loss) else float("nan")
         outcomes[job.number] = Outcome(job, loss=loss)
-    seconds = time.perf_counter() - logger.started
+    logged = 0
+
+    def on_written(count: int) -> None:
+        nonlocal logged
+        logged += count
+        rate = logged / max(time.perf_counter() - started, 1e-9)
+        progress.show(
+            f"child runs logged: {logged}/{len(records)} "
+            f"({rate:.0f}/s, ETA {(len(records) - logged) / rate:.0f} s)"
+        )
+
+    run_ids = bulk.write_all(children.experiment_id, records, on_written=on_written)
+    seconds = time.perf_counter() - started
     log.info(
         "logged %d child runs in %.2f s (%.1f ms each)",
-        len(jobs),
+        len(records),
         seconds,
-        1000 * seconds / max(len(jobs), 1),
+        1000 * seconds / max(len(records), 1),
     )
     if history is not None and on_losses is not None:
         on_losses(
             {
-                logger.run_ids[job.number]: history.member(index).loss
+                run_ids[job.number]: history.member(index).loss
                 for index, (job, _) in enumerate(valid)
             }
         )
     return [outcomes[job.number] for job in jobs]
 
 
-class ChildLogger:
-    """Each job a child run, written with MLflow's client in a few calls per run."""
+class Children:
+    """Each job's child run as `bulk.RunRecord`: the name, tags, params and metrics a job of a
+    per-job sweep logs, in one `log_batch`."""
 
-    def __init__(
-        self,
-        cfg: DictConfig,
-        choices: dict[str, str],
-        parent_run_id: str | None,
-        progress: "Progress",
-        total: int,
-    ):
-        self.client = MlflowClient()
-        self.total = total
+    def __init__(self, cfg: DictConfig, choices: dict[str, str], parent_run_id: str | None):
         self.experiment_id = tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)
         self.parent_run_id = parent_run_id
         self.choices = choices
@@ -247,78 +254,54 @@ class ChildLogger:
             cfg, "tracking.max_loss_points", default=DEFAULT_MAX_LOSS_POINTS
         )
         self.epochs = cfg.trainer.epochs
-        self.progress = progress
-        self.run_ids: dict[int, str] = {}
-        self.logged = 0
-        self.started = time.perf_counter()
-        self.artifacts = Path(tempfile.mkdtemp(prefix="gatelab_children_"))
 
-    def _start(self, job: Job, values: dict[str, Any]) -> str:
+    def _record(self, job: Job, params: dict[str, str], **results: Any) -> bulk.RunRecord:
         # Where it runs, for `python -m gatelab.runs mark-dead-killed`.
         tags = {**child_tags(job, self.choices), **self.user_tags, **store.process_tags()}
         if self.parent_run_id is not None:
             tags["mlflow.parentRunId"] = self.parent_run_id
-        name = child_name(job, self.swept)
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        self.run_ids[job.number] = run.info.run_id
-        return run.info.run_id
+        return bulk.RunRecord(
+            key=job.number, name=child_name(job, self.swept), tags=tags, params=params, **results
+        )
 
-    def log_member(self, job, values, history, outputs, weights, model, dataset) -> None:
-        run_id = self._start(job, values)
-        try:
-            params = {
-                **self.params,
-                **{key: str(value) for key, value in values.items() if key in self.params},
-            }
-            timestamp = int(time.time() * 1000)
-            metrics = [
-                Metric("loss", float(history.loss[epoch - 1]), timestamp, int(epoch))
-                for epoch in tracking.loss_steps(
-                    self.epochs, len(history.loss), self.max_loss_points
-                )
-            ]
-            final = pipeline.outcome_metrics(outputs, dataset.targets, history)
-            metrics += [Metric(key, value, timestamp, 0) for key, value in final.items()]
-            # Weights and predictions as tags of the same write: two artifacts per child cost
-            # as much again as the rest of the run (see benchmarks/bench_sweep.py --scale).
-            tags = [
-                RunTag("weights", json.dumps(weights_json(model, weights))),
-                RunTag("predictions", json.dumps(predictions_json(dataset, outputs))),
-            ]
-            if history.diverged:
-                tags.append(RunTag("failure_reason", "diverged"))
-            self.client.log_batch(
-                run_id,
-                metrics=metrics,
-                params=[Param(key, value) for key, value in params.items()],
-                tags=tags,
-            )
-            status = RunStatus.FAILED if history.diverged else RunStatus.FINISHED
-            self.client.set_terminated(run_id, RunStatus.to_string(status))
-        except BaseException:
-            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
-            raise
-        self._count()
+    def member(self, job, values, history, outputs, weights, model, dataset) -> bulk.RunRecord:
+        """A trained member: its values, coarse `loss`, final metrics, weights and predictions."""
+        params = {
+            **self.params,
+            **{key: str(value) for key, value in values.items() if key in self.params},
+        }
+        timestamp = int(time.time() * 1000)
+        metrics = [
+            Metric("loss", float(history.loss[epoch - 1]), timestamp, int(epoch))
+            for epoch in tracking.loss_steps(self.epochs, len(history.loss), self.max_loss_points)
+        ]
+        final = pipeline.outcome_metrics(outputs, dataset.targets, history)
+        metrics += [Metric(key, value, timestamp, 0) for key, value in final.items()]
+        # Weights and predictions as tags of the same write: two artifacts per child cost
+        # as much again as the rest of the run (benchmarks/bench_child_logging.py).
+        result_tags = {
+            "weights": json.dumps(weights_json(model, weights)),
+            "predictions": json.dumps(predictions_json(dataset, outputs)),
+        }
+        if history.diverged:
+            result_tags["failure_reason"] = "diverged"
+        status = RunStatus.FAILED if history.diverged else RunStatus.FINISHED
+        return self._record(
+            job,
+            params,
+            metrics=metrics,
+            result_tags=result_tags,
+            status=RunStatus.to_string(status),
+        )
 
-    def log_failed(self, job: Job, error: BaseException) -> None:
-        run_id = self._start(job, {})
-        try:
-            params = {**self.params, **{key: str(value) for key, value in job.values.items()}}
-            self.client.log_batch(
-                run_id,
-                params=[Param(key, value) for key, value in params.items()],
-                tags=[RunTag(key, value) for key, value in tracking.error_tags(error).items()],
-            )
-        finally:
-            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-        self._count()
-
-    def _count(self) -> None:
-        self.logged += 1
-        rate = self.logged / max(time.perf_counter() - self.started, 1e-9)
-        eta = (self.total - self.logged) / rate
-        self.progress.show(
-            f"child runs logged: {self.logged}/{self.total} ({rate:.0f}/s, ETA {eta:.0f} s)"
+    def failed(self, job: Job, error: BaseException) -> bulk.RunRecord:
+        """A job refused before training (a bad value): its params and the error, FAILED."""
+        params = {**self.params, **{key: str(value) for key, value in job.values.items()}}
+        return self._record(
+            job,
+            params,
+            result_tags=tracking.error_tags(error),
+            status=RunStatus.to_string(RunStatus.FAILED),
         )
 
 
