@@ -12,14 +12,16 @@ trains 2000 epochs at batch size 1 and logs its params, loss history, model and 
 child of one parent run, and the sweep ends with a summary CSV and plots. Its wall time includes
 process start-up (about 4.7 s for a process that imports TensorFlow) and that end-of-sweep
 summary, so the cost per job falls as the sweep grows. The baseline is the naive way, Keras
-`model.fit` for one chapter run (30-70 s on a 2-core CPU), times the number of jobs, with no
+`model.fit` for one chapter run (about 65 s on a 2-core CPU), times the number of jobs, with no
 tracking at all; the table gives each total, the cost per job and the sweep's speed-up over that
 estimate. The store must hold one FINISHED parent run, one FINISHED child per job and a summary
-row per job, or the script exits with status 1; the target (100 jobs in at most 25 s on 2 cores)
-is reported, not enforced. Measured on this 2-core machine: 44-52 s with the basic launcher and
-34-40 s with 2 joblib workers (noisy neighbours), against about 3,800 s estimated for
-`model.fit`; a job's training is 0.013 s of that, the rest Hydra's composition and MLflow's
-writes. `benchmarks/bench_sweep_floor.py` shows why 25 s is out of reach on 2 cores.
+row per job, or the script exits with status 1. The load average is printed before and after:
+on 2 cores, anything else running shows in the numbers.
+
+The per-job launchers' 25 s target for 100 jobs was withdrawn (`bench_sweep_floor.py` shows
+their floor); the vectorized sweeper's targets (`--scale`): 100 jobs at least 4x faster than the
+basic launcher, 1,000 jobs in at most 60 s, 10,000 in at most 5 minutes. Measured numbers are in
+the README.
 """
 
 import argparse
@@ -51,8 +53,6 @@ EXPERIMENT = "gatelab"
 SEED = 126
 LEARNING_RATE = 0.1
 EPOCHS = 2000
-TARGET_JOBS = 100
-TARGET_SECONDS = 25.0
 LOG_TAIL_LINES = 40
 
 
@@ -308,7 +308,8 @@ def main() -> int:
         command = sweep_command(
             directory, args.seeds, rates, args.launcher, args.workers, args.sweeper
         )
-        print(f"Running the sweep in {directory} ...", flush=True)
+        load_before = load()
+        print(f"Running the sweep in {directory} ({load_before}) ...", flush=True)
         sweep_seconds = run_sweep(command, directory)
         if not check_store(directory, jobs):
             return 1
@@ -333,14 +334,7 @@ def main() -> int:
             line += f"  {fit_seconds * jobs / seconds:>14.1f}x"
         print(line)
 
-    if jobs == TARGET_JOBS:
-        verdict = "met" if sweep_seconds <= TARGET_SECONDS else "not met"
-    else:
-        verdict = f"not judged, this sweep has {jobs} jobs"
-    print(
-        f"target: the {TARGET_JOBS}-job sweep in at most {TARGET_SECONDS:.0f} s on 2 cores: "
-        f"{sweep_seconds:.1f} s, {verdict}"
-    )
+    print(f"{load()} after (1, 5, 15 min); {load_before} before")
     return 0
 
 

@@ -12,6 +12,7 @@ the script exits with status 1; the speed-up target is reported, not enforced.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -115,7 +116,8 @@ def main() -> int:
         f"XOR, 2-2-1 MLP ({model.count_params()} params), SGD({LEARNING_RATE}), mse, "
         f"{args.epochs} epochs x {len(x)} steps, batch_size 1, shuffle False"
     )
-    print("Running model.fit once ...", flush=True)
+    load = "load {:.1f} {:.1f} {:.1f} (1, 5, 15 min)".format(*os.getloadavg())
+    print(f"Running model.fit once ({load}) ...", flush=True)
     fit = fit_with_keras(model, initial_weights, x, y, args.epochs)
 
     rows: list[tuple[str, float]] = [("keras model.fit", fit.seconds)]

@@ -222,20 +222,26 @@ def outcome_metrics(outputs: np.ndarray, targets: np.ndarray, history: History) 
 def boundary_view(
     model: keras.Model, weights: list[np.ndarray] | None = None
 ) -> plots.BoundaryView:
-    """What `model` (or a copy holding `weights`) computes over the input plane."""
-    probe = model
-    if weights is not None:
-        probe = keras.models.clone_model(model)
-        probe.set_weights(weights)
-    grid = plots.plane_grid()
-    outputs = np.asarray(probe(grid))[:, 0].reshape(plots.GRID_POINTS, plots.GRID_POINTS)
+    """What `model` (or the same layers holding `weights`) computes over the input plane."""
+    if weights is None:
+        weights = [weight.numpy() for weight in model.weights]
+    # The Dense layers' sums and activations in NumPy: a copy of the model with these weights
+    # (`clone_model`) took 10 ms each, a tenth of a per-job sweep's job for its eight pictures.
+    values = iter(weights)
+    outputs = plots.plane_grid()
+    for layer in model.layers:
+        kernel = next(values)
+        bias = next(values) if layer.use_bias else 0.0
+        outputs = np.asarray(layer.activation(outputs @ kernel + bias))
     hidden_lines = np.zeros((0, 3))
-    if len(probe.layers) > 1:
-        first = probe.layers[0]
-        kernel = first.kernel.numpy()
-        bias = first.bias.numpy() if first.use_bias else np.zeros(kernel.shape[1])
+    if len(model.layers) > 1:
+        kernel = weights[0]
+        bias = weights[1] if model.layers[0].use_bias else np.zeros(kernel.shape[1])
         hidden_lines = np.column_stack([kernel.T, bias])
-    return plots.BoundaryView(outputs=outputs, hidden_lines=hidden_lines)
+    return plots.BoundaryView(
+        outputs=outputs[:, 0].reshape(plots.GRID_POINTS, plots.GRID_POINTS),
+        hidden_lines=hidden_lines,
+    )
 
 
 def boundary_figures(
