@@ -189,6 +189,42 @@ def test_sigterm_during_training_leaves_no_run_running(tmp_path):
     assert all(child.info.status != "RUNNING" for child in children)
 
 
+def children_written(database: Path) -> int:
+    try:
+        with sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True) as connection:
+            return connection.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # not created yet
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_the_writer_processes_leaves_no_run_running(tmp_path, stop):
+    # 600 children: written by one process per core (gatelab.bulk), which Ctrl-C (SIGINT) and a
+    # SLURM time limit (SIGTERM) reach as well as the launching process: signal the whole group.
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    process = subprocess.Popen(
+        [PYTHON, str(TRAIN_SCRIPT), "-m", VECTORIZED, "seed=range(600)", *QUICK],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while children_written(tmp_path / "mlflow.db") < 60:
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.2)
+    os.killpg(process.pid, stop)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode != 0, output
+    client, parents, children = runs_of(tmp_path)
+    assert [parent.info.status for parent in parents] == ["KILLED"]
+    assert 60 <= len(children) < 600
+    assert all(child.info.status != "RUNNING" for child in children), output
+
+
 METRIC_HISTORY_READ = "SELECT * FROM metrics WHERE run_uuid = ? AND key = ?"
 
 
