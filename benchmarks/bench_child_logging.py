@@ -9,7 +9,7 @@ A child is written as the vectorized sweeper writes it (`gatelab.vectorized.Chil
 weights/predictions tags, one `set_terminated`. The choices are the `loss` metric's points
 (`tracking.max_loss_points`: 0, the sweeper's 50, 1000) and, as a per-job sweep does, the weights
 and predictions as two JSON artifacts instead of tags. Each case writes `--children` runs into a
-fresh store in a temporary folder, the two stores back to back for each choice (so a change of
+fresh store in a temporary folder, the two stores in alternating batches of 20 (so a change of
 the machine's load touches both alike); the store created by MLflow alone is the baseline, and
 the ratio is printed.
 """
@@ -32,6 +32,7 @@ PARAMS = 20
 TAGS = 10
 WEIGHTS = {"dense/kernel": [[0.5, -0.5], [0.25, 1.5]], "dense/bias": [0.1, -0.1]}
 PREDICTIONS = {"inputs": [[0, 0], [0, 1], [1, 0], [1, 1]], "outputs": [0.1, 0.9, 0.9, 0.1]}
+BATCH = 20
 CHOICES = {
     "no loss metric": (0, False),
     "50-point loss (vectorized default)": (50, False),
@@ -90,13 +91,20 @@ def main() -> None:
         # The stores' artifacts (`mlartifacts/`) go beside them.
         os.chdir(directory)
         for number, (choice, (points, artifacts)) in enumerate(CHOICES.items()):
-            seconds = {}
-            for prepared in (False, True):
-                client, experiment_id = store(Path(directory) / f"{number}-{prepared}", prepared)
+            stores = {
+                prepared: store(Path(directory) / f"{number}-{prepared}", prepared)
+                for prepared in (False, True)
+            }
+            for client, experiment_id in stores.values():
                 write_children(client, experiment_id, 3, points, artifacts)  # warm-up
-                seconds[prepared] = write_children(
-                    client, experiment_id, arguments.children, points, artifacts
-                )
+            # In alternating batches: a change of the machine's load touches both stores alike.
+            seconds = {prepared: 0.0 for prepared in stores}
+            batches = max(1, arguments.children // BATCH)
+            for _ in range(batches):
+                for prepared, (client, experiment_id) in stores.items():
+                    seconds[prepared] += (
+                        write_children(client, experiment_id, BATCH, points, artifacts) / batches
+                    )
             print(
                 f"{choice:<36} {1000 * seconds[False]:>11.1f} ms {1000 * seconds[True]:>11.1f} ms"
                 f" {seconds[False] / seconds[True]:>6.2f}x"

@@ -5,8 +5,9 @@ that does not answer or an SQLite file that cannot be used is one line, in secon
 SQLite store is created under an exclusive lock (`mlflow.db.lock` beside it) in a temporary file
 renamed into place, so a first run that is interrupted, or two started together, never leave a
 half-created store; one left by an older version or by MLflow itself is rebuilt if it holds no
-runs. Every run records the host and process that run it, so runs left RUNNING by a process that
-died (SIGKILL, a crashed node) can be marked KILLED afterwards (`python -m gatelab.runs`).
+runs. It is then kept in SQLite's write-ahead-log mode, where a run's writes are quicker. Every
+run records the host and process that run it, so runs left RUNNING by a process that died
+(SIGKILL, a crashed node) can be marked KILLED afterwards (`python -m gatelab.runs`).
 """
 
 import fcntl
@@ -191,7 +192,7 @@ def prepared(uri: str) -> Iterator[None]:
 
 def _write_ahead(path: Path) -> None:
     """Put the store in SQLite's write-ahead-log mode, where a commit is one append to
-    `mlflow.db-wal`: a run's writes take about half as long (see
+    `mlflow.db-wal`: a sweep child's writes take a quarter to a half less time (see
     benchmarks/bench_child_logging.py), and readers (`mlflow ui`) no longer block writers.
 
     The mode stays with the file. It needs every process using the store on this machine, which
