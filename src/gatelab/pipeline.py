@@ -122,19 +122,16 @@ def run(cfg: DictConfig, job: Job | None = None) -> float:
         outputs = np.asarray(model(dataset.inputs))
         metrics = outcome_metrics(outputs, dataset.targets, history)
         title = f"{model.name} on {dataset_name}: {job.label(run_name, cfg)}"
-        figures = {}
-        if cfg.tracking.log_figures:
-            epochs_to_solve = metrics.get("epochs_to_solve")
-            figures["loss_curve.png"] = plots.loss_curve(history.loss, title, epochs_to_solve)
-        arrays = {}
-        if dataset.n_inputs == 2:
-            if cfg.tracking.log_figures:
-                figures.update(boundary_figures(model, initial_weights, history, dataset, title))
-            arrays[BOUNDARY_FILE] = boundary_arrays(model, dataset)
-            if job.output_dir is not None:
-                np.savez_compressed(job.output_dir / BOUNDARY_FILE, **arrays[BOUNDARY_FILE])
-        else:
-            log.info("no decision-boundary picture: it needs 2 inputs, not %d", dataset.n_inputs)
+        figures, arrays = pictures(
+            model,
+            dataset,
+            history,
+            initial_weights=initial_weights,
+            epochs_to_solve=metrics.get("epochs_to_solve"),
+            title=title,
+            with_figures=cfg.tracking.log_figures,
+            output_dir=job.output_dir,
+        )
         console.report(
             history,
             dataset,
@@ -217,6 +214,35 @@ def outcome_metrics(outputs: np.ndarray, targets: np.ndarray, history: History) 
     if metrics["solved"] and history.epochs_to_solve is not None:
         metrics["epochs_to_solve"] = history.epochs_to_solve
     return metrics
+
+
+def pictures(
+    model: keras.Model,
+    dataset: Dataset,
+    history: History,
+    *,
+    initial_weights: list[np.ndarray],
+    epochs_to_solve: int | None,
+    title: str,
+    with_figures: bool,
+    output_dir: Path | None,
+) -> tuple[dict[str, Figure], dict[str, dict[str, np.ndarray]]]:
+    """A run's PNGs by file name (its loss curve and, for 2 inputs, its decision boundary;
+    none unless `with_figures`) and `.npz` arrays (the boundary's numbers, also written to
+    `output_dir` for the sweep's gallery)."""
+    figures = {}
+    if with_figures:
+        figures["loss_curve.png"] = plots.loss_curve(history.loss, title, epochs_to_solve)
+    arrays = {}
+    if dataset.n_inputs != 2:
+        log.info("no decision-boundary picture: it needs 2 inputs, not %d", dataset.n_inputs)
+        return figures, arrays
+    if with_figures:
+        figures.update(boundary_figures(model, initial_weights, history, dataset, title))
+    arrays[BOUNDARY_FILE] = boundary_arrays(model, dataset)
+    if output_dir is not None:
+        np.savez_compressed(output_dir / BOUNDARY_FILE, **arrays[BOUNDARY_FILE])
+    return figures, arrays
 
 
 def boundary_view(
