@@ -62,12 +62,15 @@ def train_environment(tracking_uri: str | None) -> dict[str, str]:
     return environment
 
 
-def run_train(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
-    """`python src/train.py ARGUMENTS` in `workdir`, tracking to `workdir/mlflow.db`."""
+def run_train(
+    workdir: Path, *arguments: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python src/train.py ARGUMENTS` in `workdir`, tracking to `workdir/mlflow.db` unless
+    `environment` (`train_environment(...)`) says otherwise."""
     return subprocess.run(
         [PYTHON, str(TRAIN_SCRIPT), *arguments],
         cwd=workdir,
-        env=train_environment(f"sqlite:///{workdir / 'mlflow.db'}"),
+        env=environment or train_environment(f"sqlite:///{workdir / 'mlflow.db'}"),
         capture_output=True,
         text=True,
         timeout=900,

@@ -24,6 +24,13 @@ def runs_in(workdir: Path) -> list[Run]:
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
+def sweep_in(workdir: Path) -> tuple[Run, list[Run]]:
+    """The one sweep's parent run and its jobs' runs."""
+    runs = runs_in(workdir)
+    (parent,) = [run for run in runs if "sweep.params" in run.data.tags]
+    return parent, [run for run in runs if "sweep.params" not in run.data.tags]
+
+
 # Minutes of training in one compiled call (10 million steps of a 67,000-weight network):
 # stopped within seconds only because the loop runs in chunks of epochs.
 HEAVY = [
@@ -91,9 +98,7 @@ def test_a_terminated_run_ends_killed(tmp_path):
 def test_a_terminated_sweep_is_summarised_and_its_parent_and_job_end_killed(tmp_path):
     result = start_and_terminate(tmp_path, "-m", "seed=0,1", *LONG)
     assert result.returncode != 0
-    runs = runs_in(tmp_path)
-    (parent,) = [run for run in runs if "sweep.params" in run.data.tags]
-    children = [run for run in runs if "sweep.params" not in run.data.tags]
+    parent, children = sweep_in(tmp_path)
     assert parent.info.status == "KILLED"
     # The second job never started: Hydra's basic launcher stops at the first interruption.
     assert [child.info.status for child in children] == ["KILLED"]
@@ -106,9 +111,7 @@ def test_a_terminated_joblib_sweep_leaves_no_job_running(tmp_path):
         tmp_path, "-m", "seed=0,1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *LONG
     )
     assert result.returncode != 0
-    runs = runs_in(tmp_path)
-    (parent,) = [run for run in runs if "sweep.params" in run.data.tags]
-    children = [run for run in runs if "sweep.params" not in run.data.tags]
+    parent, children = sweep_in(tmp_path)
     assert parent.info.status == "KILLED"
     assert children
     assert {child.info.status for child in children} == {"KILLED"}
@@ -137,9 +140,7 @@ def test_repeated_signals_still_end_the_run_killed(tmp_path):
 def test_a_sweep_stopped_repeatedly_ends_killed_and_summarised(tmp_path):
     result = start_and_terminate(tmp_path, "-m", "seed=0,1", *HEAVY, settle=5, repeat_every=0.02)
     assert result.returncode != 0
-    runs = runs_in(tmp_path)
-    (parent,) = [run for run in runs if "sweep.params" in run.data.tags]
-    children = [run for run in runs if "sweep.params" not in run.data.tags]
+    parent, children = sweep_in(tmp_path)
     assert parent.info.status == "KILLED"
     assert [child.info.status for child in children] == ["KILLED"]
     (summary,) = tmp_path.glob("multirun/*/*/sweep_summary.csv")

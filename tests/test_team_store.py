@@ -18,11 +18,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import (
-    PYTHON,
-    TRAIN_SCRIPT,
     assert_sweep_arrived,
     free_port,
     mlflow_server,
+    run_train,
     run_trains_together,
     sweeps_in,
     train_environment,
@@ -160,23 +159,16 @@ def assert_artifacts_went_through_the_server(
 
 def test_a_two_worker_joblib_sweep_lands_whole_on_a_postgresql_server(team_server, tmp_path):
     seeds = [1, 2, 3, 4]
-    result = subprocess.run(
-        [
-            PYTHON,
-            str(TRAIN_SCRIPT),
-            "-m",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-            f"seed={','.join(map(str, seeds))}",
-            f"tracking.uri={team_server.uri}",
-            "tracking.experiment=joblib",
-            *QUICK,
-        ],
-        cwd=tmp_path,
-        env=train_environment(None),
-        capture_output=True,
-        text=True,
-        timeout=900,
+    result = run_train(
+        tmp_path,
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"seed={','.join(map(str, seeds))}",
+        f"tracking.uri={team_server.uri}",
+        "tracking.experiment=joblib",
+        *QUICK,
+        environment=train_environment(None),
     )
     assert result.returncode == 0, result.stderr[-3000:]
 

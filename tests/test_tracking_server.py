@@ -1,12 +1,11 @@
 """The same code against an MLflow tracking server: runs go through its REST API, not a file."""
 
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import PYTHON, TRAIN_SCRIPT, mlflow_server, train_environment
+from tests.conftest import mlflow_server, run_train, train_environment
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +21,13 @@ def server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_a_sweep_against_a_tracking_server_logs_as_to_a_local_store(server_uri, tmp_path):
-    result = subprocess.run(
-        [PYTHON, str(TRAIN_SCRIPT), "-m", "seed=1,2", f"tracking.uri={server_uri}", *QUICK],
-        cwd=tmp_path,
-        env=train_environment(None),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_train(
+        tmp_path,
+        "-m",
+        "seed=1,2",
+        f"tracking.uri={server_uri}",
+        *QUICK,
+        environment=train_environment(None),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"open {server_uri}" in result.stdout + result.stderr

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import mlflow
 import numpy as np
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import LifecycleStage, Metric, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 # and may open a GenAI overview (traces, token usage) instead of the runs table.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
-T = TypeVar("T")
 # Where `mlflow ui` listens unless told otherwise.
 LOCAL_UI_ADDRESS = "http://127.0.0.1:5000"
 
@@ -69,7 +68,7 @@ def configure(uri: str | None, experiment: str) -> str:
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
             found = client.get_experiment_by_name(experiment)
-        if found.lifecycle_stage != "active":
+        if found.lifecycle_stage != LifecycleStage.ACTIVE:
             raise store.StoreError(
                 f"tracking.experiment={experiment!r} is deleted; restore it "
                 f"(mlflow experiments restore --experiment-id {found.experiment_id}) "
@@ -84,6 +83,9 @@ def configure(uri: str | None, experiment: str) -> str:
     # The experiment `mlflow.start_run` uses.
     mlflow.set_experiment(experiment_id=found.experiment_id)
     return found.experiment_id
+
+
+T = TypeVar("T")
 
 
 def retried_on_conflict(write: Callable[..., T]) -> Callable[..., T]:

@@ -39,7 +39,6 @@ SWEEP_DEFAULTS = {
     "tracking.log_figures": False,
     "tracking.max_loss_points": 50,
 }
-DEFAULT_MAX_LOSS_POINTS = 50
 LOSSES_FILE = "losses.npz"
 
 
@@ -248,11 +247,9 @@ class Children:
         self.parent_run_id = parent_run_id
         self.choices = choices
         self.swept = sweep.swept_keys_of(parent_run_id) if parent_run_id is not None else []
-        self.user_tags = tracking.user_tags(list(cfg.get("tags", [])))
+        self.user_tags = tracking.user_tags(list(cfg.tags))
         self.params = {key: str(value) for key, value in tracking.config_params(cfg).items()}
-        self.max_loss_points = OmegaConf.select(
-            cfg, "tracking.max_loss_points", default=DEFAULT_MAX_LOSS_POINTS
-        )
+        self.max_loss_points = cfg.tracking.max_loss_points
         self.epochs = cfg.trainer.epochs
 
     def _record(self, job: Job, params: dict[str, str], **results: Any) -> bulk.RunRecord:
