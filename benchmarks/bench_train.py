@@ -1,4 +1,4 @@
-"""Time the chapter's XOR run with Keras `model.fit` against `gatelab.training.train`.
+"""Time the chapter's XOR run with Keras `model.fit` against `gatelab.engine.single.train`.
 
     python benchmarks/bench_train.py                # 2000 epochs, 20 repeats of ours
     python benchmarks/bench_train.py --epochs 200 --repeats 5
@@ -18,15 +18,16 @@ import sys
 import time
 from dataclasses import dataclass
 
-import gatelab.backend  # noqa: F401  (first, so TensorFlow's start-up lines stay hidden)
+import gatelab.engine.backend  # noqa: F401  (first, so TensorFlow's start-up lines stay hidden)
 
 # isort: split
 import keras
 import numpy as np
 
-from gatelab import training
 from gatelab.data import truth_table
-from gatelab.models import build_mlp
+from gatelab.engine import single
+from gatelab.engine.models import build_mlp
+from gatelab.engine.schedule import Schedule
 
 SEED = 126
 LEARNING_RATE = 0.1
@@ -66,19 +67,11 @@ def train_with_gatelab(
     """Our engine on the same run, with a fresh optimizer as each job of a sweep has."""
     model.set_weights(initial_weights)
     optimizer = keras.optimizers.SGD(learning_rate=LEARNING_RATE)
-    start = time.perf_counter()
-    history = training.train(
-        model,
-        optimizer,
-        x,
-        y,
-        loss="mse",
-        epochs=epochs,
-        batch_size=1,
-        shuffle=False,
-        seed=0,
-        jit_compile=jit_compile,
+    schedule = Schedule(
+        loss="mse", epochs=epochs, batch_size=1, shuffle=False, jit_compile=jit_compile
     )
+    start = time.perf_counter()
+    history = single.train(model, optimizer, x, y, schedule, seed=0)
     seconds = time.perf_counter() - start
     return Run(seconds, history.loss, model.get_weights())
 
@@ -150,7 +143,7 @@ def main() -> int:
     print(f"{'method':<{method_width}}  {'seconds':>10}  {'speed-up vs fit':>15}")
     for method, seconds in rows:
         print(f"{method:<{method_width}}  {seconds:>10.4f}  {fit.seconds / seconds:>14.1f}x")
-    print(f"functions traced in this process: {training.tracing_count()} (one per jit_compile)")
+    print(f"functions traced in this process: {single.tracing_count()} (one per jit_compile)")
 
     xla_speedup = fit.seconds / steady_state_medians["XLA"]
     verdict = "met" if xla_speedup >= TARGET_SPEEDUP else "not met"

@@ -15,8 +15,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gatelab import pipeline
-from gatelab.config import ConfigError, validate
-from tests.conftest import CONFIG_DIR, REPO
+from gatelab.config import validate
+from gatelab.errors import ConfigError
+from tests.helpers import CONFIG_DIR, REPO
 
 STEP_LINE = re.compile(r"^(\d+) (\S+)(?: (\S+))?$")
 ROW_LINE = re.compile(r"^X: \[([\d ]+)\] Y: \[(\d+)\] Output: (\S+)$")
@@ -46,7 +47,7 @@ def run_book(compose_config, tracking_uri, caplog, name, *overrides):
     )
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("gatelab").experiment_id])
-    lines = [record.getMessage() for record in caplog.records if record.name == "gatelab.chapter"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "gatelab.console"]
     return lines, run
 
 
@@ -180,7 +181,7 @@ def test_book_xor_mlp_runs_the_cell_as_printed(compose_config, tracking_uri, cap
 BOOK_PRESETS = sorted(path.stem for path in (CONFIG_DIR / "experiment" / "book").glob("*.yaml"))
 
 
-def test_every_cell_has_a_preset_and_a_row_in_the_readme():
+def test_every_cell_has_a_preset_and_a_row_in_docs_book():
     assert BOOK_PRESETS == [
         "and",
         "neuron",
@@ -191,9 +192,9 @@ def test_every_cell_has_a_preset_and_a_row_in_the_readme():
         "xor_mlp",
         "xor_perceptron",
     ]
-    readme = (REPO / "README.md").read_text()
+    book = (REPO / "docs" / "book.md").read_text()
     for name in BOOK_PRESETS:
-        assert f"| `python src/train.py +experiment=book/{name}` |" in readme, name
+        assert f"| `python src/train.py +experiment=book/{name}` |" in book, name
 
 
 @pytest.mark.parametrize("name", BOOK_PRESETS)

@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gatelab import pipeline, plots, tracking, training
-from gatelab.backend import keras
+from gatelab import pipeline
+from gatelab.engine import single
+from gatelab.engine.backend import keras
+from gatelab.engine.models import boundary_view
+from gatelab.plane import plane_grid
 
 
 def run_preset(compose_config, tracking_uri, *overrides):
@@ -58,7 +61,7 @@ def test_an_error_during_training_ends_the_run_failed_with_the_error(
     def broken_train(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(training, "train", broken_train)
+    monkeypatch.setattr(single, "train", broken_train)
     with pytest.raises(RuntimeError):
         pipeline.run(compose_config(f"tracking.uri='{tracking_uri}'"))
     (run,) = MlflowClient(tracking_uri).search_runs(
@@ -136,8 +139,8 @@ def test_the_boundary_is_what_the_network_computes_over_the_plane():
     )
     # Hidden unit 1 is x1 - 0.5 (its line x1 = 0.5), unit 2 is x2 - 0.25 (x2 = 0.25).
     weights = [np.eye(2), np.array([-0.5, -0.25]), np.array([[1.0], [2.0]]), np.array([0.0])]
-    view = pipeline.boundary_view(model, weights)
-    grid = plots.plane_grid()
+    view = boundary_view(model, weights)
+    grid = plane_grid()
     expected = np.maximum(grid[:, 0] - 0.5, 0) + 2 * np.maximum(grid[:, 1] - 0.25, 0)
     np.testing.assert_allclose(view.outputs.ravel(), expected, atol=1e-6)
     # Rows run along the second input: the last row is x2 = 1.5.
@@ -145,33 +148,6 @@ def test_the_boundary_is_what_the_network_computes_over_the_plane():
     np.testing.assert_allclose(view.hidden_lines, [[1, 0, -0.5], [0, 1, -0.25]])
     assert pipeline.snapshot_epochs(2000) == [80, 320, 720, 1280, 2000]
     assert pipeline.snapshot_epochs(3) == [1, 2, 3]
-
-
-@pytest.mark.parametrize(
-    ("epochs", "epochs_run", "max_points", "steps"),
-    [
-        (2000, 2000, 1000, list(range(2, 2001, 2))),
-        (10, 10, 3, [4, 8, 10]),
-        # Diverged at epoch 7: the last epoch run is always a point.
-        (10, 7, 3, [4, 7]),
-        (10, 10, 0, [10]),
-        (5, 5, 1000, [1, 2, 3, 4, 5]),
-    ],
-)
-def test_the_loss_metric_takes_every_stride_th_epoch_and_the_last(
-    epochs, epochs_run, max_points, steps
-):
-    assert tracking.loss_steps(epochs, epochs_run, max_points).tolist() == steps
-
-
-def test_the_loss_metric_never_exceeds_max_loss_points():
-    for epochs in (1, 2, 999, 1000, 1001, 2_500_000):
-        for max_points in (1, 3, 1000):
-            for epochs_run in {1, epochs // 2 or 1, epochs - 1 or 1, epochs}:
-                steps = tracking.loss_steps(epochs, epochs_run, max_points)
-                assert len(steps) <= max_points
-                assert steps[-1] == epochs_run
-                assert np.all(np.diff(steps) > 0)
 
 
 @pytest.mark.parametrize("max_points", [0, 7])

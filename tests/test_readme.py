@@ -1,6 +1,6 @@
 """The README's two commands stay true: CI runs the second one verbatim."""
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def readme_commands() -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import PYTHON, TRAIN_SCRIPT
+from tests.helpers import PYTHON, TRAIN_SCRIPT
 
 pytestmark = pytest.mark.slow
 

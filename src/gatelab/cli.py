@@ -1,4 +1,8 @@
-"""The command line's error contract: a bad config value is one line on stderr and exit 2."""
+"""The command line's error contract, and the only place that decides an exit status.
+
+A bad config value is one line on stderr and exit 2; a sweep that cannot start, one line and
+exit 1. Library code raises; this module reports.
+"""
 
 import os
 import sys
@@ -7,31 +11,17 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import mlflow
-from hydra._internal.utils import get_args_parser
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from hydra.errors import (
-    ConfigCompositionException,
-    HydraException,
-    MissingConfigException,
-    OverrideParseException,
-)
 from hydra.types import RunMode
 from mlflow.entities import RunStatus
-from omegaconf import DictConfig
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from gatelab import stopping, sweep, tracking
-from gatelab.config import ConfigError, shorten, unknown_key_message
+from gatelab import stopping
+from gatelab.config.checks import refuse_targets
+from gatelab.errors import CONFIG_ERRORS, ConfigError, SweepNotStarted, one_line
+from gatelab.redaction import redact, redact_output
+from gatelab.sweeps.callback import finish_open_sweeps
 
 EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
-CONFIG_ERRORS = (
-    ConfigError,
-    ConfigCompositionException,
-    OverrideParseException,
-    OmegaConfBaseException,
-)
 
 
 def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
@@ -43,7 +33,7 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     stopping.install()
     # Hydra logs the overrides, `tracking.uri=http://user:password@...` included.
-    tracking.redact_output()
+    redact_output()
     try:
         # Before Hydra: it instantiates its own `hydra.callbacks` while composing.
         refuse_targets(sys.argv[1:])
@@ -54,12 +44,19 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
             # KILLED here, not FINISHED by MLflow's exit hook.
             while mlflow.active_run() is not None:
                 mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
-            sweep.finish_open_sweeps(interrupted=True)
+            finish_open_sweeps(interrupted=True)
             raise
         finally:
             # Hydra skips the callback's end when a job raised; summarise and close the sweep
             # here, before the error line, so the summary comes first.
-            sweep.finish_open_sweeps()
+            finish_open_sweeps()
+    except SweepNotStarted as stop:
+        if isinstance(stop.cause, ConfigError):
+            exit_with(stop.cause)
+        exit_with(
+            RuntimeError(f"the sweep did not start: {type(stop.cause).__name__}: {stop.cause}"),
+            EXIT_FAILURE,
+        )
     except CONFIG_ERRORS as error:
         if not report_config_errors:
             raise
@@ -78,46 +75,11 @@ def config_errors_exit(run_mode: RunMode) -> Iterator[None]:
         exit_with(error)
 
 
-def refuse_targets(arguments: list[str]) -> None:
-    """Refuse a `_target_` set or added on the command line: it names code Hydra would run."""
-    try:
-        overrides = OverridesParser.create().parse_overrides(
-            get_args_parser().parse_known_args(arguments)[0].overrides
-        )
-    except Exception:
-        return  # Hydra reports a malformed override itself, and one_line words it.
-    for override in overrides:
-        key = override.key_or_group
-        if key.split(".")[-1] == "_target_" or any(map(_has_target, _values(override))):
-            raise ConfigError(
-                f"{shorten(override.input_line or key)} is not allowed: a _target_ names code to "
-                "run and cannot be set from the command line; choose a group option instead "
-                "(such as optimizer=adam)"
-            )
-
-
-def _values(override: Override) -> list[Any]:
-    if not override.is_sweep_override():
-        return [override.value()]
-    try:
-        return list(override.sweep_iterator())
-    except HydraException:
-        return []  # an interval or a glob of options: numbers and names, never a dict
-
-
-def _has_target(value: Any) -> bool:
-    if isinstance(value, dict):
-        return "_target_" in value or any(map(_has_target, value.values()))
-    if isinstance(value, list):
-        return any(map(_has_target, value))
-    return False
-
-
-def exit_with(error: Exception, status: int | None = None) -> NoReturn:
+def exit_with(error: BaseException, status: int | None = None) -> NoReturn:
     """Print the error's one line on stderr, whatever its characters or stderr's encoding, and
     exit with `status` (a config error's, 2, unless told)."""
     try:
-        line = f"error: {tracking.redact(one_line(error))}"
+        line = f"error: {redact(one_line(error))}"
     except Exception:  # The reporter must never hide the error behind one of its own.
         line = f"error: {type(error).__name__}: {error}".splitlines()[0]
     try:
@@ -125,30 +87,3 @@ def exit_with(error: Exception, status: int | None = None) -> NoReturn:
     except Exception:  # No usable sys.stderr, or an encoding that cannot write the line.
         os.write(2, line.encode("ascii", "backslashreplace") + b"\n")
     sys.exit(EXIT_CONFIG_ERROR if status is None else status)
-
-
-def one_line(error: Exception) -> str:
-    """A config error as one line that names the field, the value given and what is allowed."""
-    if isinstance(error, OverrideParseException):
-        # Hydra's override grammar takes only ASCII letters outside quotes.
-        override = str(error).splitlines()[0].partition(": ")[2] or str(error).splitlines()[0]
-        return (
-            f"{shorten(override)} is not a valid override: quote a value with spaces or "
-            f"non-ASCII letters, e.g. key='value' (Hydra's override grammar)"
-        )
-    if isinstance(error, MissingConfigException) and error.options is not None:
-        group, _, option = (error.missing_cfg_file or "").rpartition("/")
-        options = [name for name in error.options if not name.startswith("base_")]
-        return f"{group}={option} is not an option of '{group}': choose one of {', '.join(options)}"
-    cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
-    if isinstance(cause, ConfigKeyError | ConfigAttributeError):
-        parent = cause.parent_node
-        keys = parent if isinstance(parent, DictConfig) else []
-        # `_target_` and the `hydra` node are there for Hydra, not for the user to set.
-        fields = [str(key) for key in keys if not str(key).startswith("_") and key != "hydra"]
-        return unknown_key_message(cause.full_key, fields)
-    if isinstance(cause, OmegaConfBaseException):
-        # Some errors (a missing interpolation) carry no message of their own.
-        reason = (cause.msg or str(cause)).splitlines()[0]
-        return f"{cause.full_key}={shorten(repr(cause.value))} is not allowed: {reason}"
-    return (str(error).splitlines() or [type(error).__name__])[0]

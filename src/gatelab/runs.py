@@ -14,7 +14,9 @@ import sys
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from gatelab import store, tracking
+from gatelab.errors import StoreError
+from gatelab.redaction import redact
+from gatelab.tracking import store
 
 
 def mark_dead_killed(tracking_uri: str | None, experiment: str, dry_run: bool) -> int:
@@ -23,7 +25,7 @@ def mark_dead_killed(tracking_uri: str | None, experiment: str, dry_run: bool) -
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        print(f"no experiment {experiment!r} in {tracking.redact(client.tracking_uri)}")
+        print(f"no experiment {experiment!r} in {redact(client.tracking_uri)}")
         return 0
     dead = store.dead_runs(client, [found.experiment_id])
     for run in dead:
@@ -55,7 +57,7 @@ def main(arguments: list[str] | None = None) -> None:
     options = parser.parse_args(arguments)
     try:
         mark_dead_killed(options.tracking_uri, options.experiment, options.dry_run)
-    except store.StoreError as error:
+    except StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

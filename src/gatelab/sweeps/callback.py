@@ -1,0 +1,188 @@
+"""Sweeps in MLflow: one parent run per Hydra multirun, each job a child, and a summary at the end.
+
+`SweepCallback` is a Hydra callback (conf/hydra/callbacks/mlflow_sweep.yaml). Its multirun
+hooks run in the launching process and its job hooks wherever the job runs, so it works the same
+for the basic launcher and for joblib, Ray or SLURM: the parent run id reaches the jobs through
+the sweep folder (`parent`), and the summary is read back from MLflow, which every job wrote to
+(`results`), then published on the parent (`publish`).
+"""
+
+import gc
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from mlflow.entities import Param, RunStatus
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from gatelab.config import validate
+from gatelab.config.checks import refuse_swept_tracking
+from gatelab.errors import SweepNotStarted
+from gatelab.redaction import redact, redact_files, redact_output
+from gatelab.sweeps import parent as sweep_folder
+from gatelab.sweeps.publish import ParentRun, publish
+from gatelab.sweeps.results import kill_if_running, read_results
+from gatelab.sweeps.summary import sweep_status
+from gatelab.tracking import records, store, writer
+from gatelab.tracking.experiment import configure
+from gatelab.tracking.naming import (
+    config_params,
+    fixed_overrides,
+    overrides_text,
+    planned_jobs,
+    sweep_run_name,
+    swept_keys,
+    user_tags,
+    valid_tags,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SweepCallback(Callback):
+    """Open a parent MLflow run when a multirun starts; summarise and close it when it ends."""
+
+    def __init__(self) -> None:
+        self.client: MlflowClient | None = None
+        self.run_id: str | None = None
+        self.swept: list[str] = []
+        self.sweep_dir: Path | None = None
+        self.command = ""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self.start(config)
+        except Exception as error:
+            if self.run_id is not None:
+                self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+            # Hydra turns an Exception of this hook into a warning and sweeps on, its jobs
+            # landing without a parent: stop the command instead (gatelab.cli reports it).
+            raise SweepNotStarted(error) from error
+
+    def start(self, config: DictConfig) -> None:
+        """Check the store, then open the parent run and leave its id where the jobs find it."""
+        overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+        self.swept = swept_keys(overrides)
+        refuse_swept_tracking(self.swept)
+        # The sweep's own store and experiment: checked before either is created.
+        validate(config.tracking)
+        store.check(config.tracking.uri)
+        # Creating the store (schema migration) and the experiment here, before any job
+        # starts, avoids SQLite's races when parallel workers would otherwise both try.
+        experiment_id = configure(config.tracking.uri, config.tracking.experiment)
+        self.client = MlflowClient()
+        self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
+        self.command = redact(shlex.join(["python", *sys.argv]))
+        run = self.client.create_run(
+            experiment_id,
+            run_name=sweep_run_name(
+                self.swept, fixed_overrides(overrides), planned_jobs(overrides)
+            ),
+            tags={
+                "sweep.command": self.command,
+                "sweep.params": ", ".join(self.swept),
+                "sweep.dir": str(self.sweep_dir),
+                "hydra.overrides": overrides_text(overrides),
+                **user_tags(valid_tags(config)),
+                **store.process_tags(),
+            },
+        )
+        self.run_id = run.info.run_id
+        sweep_folder.record_parent_run_id(self.sweep_dir, self.run_id)
+        # The sweep's fixed settings: everything its jobs share (a swept key varies by job).
+        fixed = {
+            key: value
+            for key, value in config_params(config, resolve=False).items()
+            if key not in self.swept
+        }
+        self.client.log_batch(
+            self.run_id, params=[Param(key, value) for key, value in fixed.items()]
+        )
+        os.environ[sweep_folder.PARENT_RUN_ENV] = self.run_id
+        _open_sweeps.append(self)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra has just written the job's config files, credentials in `tracking.uri` included.
+        redact_output()
+        hydra = config.hydra
+        files = [Path(hydra.sweep.dir) / "multirun.yaml"]
+        if hydra.output_subdir is not None:
+            folder = Path(hydra.runtime.output_dir) / hydra.output_subdir
+            files += [folder / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+        redact_files(files)
+        # Collect what earlier jobs left, then freeze the survivors (TensorFlow, the compiled
+        # loop, caches): full collections during the job then skip them. Without this, a
+        # sweep spent ~0.1 s a job walking TensorFlow's objects again and again.
+        gc.collect()
+        gc.freeze()
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        # A job that failed before its run started (a bad value in its config) still gets a
+        # FAILED child, so the sweep shows every job. Runs in whichever process ran the job.
+        parent = sweep_folder.parent_run_id(config.hydra.sweep.dir)
+        if parent is None or job_return.status != JobStatus.FAILED:
+            return
+        client = MlflowClient()
+        experiment_id = client.get_run(parent).info.experiment_id
+        number = str(config.hydra.job.num)
+        same_job = f"tags.mlflow.parentRunId = '{parent}' and tags.`hydra.job.num` = '{number}'"
+        if client.search_runs([experiment_id], filter_string=same_job):
+            return
+        job = records.Job(
+            overrides=list(job_return.overrides or []),
+            choices=dict(config.hydra.runtime.choices),
+            output_dir=Path(config.hydra.runtime.output_dir),
+            parent_run_id=parent,
+            number=config.hydra.job.num,
+            swept=sweep_folder.swept_keys_of(parent),
+        )
+        record = records.failed(
+            job,
+            name=records.run_name(job, default=""),
+            # Unresolved: the job may have failed on the very interpolation resolving would raise.
+            params=config_params(config, resolve=False),
+            user_tags=user_tags(valid_tags(config)),
+            # The public `return_value` re-raises and prints Hydra's line about the job again.
+            error=job_return._return_value,
+        )
+        writer.write(client, experiment_id, record)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        redact_files([Path(config.hydra.sweep.dir) / "multirun.yaml"])
+        self.finish()
+
+    def finish(self, interrupted: bool = False) -> None:
+        """Summarise the jobs, log the summary to the parent run and end it."""
+        if self not in _open_sweeps:
+            return
+        _open_sweeps.remove(self)
+        os.environ.pop(sweep_folder.PARENT_RUN_ENV, None)
+        try:
+            results = read_results(self.client, self.run_id, self.swept)
+            if interrupted:
+                results = [kill_if_running(self.client, result) for result in results]
+            publish(
+                ParentRun(self.client, self.run_id, self.swept, self.command, self.sweep_dir),
+                results,
+            )
+        except BaseException as error:
+            for key, value in records.error_tags(error).items():
+                self.client.set_tag(self.run_id, key, value)
+            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+        self.client.set_terminated(self.run_id, sweep_status(results, interrupted))
+
+
+_open_sweeps: list[SweepCallback] = []
+
+
+def finish_open_sweeps(interrupted: bool = False) -> None:
+    """End sweeps Hydra did not: when a job raised, Hydra skips `on_multirun_end`."""
+    for sweep in list(_open_sweeps):
+        sweep.finish(interrupted)

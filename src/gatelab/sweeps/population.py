@@ -1,0 +1,248 @@
+"""A population's jobs from one composed config: check their values, train them together, and
+record each as the child run a per-job sweep would log (`tracking.records`)."""
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from gatelab.build import Built, build
+from gatelab.config import validate
+from gatelab.engine import population
+from gatelab.engine.models import layer_weights
+from gatelab.errors import ConfigError, one_line
+from gatelab.sweeps.progress import Progress
+from gatelab.tracking import records, writer
+from gatelab.tracking.experiment import configure
+from gatelab.tracking.naming import config_params, user_tags
+
+log = logging.getLogger(__name__)
+
+# The overrides a population's members may differ in; any other override is structural and
+# gets its own composed config (and population).
+VALUE_KEYS = ("seed", "optimizer.learning_rate", "optimizer.momentum")
+# What a vectorized sweep changes in its jobs' configs unless the command line sets it: no Keras
+# model or PNG per child (re-run a job alone to get them), a coarse `loss` metric per child
+# (every member's full curve is in the parent's `losses.npz`).
+SWEEP_DEFAULTS = {
+    "tracking.log_model": False,
+    "tracking.log_figures": False,
+    "tracking.max_loss_points": 50,
+}
+
+
+@dataclass(frozen=True)
+class MemberJob:
+    """One job of a population: Hydra's view of it, and its values of `VALUE_KEYS` as typed."""
+
+    job: records.Job
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A job's end: the final loss it returns to Hydra, or the error it failed with."""
+
+    job: records.Job
+    loss: float | None = None
+    error: BaseException | None = None
+
+
+def apply_sweep_defaults(cfg: DictConfig, set_on_command_line: set[str]) -> None:
+    """Set `SWEEP_DEFAULTS` in `cfg` for the fields it has that the command line did not set."""
+    with open_dict(cfg):
+        for key, value in SWEEP_DEFAULTS.items():
+            present = OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT
+            if present and key not in set_on_command_line:
+                OmegaConf.update(cfg, key, value, merge=False)
+
+
+_ABSENT = object()
+
+
+def fallback_reason(cfg: DictConfig) -> str | None:
+    """Why this config's jobs must run one by one, or None if they can run as a population."""
+    validate(cfg)
+    for key in ("tracking.log_model", "tracking.log_figures"):
+        if OmegaConf.select(cfg, key, default=False):
+            return f"{key}=true (a Keras model or figure per child)"
+    built = build(cfg)
+    return population.unsupported_reason(built.model, built.optimizer)
+
+
+class ValueChecker:
+    """Each job's config checked by the schema, one distinct value of each key at a time.
+
+    The checks of the value-only keys are each about their own field (a seed's range, a
+    positive rate, a momentum below 1), so a job whose every value passed on its own passes.
+    Checking a value once, not each of 10,000 configs, costs milliseconds instead of a minute.
+    """
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = copy.deepcopy(cfg)
+        self.checked: dict[tuple[str, str], Any] = {}
+
+    def checked_value(self, key: str, value: Any) -> Any:
+        """`value` as the config holds it (1 becomes 1.0 in a float field); ConfigError if bad."""
+        cache_key = (key, repr(value))
+        if cache_key not in self.checked:
+            self.checked[cache_key] = self._check(key, value)
+        result = self.checked[cache_key]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _check(self, key: str, value: Any) -> Any:
+        original = OmegaConf.select(self.cfg, key)
+        try:
+            OmegaConf.update(self.cfg, key, value, merge=False)
+            validate(self.cfg)
+            return OmegaConf.select(self.cfg, key)
+        except ConfigError as error:
+            return error
+        except Exception as error:  # OmegaConf's type errors: the one-line form of the CLI
+            return ConfigError(one_line(error))
+        finally:
+            OmegaConf.update(self.cfg, key, original, merge=False)
+
+
+def run_population(
+    cfg: DictConfig, jobs: list[MemberJob], progress: Progress
+) -> tuple[list[JobOutcome], dict[str, np.ndarray]]:
+    """Train `jobs` (configs `cfg` with their values) as one population; log each as a child.
+
+    Returns each job's outcome, in the order of `jobs`, and every trained member's full loss
+    curve by its child run id.
+    """
+    checker = ValueChecker(cfg)
+    outcomes: dict[int, JobOutcome] = {}
+    valid: list[tuple[MemberJob, dict[str, Any]]] = []
+    for member in jobs:
+        try:
+            values = {
+                key: checker.checked_value(key, value) for key, value in member.values.items()
+            }
+        except ConfigError as error:
+            outcomes[member.job.number] = JobOutcome(member.job, error=error)
+            continue
+        valid.append(
+            (member, {key: values.get(key, OmegaConf.select(cfg, key)) for key in VALUE_KEYS})
+        )
+
+    built = build(cfg)
+    history = _train(built, [values for _, values in valid], progress) if valid else None
+
+    started = time.perf_counter()
+    experiment_id = configure(cfg.tracking.uri, cfg.tracking.experiment)
+    base_params = config_params(cfg)
+    tags = user_tags(list(cfg.tags))
+    default_name = f"{built.model.name}-{OmegaConf.select(cfg, 'dataset.gate', default='data')}"
+    run_records = [
+        records.failed(
+            member.job,
+            name=records.run_name(member.job, default_name),
+            params={**base_params, **{key: str(value) for key, value in member.values.items()}},
+            user_tags=tags,
+            error=outcomes[member.job.number].error,
+        )
+        for member in jobs
+        if member.job.number in outcomes
+    ]
+    layers = layer_weights(built.model)
+    for index, (member, values) in enumerate(valid):
+        member_history = history.member(index)
+        params = {key: str(value) for key, value in values.items() if key in base_params}
+        run_records.append(
+            records.trained(
+                member.job,
+                name=records.run_name(member.job, default_name),
+                params={**base_params, **params},
+                user_tags=tags,
+                history=member_history,
+                outputs=history.outputs[index],
+                inputs=built.dataset.inputs,
+                targets=built.dataset.targets,
+                layers=layers,
+                weights=[weight[index] for weight in history.weights],
+                epochs=cfg.trainer.epochs,
+                max_loss_points=cfg.tracking.max_loss_points,
+            )
+        )
+        loss = float(member_history.loss[-1]) if len(member_history.loss) else float("nan")
+        outcomes[member.job.number] = JobOutcome(member.job, loss=loss)
+
+    written = 0
+
+    def on_written(count: int) -> None:
+        nonlocal written
+        written += count
+        rate = written / max(time.perf_counter() - started, 1e-9)
+        progress.show(
+            f"child runs logged: {written}/{len(run_records)} "
+            f"({rate:.0f}/s, ETA {(len(run_records) - written) / rate:.0f} s)"
+        )
+
+    run_ids = writer.write_all(experiment_id, run_records, on_written=on_written)
+    seconds = time.perf_counter() - started
+    log.info(
+        "logged %d child runs in %.2f s (%.1f ms each)",
+        len(run_records),
+        seconds,
+        1000 * seconds / max(len(run_records), 1),
+    )
+    losses = {
+        run_ids[member.job.number]: history.member(index).loss
+        for index, (member, _) in enumerate(valid)
+    }
+    return [outcomes[member.job.number] for member in jobs], losses
+
+
+def _train(
+    built: Built, member_values: list[dict[str, Any]], progress: Progress
+) -> population.PopulationHistory:
+    members = [
+        population.Member(
+            seed=values["seed"],
+            learning_rate=values["optimizer.learning_rate"],
+            momentum=values["optimizer.momentum"] or 0.0,
+        )
+        for values in member_values
+    ]
+    epochs = built.schedule.epochs
+    started = time.perf_counter()
+    chunk_times: list[float] = []
+
+    def on_chunk(done: int) -> None:
+        chunk_times.append(time.perf_counter())
+        if len(chunk_times) == 1:
+            log.info(
+                "training %d members: compiled, epoch %d/%d after %.2f s",
+                len(members),
+                done,
+                epochs,
+                chunk_times[0] - started,
+            )
+        progress.show(f"training {len(members)} members: epoch {done}/{epochs}")
+
+    history = population.train_population(
+        built.model,
+        built.optimizer,
+        members,
+        built.dataset.inputs,
+        built.dataset.targets,
+        built.schedule,
+        on_chunk=on_chunk,
+    )
+    # The first chunk includes tracing and XLA compiling; the others are training alone.
+    log.info(
+        "trained %d members for %d epochs in %.2f s (compile and first chunk %.2f s)",
+        len(members),
+        epochs,
+        chunk_times[-1] - started,
+        chunk_times[0] - started,
+    )
+    return history

@@ -1,0 +1,149 @@
+"""What a run is called and what it records of its config: names, params and the user's tags.
+
+A single run is named by its overrides (`model=mlp dataset=xor`); a sweep's job by its swept
+values only (`seed=3 lr=0.5`); a sweep's parent by what it sweeps (`sweep seed x lr (40 jobs)`).
+"""
+
+import functools
+import json
+import math
+import re
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
+from omegaconf import DictConfig, OmegaConf
+
+from gatelab.config.checks import is_valid_tag
+from gatelab.redaction import redact
+
+# Short names of keys people sweep, for run names, legends and metric names (the one place
+# where `lr` stands for `learning_rate`: the UI's columns are narrow).
+KEY_ALIASES = {"optimizer.learning_rate": "lr"}
+# Settings that change how a run is reported or stored, not what it learns.
+NOT_PARAMS = ("trainer.print_every", "trainer.jit_compile", "trainer.report", "tags")
+
+
+def overrides_text(overrides: list[str]) -> str:
+    """The overrides as Hydra lists them: a single run's name, and tag `hydra.overrides`."""
+    return redact(" ".join(overrides))
+
+
+def short_key(key: str) -> str:
+    """`optimizer.learning_rate` is `lr`, another key its last part (`trainer.epochs`: epochs)."""
+    key = key.lstrip("+~")
+    return KEY_ALIASES.get(key, key.rpartition(".")[2])
+
+
+def short_keys(keys: list[str]) -> dict[str, str]:
+    """Each key's short name, or the key itself where two keys would share one."""
+    short = {key: short_key(key) for key in keys}
+    clashing = {name for name in short.values() if list(short.values()).count(name) > 1}
+    return {key: key if name in clashing else name for key, name in short.items()}
+
+
+def child_run_name(swept_values: dict[str, str]) -> str:
+    """A sweep job's run name: its swept values only, `seed=3 lr=0.5`."""
+    names = short_keys(list(swept_values))
+    return redact(" ".join(f"{names[key]}={value}" for key, value in swept_values.items()))
+
+
+def sweep_run_name(swept: list[str], fixed_overrides: list[str], jobs: int | None) -> str:
+    """A sweep's parent: what it sweeps, `sweep seed x lr (15 jobs)`, then what it fixes."""
+    names = short_keys(swept)
+    parts = ["sweep", " x ".join(names[key] for key in swept) or "(nothing swept)"]
+    if jobs is not None:
+        parts.append(f"({jobs} job{'s' if jobs != 1 else ''})")
+    return redact(" ".join(parts + fixed_overrides))
+
+
+def swept_keys(overrides: list[str]) -> list[str]:
+    """The keys a multirun sweeps over, in command-line order: `seed=0,1` gives `seed`."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [override.key_or_group for override in parsed if override.is_sweep_override()]
+
+
+def fixed_overrides(overrides: list[str]) -> list[str]:
+    """The overrides of a multirun that every job shares."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [
+        text
+        for text, override in zip(overrides, parsed, strict=True)
+        if not override.is_sweep_override()
+    ]
+
+
+def planned_jobs(overrides: list[str]) -> int | None:
+    """How many jobs the basic sweeper makes of `overrides`; None when it cannot tell."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    sweeps = [override for override in parsed if override.is_sweep_override()]
+    # A glob needs the config's options and an interval is for other sweepers (Optuna...).
+    countable = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP)
+    if any(override.value_type not in countable for override in sweeps):
+        return None
+    return math.prod(len(list(override.sweep_string_iterator())) for override in sweeps)
+
+
+def swept_values(overrides: list[str], keys: list[str]) -> dict[str, str]:
+    """A job's value of each swept key, from its overrides, in the order of `keys`."""
+    found = dict(map(_key_and_value, overrides))
+    return {key: found[key] for key in keys if key in found}
+
+
+@functools.lru_cache(maxsize=100_000)
+def _key_and_value(override: str) -> tuple[str, str]:
+    # Cached: the jobs of a big sweep repeat the same few overrides (`lr=0.1` in 1,000 of them),
+    # and Hydra's parser takes about 1 ms for each.
+    (parsed,) = OverridesParser.create().parse_overrides([override])
+    return parsed.key_or_group, parsed.get_value_element_as_str()
+
+
+def config_params(cfg: DictConfig, resolve: bool = True) -> dict[str, str]:
+    """The experiment's knobs as MLflow params: dotted keys; lists compact, as typed (`[2]`).
+
+    Left out: Hydra's `hydra` node, every `_target_`, `tracking.*` and `NOT_PARAMS`.
+    """
+    tree = OmegaConf.to_container(cfg, resolve=resolve)
+    tree.pop("hydra", None)
+    return {
+        key: str(compact_param(value))
+        for key, value in flatten(tree).items()
+        if not (
+            key.rpartition(".")[2] == "_target_" or key.startswith("tracking.") or key in NOT_PARAMS
+        )
+    }
+
+
+def compact_param(value: Any) -> Any:
+    """A param as the UI shows it best: lists compact (`[2]`), strings without credentials."""
+    if isinstance(value, list):
+        return redact(json.dumps(value, separators=(",", ":")))
+    return redact(value) if isinstance(value, str) else value
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config to dotted keys, such as `optimizer.learning_rate`."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def user_tags(tags: list[str]) -> dict[str, str]:
+    """The config's `tags` as MLflow tags: `baseline` gives `baseline=true`, `team:ml` `team=ml`."""
+    pairs = (tag.partition(":") for tag in tags)
+    return {key.strip(): value.strip() if sep else "true" for key, sep, value in pairs}
+
+
+def valid_tags(config: DictConfig) -> list[str]:
+    """The config's `tags` that MLflow accepts (a failed job's config may hold others)."""
+    tags = OmegaConf.select(config, "tags", default=[]) or []
+    return [tag for tag in tags if isinstance(tag, str) and is_valid_tag(tag)]
+
+
+def metric_key(text: str) -> str:
+    """`text` with the characters MLflow refuses in a metric name (such as `=`) as `_`."""
+    return re.sub(r"[^\w.\-/ :]", "_", text)

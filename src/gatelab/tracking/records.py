@@ -1,0 +1,215 @@
+"""One definition of a job's MLflow run, whichever sweeper (or none) made it.
+
+A run's name, tags, params, metric points, weights and predictions layout and its FAILED form
+are built here and nowhere else: the per-job path (`gatelab.pipeline`) logs a `RunRecord`
+through MLflow's fluent API as it trains, the vectorized sweeper writes the same record through
+the client (`writer`), and the sweep callback writes the FAILED record of a job that never
+started. A test holds the per-job and the vectorized record of the same job equal.
+"""
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from mlflow.entities import Metric, RunStatus
+
+from gatelab.history import History, outcome_metrics
+from gatelab.redaction import redact
+from gatelab.tracking.naming import child_run_name, overrides_text, swept_values
+from gatelab.tracking.store import process_tags
+
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+FAILED = RunStatus.to_string(RunStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as Hydra describes it; the defaults describe a direct call without Hydra.
+
+    Args:
+        overrides: the command-line overrides, kept as a tag (and a single run's name).
+        choices: the chosen option of each config group, kept as tags.
+        output_dir: the job's output folder; its `.hydra` config files become artifacts.
+        parent_run_id: the sweep's MLflow run, parent of this one, when the job is in a sweep.
+        number: the job's number in its sweep.
+        swept: the keys its sweep varies; a job in a sweep is named by their values.
+    """
+
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+    output_dir: Path | None = None
+    parent_run_id: str | None = None
+    number: int = 0
+    swept: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A job's run: what it is created with, then what it logs, and how it ends.
+
+    Args:
+        tags: set when the run is created (its identity: Hydra's tags, the parent, the host).
+        result_tags: set at the end (`failure_reason`, `error`).
+        outcome: the final metrics, at step 0 (`accuracy`, `solved`, `epochs_to_solve`).
+        loss_points: metric `loss` as (epoch, loss) pairs, at most `max_loss_points`.
+        weights: every kernel and bias by layer (`weights.json`).
+        predictions: inputs, target and output per row, by column (`predictions.json`).
+    """
+
+    job_number: int
+    name: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    status: str = FINISHED
+    result_tags: dict[str, str] = field(default_factory=dict)
+    outcome: dict[str, float] = field(default_factory=dict)
+    loss_points: list[tuple[int, float]] = field(default_factory=list)
+    weights: dict[str, dict[str, list]] | None = None
+    predictions: dict[str, list] | None = None
+
+    def metrics(self, timestamp: int | None = None) -> list[Metric]:
+        """Every metric point of the run: the loss points, then the outcome at step 0."""
+        timestamp = int(time.time() * 1000) if timestamp is None else timestamp
+        points = [Metric("loss", loss, timestamp, epoch) for epoch, loss in self.loss_points]
+        return points + [Metric(key, value, timestamp, 0) for key, value in self.outcome.items()]
+
+
+def run_name(job: Job, default: str) -> str:
+    """A job in a sweep is named by its swept values; a single run by its overrides."""
+    if job.swept:
+        return child_run_name(swept_values(job.overrides, job.swept))
+    return overrides_text(job.overrides) or redact(default)
+
+
+def run_tags(job: Job, user_tags: dict[str, str]) -> dict[str, str]:
+    """The tags a job's run is created with: Hydra's view of it, the user's, parent and host."""
+    tags = {
+        "hydra.overrides": overrides_text(job.overrides),
+        "hydra.job.num": str(job.number),
+    }
+    if job.output_dir is not None:
+        tags["hydra.output_dir"] = str(job.output_dir)
+    for group, option in job.choices.items():
+        if not group.startswith("hydra/"):
+            tags[f"hydra.choices.{group}"] = str(option)
+    tags.update(user_tags)
+    if job.parent_run_id is not None:
+        tags["mlflow.parentRunId"] = job.parent_run_id
+    # Where it runs, for `python -m gatelab.runs mark-dead-killed`.
+    tags.update(process_tags())
+    return {key: redact(value) for key, value in tags.items()}
+
+
+def loss_steps(epochs: int, epochs_run: int, max_points: int) -> np.ndarray:
+    """The epochs (1-based) whose loss becomes a point of metric `loss`: at most `max_points`.
+
+    Every ceil(epochs / max_points)-th epoch and always the last one run; with `max_points` 0
+    only the last, the final loss.
+    """
+    stride = math.ceil(epochs / max_points) if max_points else epochs
+    steps = np.arange(stride, epochs_run + 1, stride)
+    if not steps.size or steps[-1] != epochs_run:
+        steps = np.append(steps, epochs_run)
+    return steps
+
+
+def loss_points(loss: np.ndarray, *, epochs: int, max_points: int) -> list[tuple[int, float]]:
+    """Metric `loss` at step = epoch (1-based), at most `max_points` epochs (see `loss_steps`)."""
+    if not len(loss):
+        return []
+    steps = loss_steps(epochs, len(loss), max_points)
+    return [(int(epoch), float(loss[epoch - 1])) for epoch in steps]
+
+
+def weights_layout(
+    layers: list[tuple[str, list[str]]], arrays: list[np.ndarray]
+) -> dict[str, dict[str, list]]:
+    """Every kernel and bias by layer name, as the chapter prints `model.weights`.
+
+    Args:
+        layers: each layer's name and its weights' names, in `model.weights` order.
+        arrays: the weights' values, in the same order.
+    """
+    values = iter(arrays)
+    return {
+        layer: {name: np.asarray(next(values)).tolist() for name in names}
+        for layer, names in layers
+    }
+
+
+def predictions_columns(
+    inputs: np.ndarray, targets: np.ndarray, outputs: np.ndarray
+) -> dict[str, list]:
+    """Inputs, target and output per row, as the columns of table `predictions.json`."""
+    return {
+        "inputs": inputs.tolist(),
+        "target": targets[:, 0].tolist(),
+        "output": outputs[:, 0].tolist(),
+    }
+
+
+def table_json(columns: dict[str, list]) -> str:
+    """Columns as MLflow serialises a table (`mlflow.log_table`): column names, then rows."""
+    rows = [list(row) for row in zip(*columns.values(), strict=True)]
+    return json.dumps({"columns": list(columns), "data": rows})
+
+
+def trained(
+    job: Job,
+    *,
+    name: str,
+    params: dict[str, str],
+    user_tags: dict[str, str],
+    history: History,
+    outputs: np.ndarray,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    layers: list[tuple[str, list[str]]],
+    weights: list[np.ndarray],
+    epochs: int,
+    max_loss_points: int,
+) -> RunRecord:
+    """The run of a job that trained: FINISHED, or FAILED with `failure_reason` when it diverged.
+
+    Args:
+        name: the run's name, `run_name(job, ...)`.
+        params: the job's config as params (`naming.config_params` of its config).
+        outputs: the trained model's output per row.
+        layers: each layer's name and its weights' names; `weights` holds their final values.
+        epochs: the epochs asked for; `history` holds fewer when training diverged.
+    """
+    result_tags = {"failure_reason": "diverged"} if history.diverged else {}
+    return RunRecord(
+        job_number=job.number,
+        name=name,
+        tags=run_tags(job, user_tags),
+        params=params,
+        status=FAILED if history.diverged else FINISHED,
+        result_tags=result_tags,
+        outcome=outcome_metrics(outputs, targets, history),
+        loss_points=loss_points(history.loss, epochs=epochs, max_points=max_loss_points),
+        weights=weights_layout(layers, weights),
+        predictions=predictions_columns(inputs, targets, outputs),
+    )
+
+
+def failed(
+    job: Job, *, name: str, params: dict[str, str], user_tags: dict[str, str], error: BaseException
+) -> RunRecord:
+    """The run of a job refused before it trained (a bad value): its params and the error."""
+    return RunRecord(
+        job_number=job.number,
+        name=name,
+        tags=run_tags(job, user_tags),
+        params=params,
+        status=FAILED,
+        result_tags=error_tags(error),
+    )
+
+
+def error_tags(error: BaseException) -> dict[str, str]:
+    """Tags of a run that raised: the sweep summary reads `failure_reason`, people `error`."""
+    return {"failure_reason": "error", "error": redact(f"{type(error).__name__}: {error}")}

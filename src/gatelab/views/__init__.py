@@ -1,0 +1,1 @@
+"""Figures, drawn with matplotlib alone: no MLflow, no TensorFlow."""

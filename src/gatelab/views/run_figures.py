@@ -1,0 +1,164 @@
+"""A run's figures (its loss curve, its decision boundary and how it formed), drawn off-screen.
+
+Figures are made as `matplotlib.figure.Figure`, not through pyplot: no display is needed, and
+nothing keeps them (pyplot's registry would until closed, collecting garbage on each close).
+"""
+
+import matplotlib
+import matplotlib.patches
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from gatelab.plane import GRID_POINTS, PLANE, BoundaryView, line_in_plane
+
+# Saved at this resolution: sharp enough to read axis labels in MLflow's artifact viewer.
+DPI = 150
+# Output 0 orange, 1 blue (Playground's colours), 0.5 white: readable on a white page.
+OUTPUT_COLOURS = "PuOr"
+SOLVED_COLOUR = "#1a7f37"
+# Each hidden unit's line (pre-activation 0) in its own dash pattern.
+HIDDEN_LINE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+UNSOLVED_COLOUR = "#b42318"
+
+
+def new_figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), dpi=DPI)
+
+
+def loss_curve(loss: np.ndarray, title: str, epochs_to_solve: int | None = None) -> Figure:
+    """Loss per epoch, as the chapter plots `history.history['loss']`, marking when it solved."""
+    figure = new_figure(6, 4)
+    axes = figure.subplots()
+    axes.plot(np.arange(1, len(loss) + 1), loss)
+    if epochs_to_solve is not None:
+        axes.axvline(epochs_to_solve, color=SOLVED_COLOUR, linestyle="--", linewidth=1)
+        axes.plot(
+            [epochs_to_solve],
+            [loss[epochs_to_solve - 1]],
+            "o",
+            color=SOLVED_COLOUR,
+            label=f"solved at epoch {epochs_to_solve}",
+        )
+        axes.legend(fontsize="small")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    # Fixed margins: tight_layout measures every label and costs more than the plot itself.
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.13, top=0.92)
+    return figure
+
+
+def draw_boundary(
+    axes: Axes,
+    view: BoundaryView,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    small: bool = False,
+    offset: float = 0.0,
+) -> matplotlib.image.AxesImage:
+    """The plane coloured by output, the 0.5 contour, hidden units' lines and the table's rows.
+
+    Args:
+        small: a panel of many: no axis, labels or legend entries, just a frame.
+        offset: drawn shifted right by this much, so several planes can share one axes.
+    """
+    low, high = PLANE
+    image = axes.imshow(
+        view.outputs,
+        extent=(low + offset, high + offset, low, high),
+        origin="lower",
+        cmap=OUTPUT_COLOURS,
+        vmin=0,
+        vmax=1,
+        interpolation="bilinear",
+    )
+    axis = np.linspace(low, high, GRID_POINTS)
+    if view.outputs.min() < 0.5 < view.outputs.max():
+        axes.contour(
+            axis + offset, axis, view.outputs, levels=[0.5], colors="black", linewidths=1.5
+        )
+    for unit, (w1, w2, bias) in enumerate(view.hidden_lines, start=1):
+        ends = line_in_plane(w1, w2, bias)
+        if ends is not None:
+            axes.plot(
+                ends[:, 0] + offset,
+                ends[:, 1],
+                color="#1f1f1f",
+                linestyle=HIDDEN_LINE_STYLES[(unit - 1) % len(HIDDEN_LINE_STYLES)],
+                linewidth=1.3,
+                label=None if small else f"hidden unit {unit} = 0",
+            )
+    for target, marker in ((1, "o"), (0, "s")):
+        rows = targets.ravel() == target
+        axes.scatter(
+            inputs[rows, 0] + offset,
+            inputs[rows, 1],
+            marker=marker,
+            s=30 if small else 90,
+            c=["#2d5f9a" if target else "#e08214"],
+            edgecolors="black",
+            linewidths=1,
+            label=None if small else f"target {target}",
+            zorder=3,
+        )
+    if small:
+        # No axis (drawing even an empty one costs more than the panel), just a frame.
+        axes.add_patch(
+            matplotlib.patches.Rectangle(
+                (low + offset, low), high - low, high - low, fill=False, linewidth=1
+            )
+        )
+    else:
+        axes.set_xlim(low, high)
+        axes.set_ylim(low, high)
+        axes.set_xlabel("input 1")
+        axes.set_ylabel("input 2")
+    axes.set_aspect("equal")
+    return image
+
+
+def decision_boundary(
+    view: BoundaryView, inputs: np.ndarray, targets: np.ndarray, title: str
+) -> Figure:
+    """One run's decision boundary over the input plane [-0.5, 1.5]^2."""
+    figure = new_figure(5.6, 4.6)
+    axes = figure.subplots()
+    image = draw_boundary(axes, view, inputs, targets)
+    figure.colorbar(image, ax=axes, label="output (black line: 0.5)")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.12), ncol=2)
+    axes.set_title(title, fontsize="medium")
+    figure.subplots_adjust(left=0.1, right=0.92, bottom=0.25, top=0.92)
+    return figure
+
+
+def boundary_epochs(
+    views: dict[int, BoundaryView], inputs: np.ndarray, targets: np.ndarray, title: str
+) -> Figure:
+    """The decision boundary after each of a few epochs, start to end, side by side."""
+    # One axes holding every panel, each shifted right: a figure of many axes costs a lot more.
+    low, high = PLANE
+    span = high - low
+    step = span * 1.12
+    # Wide enough for the title when few epochs ran (a run that diverged early).
+    width = max(1.9 * len(views) + 1.0, 8.0)
+    figure = new_figure(width, 2.6)
+    axes = figure.add_axes((0.01, 0.04, 1 - 1.0 / width - 0.01, 0.74))
+    for index, (epoch, view) in enumerate(views.items()):
+        image = draw_boundary(axes, view, inputs, targets, small=True, offset=index * step)
+        axes.text(
+            index * step + low + span / 2,
+            high + 0.04 * span,
+            f"epoch {epoch}",
+            ha="center",
+            va="bottom",
+            fontsize="small",
+        )
+    axes.set_xlim(low - 0.01, high + (len(views) - 1) * step + 0.01)
+    axes.set_ylim(low - 0.01, high + 0.01)
+    axes.set_axis_off()
+    colour_axes = figure.add_axes((1 - 0.75 / width, 0.1, 0.12 / width, 0.62))
+    figure.colorbar(image, cax=colour_axes, label="output")
+    figure.suptitle(f"{title}: how the boundary formed (dashed: hidden units)", fontsize="medium")
+    return figure

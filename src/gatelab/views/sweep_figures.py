@@ -1,0 +1,200 @@
+"""A sweep's figures: success rates, epochs to solve, loss curves and a gallery of boundaries."""
+
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from gatelab.plane import PLANE, BoundaryView
+from gatelab.views.run_figures import SOLVED_COLOUR, UNSOLVED_COLOUR, draw_boundary, new_figure
+
+
+def success_rate_bars(
+    values: list[str], solved: list[int], jobs: list[int], parameter: str
+) -> Figure:
+    """Fraction of jobs reaching 100% accuracy for each value of a swept parameter, as k/n."""
+    figure = new_figure(6, 4)
+    axes = figure.subplots()
+    rates = [k / n if n else 0.0 for k, n in zip(solved, jobs, strict=True)]
+    bars = axes.bar(range(len(values)), rates)
+    axes.bar_label(bars, [f"{k}/{n}" for k, n in zip(solved, jobs, strict=True)], padding=2)
+    axes.set_xticks(range(len(values)), values, rotation=45 if len(values) > 6 else 0)
+    axes.set_ylim(0, 1.1)
+    axes.set_xlabel(parameter)
+    axes.set_ylabel("success rate (accuracy 1.0)")
+    axes.set_title(f"success rate by {parameter}: {sum(solved)}/{sum(jobs)} jobs solved")
+    figure.tight_layout()
+    return figure
+
+
+def epochs_to_solve_by_value(
+    values: list[str], epochs: list[list[int]], jobs: list[int], parameter: str
+) -> Figure:
+    """Each solved job's `epochs_to_solve` per value of a swept parameter, with its median."""
+    figure = new_figure(6, 4)
+    axes = figure.subplots()
+    rng = np.random.default_rng(0)
+    for index, solved_epochs in enumerate(epochs):
+        if solved_epochs:
+            jitter = rng.uniform(-0.15, 0.15, len(solved_epochs))
+            axes.plot(index + jitter, solved_epochs, "o", color="C0", alpha=0.7)
+            axes.plot(
+                [index - 0.3, index + 0.3], [np.median(solved_epochs)] * 2, color="black", lw=2
+            )
+    labels = [
+        f"{value}\n{len(solved)}/{n} solved"
+        for value, solved, n in zip(values, epochs, jobs, strict=True)
+    ]
+    axes.set_xticks(range(len(values)), labels, fontsize="small")
+    axes.set_xlim(-0.6, len(values) - 0.4)
+    axes.set_xlabel(parameter)
+    axes.set_ylabel("epochs_to_solve (solved jobs; bar: median)")
+    axes.set_title(f"epochs_to_solve by {parameter}")
+    axes.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    return figure
+
+
+def success_heatmap(
+    rows: list[str],
+    columns: list[str],
+    rates: np.ndarray,
+    row_parameter: str,
+    column_parameter: str,
+) -> Figure:
+    """Success rate for every pair of values of two swept parameters."""
+    figure = new_figure(1.2 * len(columns) + 3, 0.6 * len(rows) + 2.5)
+    axes = figure.subplots()
+    image = axes.imshow(rates, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    axes.set_xticks(range(len(columns)), columns, rotation=45 if len(columns) > 6 else 0)
+    axes.set_yticks(range(len(rows)), rows)
+    axes.set_xlabel(column_parameter)
+    axes.set_ylabel(row_parameter)
+    for (i, j), rate in np.ndenumerate(rates):
+        if np.isfinite(rate):
+            axes.text(
+                j,
+                i,
+                f"{rate:.2f}",
+                ha="center",
+                va="center",
+                color="white" if rate < 0.5 else "black",
+            )
+    figure.colorbar(image, ax=axes, label="success rate")
+    axes.set_title("success rate")
+    figure.tight_layout()
+    return figure
+
+
+def overlaid_loss_curves(
+    losses: list[np.ndarray],
+    colour_values: list[str] | None,
+    colour_parameter: str | None,
+    distinct: list[str] | None = None,
+) -> Figure:
+    """Every job's loss curve on one log-scale axes, one colour per value of `colour_parameter`.
+
+    Args:
+        distinct: the values of `colour_values` in legend order; sorted as text if None.
+    """
+    figure = new_figure(7, 4.5)
+    axes = figure.subplots()
+    if distinct is None:
+        distinct = sorted(set(colour_values or [""]))
+    # Distinct, saturated colours (no pale yellow lost on white); a gradient past ten values.
+    if len(distinct) <= 10:
+        colours = matplotlib.colormaps["tab10"](np.arange(len(distinct)))
+    else:
+        colours = matplotlib.colormaps["plasma"](np.linspace(0, 0.8, len(distinct)))
+    colour_of = dict(zip(distinct, colours, strict=True))
+    # One LineCollection per colour: thousands of curves (a vectorized sweep) draw in about
+    # a second, where one `plot` call per curve took half a minute.
+    for value in distinct:
+        curves = [
+            finite_points(loss)
+            for index, loss in enumerate(losses)
+            if (colour_values[index] if colour_values else "") == value
+        ]
+        label = f"{colour_parameter}={value}" if colour_parameter else None
+        axes.add_collection(
+            LineCollection(curves, colors=[colour_of[value]], alpha=0.6, label=label)
+        )
+    axes.autoscale()
+    axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss (log scale)")
+    axes.set_title(f"loss curves of {len(losses)} jobs")
+    if colour_parameter:
+        axes.legend(fontsize="small", loc="upper right")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def finite_points(loss: np.ndarray) -> np.ndarray:
+    """(epoch, loss) rows of a curve for a log axis: no diverged run's inf or NaN, no zero."""
+    points = np.column_stack([np.arange(1, len(loss) + 1), loss])
+    return points[np.isfinite(loss) & (loss > 0)]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One job in a sweep's gallery of decision boundaries."""
+
+    title: str
+    view: BoundaryView
+    solved: bool
+
+
+def boundary_gallery(
+    groups: dict[str, list[Panel]],
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    title: str,
+    footnote: str = "",
+) -> Figure:
+    """One small decision-boundary panel per job, a row per group of swept values."""
+    columns = max(len(panels) for panels in groups.values())
+    figure = new_figure(max(1.75 * columns + 0.4, 4.5), 1.95 * len(groups) + 0.9)
+    grid = figure.subplots(len(groups), columns, squeeze=False)
+    for row, (group, panels) in zip(grid, groups.items(), strict=True):
+        for column, axes in enumerate(row):
+            if column >= len(panels):
+                axes.set_axis_off()
+                continue
+            panel = panels[column]
+            draw_boundary(axes, panel.view, inputs, targets, small=True)
+            axes.set_xlim(PLANE[0] - 0.01, PLANE[1] + 0.01)
+            axes.set_ylim(PLANE[0] - 0.01, PLANE[1] + 0.01)
+            axes.set_axis_off()
+            outcome = "solved" if panel.solved else "not solved"
+            axes.set_title(
+                f"{panel.title}\n{outcome}",
+                fontsize=7,
+                color=SOLVED_COLOUR if panel.solved else UNSOLVED_COLOUR,
+            )
+        if group:
+            row[0].text(
+                -0.06,
+                0.5,
+                group,
+                transform=row[0].transAxes,
+                rotation=90,
+                ha="right",
+                va="center",
+                fontsize=8,
+            )
+    figure.suptitle(title, fontsize="medium")
+    if footnote:
+        figure.text(0.5, 0.01, footnote, ha="center", va="bottom", fontsize=8)
+    figure.subplots_adjust(
+        left=0.06,
+        right=0.98,
+        top=1 - 0.6 / figure.get_figheight(),
+        bottom=0.35 / figure.get_figheight(),
+        hspace=0.45,
+        wspace=0.1,
+    )
+    return figure

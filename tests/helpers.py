@@ -1,0 +1,236 @@
+"""What tests share: paths, running `python src/train.py`, an MLflow server, reading sweeps back.
+
+One module of helpers; test modules import from here, never from each other.
+"""
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "conf"
+TRAIN_SCRIPT = REPO / "src" / "train.py"
+PYTHON = sys.executable
+
+
+QUICK = ["trainer.epochs=300", "trainer.print_every=0"]
+USER_TAGS = "tags=[demo,team:ml]"
+# In QUICK's 300 epochs the MLP learns XOR from seeds 1 and 2 at learning rate 2.0, not at 0.1.
+SEEDS_BY_RATES = ["seed=1,2", "optimizer.learning_rate=0.1,2.0"]
+
+
+def runs_of(workdir: Path) -> tuple[MlflowClient, list[Run], list[Run]]:
+    """The store's client, its sweep parents and the other runs."""
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("gatelab")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [run for run in runs if "sweep.params" in run.data.tags]
+    others = [run for run in runs if "sweep.params" not in run.data.tags]
+    return client, parents, others
+
+
+def summary_rows(workdir: Path) -> list[dict[str, str]]:
+    (path,) = workdir.glob("multirun/*/*/sweep_summary.csv")
+    with path.open() as file:
+        return list(csv.DictReader(file))
+
+
+def train_environment(tracking_uri: str | None) -> dict[str, str]:
+    """The environment of `python src/train.py` in tests; None: no `MLFLOW_TRACKING_URI` at all."""
+    environment = {**os.environ}
+    environment.pop("HYDRA_FULL_ERROR", None)
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    if tracking_uri is not None:
+        environment["MLFLOW_TRACKING_URI"] = tracking_uri
+    return environment
+
+
+def run_train(
+    workdir: Path, *arguments: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python src/train.py ARGUMENTS` in `workdir`, tracking to `workdir/mlflow.db` unless
+    `environment` (`train_environment(...)`) says otherwise."""
+    return subprocess.run(
+        [PYTHON, str(TRAIN_SCRIPT), *arguments],
+        cwd=workdir,
+        env=environment or train_environment(f"sqlite:///{workdir / 'mlflow.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def run_trains_together(
+    workdir: Path, *argument_lists: list[str], tracking_uri: str | None
+) -> list[subprocess.CompletedProcess]:
+    """Several `python src/train.py ARGUMENTS` started at once in `workdir`, once all have ended."""
+    with ExitStack() as stack:
+        started = []
+        for arguments in argument_lists:
+            # Files, not pipes: a process blocked on a full pipe would no longer run concurrently.
+            stdout = stack.enter_context(tempfile.TemporaryFile("w+"))
+            stderr = stack.enter_context(tempfile.TemporaryFile("w+"))
+            process = stack.enter_context(
+                subprocess.Popen(
+                    [PYTHON, str(TRAIN_SCRIPT), *arguments],
+                    cwd=workdir,
+                    env=train_environment(tracking_uri),
+                    stdout=stdout,
+                    stderr=stderr,
+                    text=True,
+                )
+            )
+            # Leaving early (a timeout) ends them all; Popen's own exit only waits.
+            stack.callback(process.kill)
+            started.append((process, stdout, stderr))
+        results = []
+        for process, stdout, stderr in started:
+            process.wait(timeout=900)
+            stdout.seek(0)
+            stderr.seek(0)
+            results.append(
+                subprocess.CompletedProcess(
+                    process.args, process.returncode, stdout.read(), stderr.read()
+                )
+            )
+        return results
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(directory: Path, backend_store_uri: str | None = None) -> Iterator[str]:
+    """`mlflow server` on a free loopback port, proxying artifacts to `directory/artifacts`.
+
+    Yields its address. Its store is `backend_store_uri`, by default `directory/mlflow.db`; its
+    log is `directory/server.log`.
+    """
+    if backend_store_uri is None:
+        backend_store_uri = f"sqlite:///{directory / 'mlflow.db'}"
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    log_path = directory / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [
+                str(Path(PYTHON).with_name("mlflow")),
+                "server",
+                "--backend-store-uri",
+                backend_store_uri,
+                "--serve-artifacts",
+                "--artifacts-destination",
+                str(directory / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
+            cwd=directory,
+            # Without MLflow's job runner (GenAI scorers, trace rollups; gatelab uses none of
+            # them): one process fewer to start and stop.
+            env={**train_environment(None), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, f"mlflow server exited:\n{log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, (
+                f"mlflow server did not come up:\n{log_path.read_text()[-3000:]}"
+            )
+            time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+# What every finished job logs as artifacts, besides its model (a logged model, searched apart).
+JOB_ARTIFACTS = {
+    "weights.json",
+    "predictions.json",
+    "loss_curve.png",
+    "model_summary.txt",
+    "config",
+}
+
+
+def sweeps_in(client: MlflowClient, experiment: str = "gatelab") -> dict[str, list[Run]]:
+    """Every top-level run of the experiment (a sweep's parent) with its children, by run id.
+
+    A job that lost its parent is a top-level run without children here.
+    """
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id], max_results=1000)
+    sweeps = {run.info.run_id: [] for run in runs if "mlflow.parentRunId" not in run.data.tags}
+    for run in runs:
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if parent is not None:
+            assert parent in sweeps, f"run {run.info.run_name!r} names a parent that is not there"
+            sweeps[parent].append(run)
+    return sweeps
+
+
+def assert_sweep_arrived(
+    client: MlflowClient, parent_id: str, children: list[Run], seeds: list[int], epochs: int
+) -> None:
+    """A sweep over `seeds` landed whole: every child, every loss point, every artifact, a summary.
+
+    Args:
+        client: the client of the store the sweep logged to.
+        parent_id: the sweep's parent run.
+        children: the runs naming it as parent.
+        seeds: the sweep's `seed` values, one job each.
+        epochs: `trainer.epochs` of every job.
+    """
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert sorted(int(child.data.params["seed"]) for child in children) == sorted(seeds)
+    experiment_id = parent.info.experiment_id
+    for child in children:
+        run_id = child.info.run_id
+        assert child.info.status == "FINISHED"
+        history = client.get_metric_history(run_id, "loss")
+        assert sorted(metric.step for metric in history) == list(range(1, epochs + 1))
+        artifacts = {artifact.path for artifact in client.list_artifacts(run_id)}
+        assert artifacts >= JOB_ARTIFACTS, f"run {child.info.run_name!r} has only {artifacts}"
+        assert client.search_logged_models(
+            [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+        ), f"run {child.info.run_name!r} has no logged model"
+    assert parent.data.metrics["jobs"] == len(seeds)
+    with tempfile.TemporaryDirectory() as directory:
+        summary = Path(client.download_artifacts(parent_id, "sweep_summary.csv", directory))
+        with summary.open() as file:
+            rows = list(csv.DictReader(file))
+    assert sorted(row["run_id"] for row in rows) == sorted(child.info.run_id for child in children)

@@ -1,0 +1,107 @@
+"""A vectorized sweep's job is recorded as the run the same job logs alone (one definition)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gatelab import pipeline
+from gatelab.sweeps import population
+from gatelab.sweeps.population import SWEEP_DEFAULTS, MemberJob, run_population
+from gatelab.sweeps.progress import Progress
+from gatelab.tracking import records
+
+SWEPT = ["seed", "optimizer.learning_rate"]
+CHOICES = {"dataset": "xor", "model": "mlp", "optimizer": "sgd", "trainer": "default"}
+# As a vectorized sweep sets them: no model or PNG per child, a coarse loss metric.
+AS_IN_A_SWEEP = [f"tracking.{key.split('.')[1]}={value}" for key, value in SWEEP_DEFAULTS.items()]
+
+
+def job(number: int, overrides: list[str], output_dir: Path) -> records.Job:
+    return records.Job(
+        overrides=overrides,
+        choices=CHOICES,
+        output_dir=output_dir,
+        number=number,
+        swept=SWEPT,
+    )
+
+
+def per_job_record(compose_config, tracking_uri, monkeypatch, the_job) -> records.RunRecord:
+    """The record `pipeline.run` logs for `the_job`, as a job of a per-job sweep."""
+    logged = []
+    log_results = pipeline.log_results
+
+    def keep(record, *args, **kwargs):
+        logged.append(record)
+        return log_results(record, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "log_results", keep)
+    cfg = compose_config(*the_job.overrides, *AS_IN_A_SWEEP, "trainer.print_every=0")
+    pipeline.run(cfg, the_job)
+    (record,) = logged
+    return record
+
+
+def vectorized_records(compose_config, monkeypatch, jobs, values) -> list[records.RunRecord]:
+    """The records a vectorized sweep writes for `jobs` (with their swept `values`)."""
+    written = []
+
+    def keep(experiment_id, run_records, on_written):
+        written.extend(run_records)
+        return {record.job_number: f"run-{record.job_number}" for record in run_records}
+
+    monkeypatch.setattr(population.writer, "write_all", keep)
+    cfg = compose_config(*AS_IN_A_SWEEP, "trainer.print_every=0", "trainer.epochs=300")
+    members = [MemberJob(job, job_values) for job, job_values in zip(jobs, values, strict=True)]
+    outcomes, losses = run_population(cfg, members, Progress())
+    assert sorted(losses) == [f"run-{job.number}" for job in jobs if job.number in (0, 1)]
+    assert [outcome.job for outcome in outcomes] == jobs
+    return sorted(written, key=lambda record: record.job_number)
+
+
+def assert_same_record(together: records.RunRecord, alone: records.RunRecord) -> None:
+    numbers = ("outcome", "loss_points", "weights", "predictions")
+    for field in set(together.__dataclass_fields__) - set(numbers):
+        assert getattr(together, field) == getattr(alone, field), field
+    assert together.outcome == pytest.approx(alone.outcome)
+    assert [step for step, _ in together.loss_points] == [step for step, _ in alone.loss_points]
+    together_losses = [loss for _, loss in together.loss_points]
+    assert together_losses == pytest.approx([loss for _, loss in alone.loss_points], rel=1e-5)
+    assert together.predictions.keys() == alone.predictions.keys()
+    for column, values in together.predictions.items():
+        np.testing.assert_allclose(values, alone.predictions[column], rtol=1e-5)
+    assert together.weights.keys() == alone.weights.keys()
+    for layer, weights in together.weights.items():
+        assert weights.keys() == alone.weights[layer].keys()
+        for name, value in weights.items():
+            np.testing.assert_allclose(value, alone.weights[layer][name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_vectorized_child_is_the_record_its_job_logs_alone(
+    compose_config, tracking_uri, tmp_path, monkeypatch
+):
+    jobs = [
+        job(0, ["seed=3", "optimizer.learning_rate=0.5", "trainer.epochs=300"], tmp_path / "0"),
+        job(1, ["seed=1", "optimizer.learning_rate=2.0", "trainer.epochs=300"], tmp_path / "1"),
+        # Refused before training: its FAILED record, with the error.
+        job(2, ["seed=1", "optimizer.learning_rate=-1", "trainer.epochs=300"], tmp_path / "2"),
+    ]
+    values = [
+        {"seed": 3, "optimizer.learning_rate": 0.5},
+        {"seed": 1, "optimizer.learning_rate": 2.0},
+        {"seed": 1, "optimizer.learning_rate": -1},
+    ]
+    for the_job in jobs:
+        the_job.output_dir.mkdir()
+    together = vectorized_records(compose_config, monkeypatch, jobs, values)
+    assert [record.job_number for record in together] == [0, 1, 2]
+    for record, the_job in zip(together[:2], jobs[:2], strict=True):
+        alone = per_job_record(compose_config, tracking_uri, monkeypatch, the_job)
+        assert record.name == f"seed={the_job.overrides[0][5:]} lr={the_job.overrides[1][24:]}"
+        assert_same_record(record, alone)
+    failed = together[2]
+    assert failed.status == "FAILED"
+    assert failed.result_tags["error"].startswith("ConfigError: optimizer.learning_rate=-1")
+    assert failed.tags == records.run_tags(jobs[2], {})
+    assert failed.params["optimizer.learning_rate"] == "-1"

@@ -1,0 +1,258 @@
+"""`hydra/sweeper=vectorized`: the basic sweeper's jobs and MLflow records, from one population."""
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from gatelab.sweeps.progress import Progress
+from gatelab.tracking.store import analyze
+from tests.helpers import PYTHON, QUICK, SEEDS_BY_RATES, TRAIN_SCRIPT, runs_of, summary_rows
+from tests.helpers import run_train as train
+
+VECTORIZED = "hydra/sweeper=vectorized"
+
+
+def test_the_sweeper_is_a_hydra_plugin_selectable_as_hydra_sweeper_vectorized():
+    names = [plugin.__name__ for plugin in Plugins.instance().discover(Sweeper)]
+    assert "VectorizedSweeper" in names
+
+
+def without_tracking(params: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in params.items() if not key.startswith("tracking.")}
+
+
+def children_by_job(workdir: Path) -> dict[str, object]:
+    _, parents, children = runs_of(workdir)
+    assert len(parents) == 1
+    return {child.data.tags["hydra.job.num"]: child for child in children}
+
+
+@pytest.mark.slow
+def test_jobs_get_the_runs_a_basic_sweep_gives_them(tmp_path):
+    basic_dir, vectorized_dir = tmp_path / "basic", tmp_path / "vectorized"
+    basic_dir.mkdir(), vectorized_dir.mkdir()
+    assert train(basic_dir, "-m", *SEEDS_BY_RATES, *QUICK).returncode == 0
+    result = train(vectorized_dir, "-m", VECTORIZED, *SEEDS_BY_RATES, *QUICK)
+    assert result.returncode == 0, result.stderr
+
+    basic, vectorized = children_by_job(basic_dir), children_by_job(vectorized_dir)
+    assert sorted(vectorized) == sorted(basic) == ["0", "1", "2", "3"]
+    solved = set()
+    for number, alone in basic.items():
+        together = vectorized[number]
+        assert together.info.status == "FINISHED"
+        assert together.info.run_name == alone.info.run_name
+        # The sweep's own defaults (no model or PNG per child, a coarse loss) aside.
+        assert without_tracking(together.data.params) == without_tracking(alone.data.params)
+        for tag in ("hydra.overrides", "hydra.job.num", "hydra.choices.model"):
+            assert together.data.tags[tag] == alone.data.tags[tag]
+        assert together.data.metrics["loss"] == pytest.approx(alone.data.metrics["loss"], abs=1e-5)
+        for metric in ("accuracy", "epochs_to_solve"):
+            assert together.data.metrics.get(metric) == alone.data.metrics.get(metric)
+        assert together.data.metrics["solved"] == float(alone.data.metrics["accuracy"] == 1.0)
+        solved.add(alone.data.metrics["accuracy"] == 1.0)
+        artifacts = {
+            item.path
+            for item in MlflowClient(f"sqlite:///{vectorized_dir / 'mlflow.db'}").list_artifacts(
+                together.info.run_id
+            )
+        }
+        assert artifacts == set()  # weights and predictions are tags: see the next lines
+        weights = json.loads(together.data.tags["weights"])
+        basic_client = MlflowClient(f"sqlite:///{basic_dir / 'mlflow.db'}")
+        weights_alone = json.loads(
+            Path(
+                basic_client.download_artifacts(alone.info.run_id, "weights.json", str(tmp_path))
+            ).read_text()
+        )
+        assert sorted(weights) == sorted(weights_alone) == ["hidden_1", "output"]
+        for layer, values in weights_alone.items():
+            for name, value in values.items():
+                np.testing.assert_allclose(weights[layer][name], value, atol=1e-4)
+        predictions = json.loads(together.data.tags["predictions"])
+        assert predictions["columns"] == ["inputs", "target", "output"]
+        assert len(predictions["data"]) == 4
+    assert solved == {True, False}
+
+    # The summary and the job folders are those of a basic sweep; the curves are on the parent.
+    basic_rows, vectorized_rows = summary_rows(basic_dir), summary_rows(vectorized_dir)
+    for basic_row, vectorized_row in zip(basic_rows, vectorized_rows, strict=True):
+        for column in ("job", "overrides", "seed", "accuracy", "epochs_to_solve", "status"):
+            assert vectorized_row[column] == basic_row[column]
+    (sweep_dir,) = vectorized_dir.glob("multirun/*/*")
+    (basic_sweep_dir,) = basic_dir.glob("multirun/*/*")
+    for number in range(4):
+        ours, theirs = (folder / str(number) / ".hydra" for folder in (sweep_dir, basic_sweep_dir))
+        assert (ours / "overrides.yaml").read_text() == (theirs / "overrides.yaml").read_text()
+        our_config = yaml.safe_load((ours / "config.yaml").read_text())
+        their_config = yaml.safe_load((theirs / "config.yaml").read_text())
+        assert our_config.pop("tracking")["log_model"] is False
+        their_config.pop("tracking")
+        assert our_config == their_config
+    _, (parent,), _ = runs_of(vectorized_dir)
+    client = MlflowClient(f"sqlite:///{vectorized_dir / 'mlflow.db'}")
+    curves = np.load(client.download_artifacts(parent.info.run_id, "losses.npz", str(tmp_path)))
+    child = vectorized["3"]
+    assert curves[child.info.run_id].shape == (300,)
+    history = client.get_metric_history(child.info.run_id, "loss")
+    assert [metric.step for metric in history] == list(range(6, 301, 6))
+    assert history[-1].value == pytest.approx(float(curves[child.info.run_id][-1]))
+
+
+@pytest.mark.slow
+def test_a_bad_value_fails_its_job_only(tmp_path):
+    result = train(tmp_path, "-m", VECTORIZED, "seed=1", "optimizer.learning_rate=0.5,-1", *QUICK)
+    assert result.returncode == 2
+    # The one line of a basic sweep's failed job: field, value, what is allowed.
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: optimizer.learning_rate=-1.0 is not allowed: a ")
+    )
+    jobs = children_by_job(tmp_path)
+    assert jobs["0"].info.status == "FINISHED"
+    assert jobs["1"].info.status == "FAILED"
+    assert "learning_rate=-1.0" in jobs["1"].data.tags["error"]
+    assert [row["status"] for row in summary_rows(tmp_path)] == ["FINISHED", "FAILED: error"]
+
+
+@pytest.mark.slow
+def test_jobs_the_engine_cannot_train_run_one_by_one(tmp_path):
+    # Adam is not in the population engine: those jobs run as with the basic sweeper.
+    result = train(
+        tmp_path,
+        "-m",
+        VECTORIZED,
+        "optimizer=sgd,adam",
+        "seed=1,2",
+        *QUICK,
+        "tracking.log_model=false",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "run one by one: optimizer Adam" in result.stdout + result.stderr
+    jobs = children_by_job(tmp_path)
+    assert sorted(jobs) == ["0", "1", "2", "3"]
+    assert all(job.info.status == "FINISHED" for job in jobs.values())
+    assert [jobs[n].data.tags["hydra.choices.optimizer"] for n in "0123"] == [
+        "sgd",
+        "sgd",
+        "adam",
+        "adam",
+    ]
+    # Adam's own knobs reach its runs' params; SGD's runs have none of them.
+    assert [("optimizer.beta_1" in jobs[n].data.params) for n in "0123"] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_leaves_no_run_running(tmp_path):
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    process = subprocess.Popen(
+        [PYTHON, str(TRAIN_SCRIPT), "-m", VECTORIZED, "seed=range(20)", "trainer.epochs=2000000"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in process.stdout:  # Hydra logs to stdout
+        if "training 20 members: compiled" in line:
+            break  # into the chunks of epochs (2,000,000 in all)
+    process.send_signal(signal.SIGTERM)
+    stopped = time.perf_counter()
+    output, _ = process.communicate(timeout=300)
+    assert time.perf_counter() - stopped < 60, output
+    assert process.returncode != 0
+    client, parents, children = runs_of(tmp_path)
+    assert [parent.info.status for parent in parents] == ["KILLED"]
+    assert all(child.info.status != "RUNNING" for child in children)
+
+
+def runs_written(database: Path) -> int:
+    try:
+        with sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True) as connection:
+            return connection.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # not created yet
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_the_writer_processes_leaves_no_run_running(tmp_path, stop):
+    # 600 children: written by one process per core (gatelab.bulk), which Ctrl-C (SIGINT) and a
+    # SLURM time limit (SIGTERM) reach as well as the launching process: signal the whole group.
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    process = subprocess.Popen(
+        [PYTHON, str(TRAIN_SCRIPT), "-m", VECTORIZED, "seed=range(600)", *QUICK],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while runs_written(tmp_path / "mlflow.db") < 1 + 60:  # the parent and 60 children
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.2)
+    os.killpg(process.pid, stop)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode != 0, output
+    client, parents, children = runs_of(tmp_path)
+    assert [parent.info.status for parent in parents] == ["KILLED"]
+    assert 60 <= len(children) < 600
+    assert all(child.info.status != "RUNNING" for child in children), output
+
+
+METRIC_HISTORY_READ = "SELECT * FROM metrics WHERE run_uuid = ? AND key = ?"
+
+
+def query_plan(database: Path) -> str:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("EXPLAIN QUERY PLAN " + METRIC_HISTORY_READ, ("x", "loss"))
+        return " ".join(str(row[-1]) for row in rows)
+
+
+def test_after_analyze_a_metric_history_read_uses_the_run_index(tmp_path):
+    database = tmp_path / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{database}")
+    experiment_id = client.create_experiment("analyze")
+    for _ in range(30):
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_batch(run_id, metrics=[Metric("loss", 0.5, 0, step) for step in range(100)])
+    # Without statistics SQLite reads through the primary key's `key` column: every loss row.
+    assert "(key=?)" in query_plan(database)
+    assert analyze(f"sqlite:///{database}")
+    plan = query_plan(database)
+    assert "run_uuid=?" in plan and "(key=?)" not in plan
+    assert not analyze("postgresql://user@host/db")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_shows_on_a_terminal_and_not_in_a_log():
+    log_file, terminal = io.StringIO(), Terminal()
+    Progress(log_file).show("child runs logged: 5/10", force=True)
+    Progress(terminal).show("child runs logged: 5/10", force=True)
+    assert log_file.getvalue() == ""
+    assert terminal.getvalue().startswith("\r") and "5/10" in terminal.getvalue()

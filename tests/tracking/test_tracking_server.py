@@ -1,0 +1,55 @@
+"""The same code against an MLflow tracking server: runs go through its REST API, not a file."""
+
+from collections.abc import Iterator
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import mlflow_server, run_train, train_environment
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["trainer.epochs=300", "trainer.print_every=0"]
+
+
+@pytest.fixture(scope="module")
+def server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow server` with its own SQLite store, proxying artifacts, for this module."""
+    directory = tmp_path_factory.mktemp("server")
+    with mlflow_server(directory) as uri:
+        yield uri
+
+
+def test_a_sweep_against_a_tracking_server_logs_as_to_a_local_store(server_uri, tmp_path):
+    result = run_train(
+        tmp_path,
+        "-m",
+        "seed=1,2",
+        f"tracking.uri={server_uri}",
+        *QUICK,
+        environment=train_environment(None),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"open {server_uri}" in result.stdout + result.stderr
+    # Nothing was written beside the job: the server holds the store and the artifacts.
+    assert not (tmp_path / "mlflow.db").exists()
+
+    client = MlflowClient(server_uri)
+    experiment = client.get_experiment_by_name("gatelab")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [run for run in runs if "sweep.params" in run.data.tags]
+    children = [run for run in runs if "sweep.params" not in run.data.tags]
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 2
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        history = client.get_metric_history(child.info.run_id, "loss")
+        assert sorted(metric.step for metric in history) == list(range(1, 301))
+        names = {artifact.path for artifact in client.list_artifacts(child.info.run_id)}
+        assert {"weights.json", "predictions.json", "loss_curve.png"} <= names
+        assert client.search_logged_models(
+            [experiment.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'"
+        )
+    parent_files = {artifact.path for artifact in client.list_artifacts(parent.info.run_id)}
+    assert "sweep_summary.csv" in parent_files

@@ -1,0 +1,68 @@
+"""Many finished runs written at once, by this process or by spawned writer processes."""
+
+import json
+
+import mlflow
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from gatelab.tracking import writer
+from gatelab.tracking.experiment import configure
+from gatelab.tracking.records import RunRecord
+
+
+def records(count: int) -> list[RunRecord]:
+    return [
+        RunRecord(
+            job_number=number,
+            name=f"seed={number}",
+            tags={"hydra.job.num": str(number)},
+            params={"seed": str(number), "optimizer.learning_rate": "0.5"},
+            loss_points=[(step, 1.0 / (step + number + 1)) for step in range(3)],
+            outcome={"solved": float(number % 2)},
+            weights={"output": {"bias": [float(number)]}},
+            status="FAILED" if number == 3 else "FINISHED",
+        )
+        for number in range(count)
+    ]
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+def test_every_record_becomes_the_run_it_describes(tracking_uri, writers):
+    experiment_id = configure(tracking_uri, "bulk")
+    written = []
+    wanted = records(60)
+    run_ids = writer.write_all(experiment_id, wanted, on_written=written.append, writers=writers)
+    assert sum(written) == 60
+    assert sorted(run_ids) == list(range(60))
+    assert len(set(run_ids.values())) == 60
+    client = MlflowClient(tracking_uri)
+    for record in wanted:
+        run = client.get_run(run_ids[record.job_number])
+        assert run.info.run_name == record.name
+        assert run.info.status == record.status
+        assert run.data.params == record.params
+        assert run.data.tags["hydra.job.num"] == str(record.job_number)
+        assert json.loads(run.data.tags["weights"]) == record.weights
+        assert run.data.metrics["solved"] == record.job_number % 2
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert [(point.step, point.value) for point in history] == record.loss_points
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+def test_a_record_mlflow_refuses_stops_the_writing_and_leaves_nothing_running(
+    tracking_uri, writers
+):
+    experiment_id = configure(tracking_uri, "bulk")
+    wanted = records(40)
+    # MLflow refuses a `?` in a metric's name.
+    wanted[20] = RunRecord(job_number=20, name="refused", tags={}, params={}, outcome={"a?": 1.0})
+    with pytest.raises(MlflowException, match="a\\?"):
+        writer.write_all(experiment_id, wanted, writers=writers)
+    runs = mlflow.search_runs([experiment_id], output_format="list")
+    statuses = {run.info.run_name: run.info.status for run in runs}
+    assert statuses["refused"] == "KILLED"
+    assert "RUNNING" not in statuses.values()
+    # One chunk at a time per writer: what was not started yet was not written.
+    assert len(runs) < 40
