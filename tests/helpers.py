@@ -19,6 +19,9 @@ from pathlib import Path
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from gatelab.sweeps.cells import CELL_TAG
+from gatelab.tracking.records import SWEEP_TAG
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "conf"
 TRAIN_SCRIPT = REPO / "src" / "train.py"
@@ -32,13 +35,25 @@ SEEDS_BY_RATES = ["seed=1,2", "optimizer.learning_rate=0.1,2.0"]
 
 
 def runs_of(workdir: Path) -> tuple[MlflowClient, list[Run], list[Run]]:
-    """The store's client, its sweep parents and the other runs."""
+    """The store's client, its sweep parents and the other runs but cells: the jobs."""
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("gatelab")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000) if experiment else []
     parents = [run for run in runs if "sweep.params" in run.data.tags]
-    others = [run for run in runs if "sweep.params" not in run.data.tags]
-    return client, parents, others
+    jobs = [run for run in runs if "sweep.params" not in run.data.tags and not is_cell(run)]
+    return client, parents, jobs
+
+
+def cells_of(workdir: Path) -> list[Run]:
+    """The runs of the cells of the store's sweeps, in creation order."""
+    client, _, _ = runs_of(workdir)
+    experiment = client.get_experiment_by_name("gatelab")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    return sorted((run for run in runs if is_cell(run)), key=lambda run: run.info.start_time)
+
+
+def is_cell(run: Run) -> bool:
+    return CELL_TAG in run.data.tags
 
 
 def summary_rows(workdir: Path) -> list[dict[str, str]]:
@@ -187,18 +202,24 @@ JOB_ARTIFACTS = {
 
 
 def sweeps_in(client: MlflowClient, experiment: str = "gatelab") -> dict[str, list[Run]]:
-    """Every top-level run of the experiment (a sweep's parent) with its children, by run id.
+    """Every top-level run of the experiment (a sweep's parent) with its jobs, by run id.
 
-    A job that lost its parent is a top-level run without children here.
+    A job that lost its parent is a top-level run without jobs here; a sweep's cells are not
+    jobs, and every job's cell belongs to its sweep.
     """
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     runs = client.search_runs([experiment_id], max_results=1000)
+    by_id = {run.info.run_id: run for run in runs}
     sweeps = {run.info.run_id: [] for run in runs if "mlflow.parentRunId" not in run.data.tags}
     for run in runs:
         parent = run.data.tags.get("mlflow.parentRunId")
-        if parent is not None:
-            assert parent in sweeps, f"run {run.info.run_name!r} names a parent that is not there"
-            sweeps[parent].append(run)
+        if parent is None or is_cell(run):
+            continue
+        sweep = run.data.tags.get(SWEEP_TAG, parent)
+        assert sweep in sweeps, f"run {run.info.run_name!r} names a sweep that is not there"
+        if parent != sweep:
+            assert by_id[parent].data.tags["mlflow.parentRunId"] == sweep, "a cell of another"
+        sweeps[sweep].append(run)
     return sweeps
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 
-from tests.helpers import PYTHON, TRAIN_SCRIPT
+from tests.helpers import PYTHON, TRAIN_SCRIPT, runs_of
 
 pytestmark = pytest.mark.slow
 
@@ -19,16 +18,14 @@ LONG = ["trainer.epochs=1000000", "trainer.print_every=0"]
 
 
 def runs_in(workdir: Path) -> list[Run]:
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("gatelab")
-    return client.search_runs([experiment.experiment_id]) if experiment else []
+    _, parents, jobs = runs_of(workdir)
+    return parents + jobs
 
 
 def sweep_in(workdir: Path) -> tuple[Run, list[Run]]:
     """The one sweep's parent run and its jobs' runs."""
-    runs = runs_in(workdir)
-    (parent,) = [run for run in runs if "sweep.params" in run.data.tags]
-    return parent, [run for run in runs if "sweep.params" not in run.data.tags]
+    _, (parent,), jobs = runs_of(workdir)
+    return parent, jobs
 
 
 # Minutes of training in one compiled call (10 million steps of a 67,000-weight network):

@@ -18,11 +18,11 @@ from gatelab.engine import single
 from gatelab.engine.models import boundary_view, draw_tensors, layer_weights, reset
 from gatelab.history import LOSS_FILE, History, save_losses
 from gatelab.plane import BOUNDARY_FILE
-from gatelab.sweeps.parent import parent_run_id, swept_keys_of
+from gatelab.sweeps.parent import sweep_of
 from gatelab.tracking import records
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.links import run_url, ui_command
-from gatelab.tracking.naming import child_run_name, config_params, overrides_text, user_tags
+from gatelab.tracking.naming import child_run_name, config_params, single_run_name, user_tags
 from gatelab.tracking.run import log_dataset, log_results, log_series, tracked_run
 from gatelab.views import run_figures
 
@@ -35,17 +35,14 @@ BOUNDARY_STEPS = 5
 def hydra_job() -> records.Job:
     """The running Hydra job: its overrides, choices, folder and, in a sweep, parent and number."""
     hydra_config = HydraConfig.get()
-    in_sweep = hydra_config.mode == RunMode.MULTIRUN
-    parent = parent_run_id(hydra_config.sweep.dir) if in_sweep else None
-    return records.Job(
-        # As typed: `seed=${nope}` is the user's text, not an interpolation to resolve here.
-        overrides=OmegaConf.to_container(hydra_config.overrides.task, resolve=False),
-        choices=dict(hydra_config.runtime.choices),
-        output_dir=Path(hydra_config.runtime.output_dir),
-        parent_run_id=parent,
-        number=hydra_config.job.num if in_sweep else 0,
-        swept=swept_keys_of(parent) if parent else [],
-    )
+    # As typed: `seed=${nope}` is the user's text, not an interpolation to resolve here.
+    overrides = OmegaConf.to_container(hydra_config.overrides.task, resolve=False)
+    choices = dict(hydra_config.runtime.choices)
+    output_dir = Path(hydra_config.runtime.output_dir)
+    sweep = sweep_of(hydra_config.sweep.dir) if hydra_config.mode == RunMode.MULTIRUN else None
+    if sweep is None:
+        return records.Job(overrides=overrides, choices=choices, output_dir=output_dir)
+    return sweep.job(overrides, choices, output_dir, hydra_config.job.num)
 
 
 def run(cfg: DictConfig, job: records.Job | None = None) -> float:
@@ -60,8 +57,8 @@ def run(cfg: DictConfig, job: records.Job | None = None) -> float:
     built = build(cfg)
     dataset, model = built.dataset, built.model
     # The option's name (`xor`, `custom`); called without Hydra, the gate's.
-    dataset_name = job.choices.get("dataset") or cfg.dataset.get("gate", "data")
-    experiment_id = configure(cfg.tracking.uri, cfg.tracking.experiment)
+    dataset_name = records.dataset_name(job, cfg.dataset.get("gate"))
+    experiment_id = configure(cfg.tracking.uri, cfg.tracking.experiment, job.experiment_id)
     name = records.run_name(job, default=f"{model.name}-{dataset_name}")
     tags = user_tags(list(cfg.tags))
     with tracked_run(name, records.run_tags(job, tags)) as (active_run, ending):
@@ -87,6 +84,7 @@ def run(cfg: DictConfig, job: records.Job | None = None) -> float:
             weights=[weight.numpy() for weight in model.weights],
             epochs=cfg.trainer.epochs,
             max_loss_points=cfg.tracking.max_loss_points,
+            dataset=dataset_name,
         )
         ending.failure_reason = record.result_tags.get("failure_reason")
         loss_file = job.output_dir / LOSS_FILE if job.output_dir is not None else None
@@ -157,8 +155,8 @@ def label(job: records.Job, run_name: str, cfg: DictConfig) -> str:
 def run_draws(cfg: DictConfig, job: records.Job) -> float:
     """A run that only draws `cfg.draws` and logs them, as the chapter's first cells; returns 0."""
     reset(cfg.seed)
-    configure(cfg.tracking.uri, cfg.tracking.experiment)
-    name = overrides_text(job.overrides) or "draws"
+    configure(cfg.tracking.uri, cfg.tracking.experiment, job.experiment_id)
+    name = single_run_name(job.overrides) or "draws"
     with tracked_run(name, records.run_tags(job, {})) as (active_run, _):
         mlflow.log_params(config_params(cfg))
         drawn = draw_tensors(

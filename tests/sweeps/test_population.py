@@ -54,7 +54,10 @@ def vectorized_records(compose_config, monkeypatch, jobs, values) -> list[record
     monkeypatch.setattr(population.writer, "write_all", keep)
     cfg = compose_config(*AS_IN_A_SWEEP, "trainer.print_every=0", "trainer.epochs=300")
     members = [MemberJob(job, job_values) for job, job_values in zip(jobs, values, strict=True)]
-    outcomes, losses = run_population(cfg, members, Progress())
+    outcomes, losses, boundaries = run_population(cfg, members, Progress())
+    # The trained members' boundaries, computed from their weights, for the galleries.
+    assert sorted(boundaries) == sorted(losses)
+    assert boundaries["run-0"]["outputs"].shape == (81, 81)
     assert sorted(losses) == [f"run-{job.number}" for job in jobs if job.number in (0, 1)]
     assert [outcome.job for outcome in outcomes] == jobs
     return sorted(written, key=lambda record: record.job_number)
@@ -62,7 +65,10 @@ def vectorized_records(compose_config, monkeypatch, jobs, values) -> list[record
 
 def assert_same_record(together: records.RunRecord, alone: records.RunRecord) -> None:
     numbers = ("outcome", "loss_points", "weights", "predictions")
-    for field in set(together.__dataclass_fields__) - set(numbers):
+    # A member's times are its share of the population's training; a run alone's, its own.
+    times = ("start_time", "end_time")
+    assert together.start_time < together.end_time and alone.start_time is None
+    for field in set(together.__dataclass_fields__) - set(numbers) - set(times):
         assert getattr(together, field) == getattr(alone, field), field
     assert together.outcome == pytest.approx(alone.outcome)
     assert [step for step, _ in together.loss_points] == [step for step, _ in alone.loss_points]

@@ -4,8 +4,14 @@ import mlflow
 import numpy as np
 
 from gatelab.sweeps.summary import (
+    CONSOLE_ROWS,
     JobResult,
+    cell_keys,
+    cell_lines,
+    cells_of,
+    console_summary,
     description,
+    group_metrics,
     success_grid,
     success_rates,
     summary_row,
@@ -30,8 +36,11 @@ RESULTS = [
 ]
 
 
+SWEPT = ["seed", "optimizer.learning_rate"]
+
+
 def test_sweep_metrics_count_the_solved_and_describe_epochs_to_solve_over_them_only():
-    metrics = sweep_metrics(RESULTS, ["seed", "optimizer.learning_rate"])
+    metrics = sweep_metrics(RESULTS, SWEPT)
     assert metrics == {
         "jobs": 6,
         "solved_jobs": 4,
@@ -40,19 +49,60 @@ def test_sweep_metrics_count_the_solved_and_describe_epochs_to_solve_over_them_o
         "epochs_to_solve_median": 250,
         "epochs_to_solve_p25": 175,
         "epochs_to_solve_p75": 575,
-        "success_rate/lr_0.1": 0.3333,
-        "success_rate/lr_2.0": 1.0,
+        "loss_median": 0.1,
     }
     for key in metrics:
         mlflow.utils.validation._validate_metric_name(key)
 
 
-def test_the_sweep_description_has_the_success_table_the_best_job_and_the_filter():
-    metrics = sweep_metrics(RESULTS, ["seed", "optimizer.learning_rate"])
-    text = description(RESULTS, ["seed", "optimizer.learning_rate"], metrics, "p1", "cmd", "url")
-    assert "| 0.1 | 1/3 | 0.33 | 1400 |" in text
-    assert "| 2.0 | 3/3 | 1.00 | 200 |" in text
+def test_without_seeds_the_parent_has_the_success_rate_of_each_value():
+    # No cells without swept seeds: the rate per value is the parent's.
+    metrics = sweep_metrics(RESULTS, ["optimizer.learning_rate"])
+    assert (metrics["success_rate/lr_0.1"], metrics["success_rate/lr_2.0"]) == (0.3333, 1.0)
+
+
+def test_a_sweep_over_seeds_and_rates_has_a_cell_per_rate_with_its_own_numbers():
+    assert cell_keys(SWEPT) == ["optimizer.learning_rate"]
+    assert cell_keys(["seed"]) == [] and cell_keys(["optimizer.learning_rate"]) == []
+    cells = cells_of(list(reversed(RESULTS)), SWEPT)
+    assert list(cells) == ["lr=0.1", "lr=2.0"]
+    assert [result.number for result in cells["lr=0.1"]] == [2, 1, 0]
+    assert group_metrics(cells["lr=0.1"])["success_rate"] == 0.3333
+    assert group_metrics(cells["lr=2.0"])["epochs_to_solve_median"] == 200
+    assert cell_lines(RESULTS, SWEPT) == [
+        "lr=0.1: solved 1/3 jobs (0.3333); epochs_to_solve over the solved: median 1400, "
+        "quartiles 1400-1400",
+        "lr=2.0: solved 3/3 jobs (1); epochs_to_solve over the solved: median 200, "
+        "quartiles 150-250",
+    ]
+
+
+def test_the_console_shows_the_jobs_while_they_fit_on_a_screen_and_always_the_cells():
+    rows = [summary_row(result, SWEPT) for result in RESULTS]
+    lines = cell_lines(RESULTS, SWEPT)
+    short = console_summary(rows, lines, "sweep_summary.csv")
+    assert short.splitlines()[0].startswith("job  seed")
+    assert short.splitlines()[-2:] == lines
+    many = console_summary(rows * 10, lines * 30, "sweep_summary.csv")
+    assert many.splitlines()[0] == "60 jobs: every row is in sweep_summary.csv"
+    assert len(many.splitlines()) <= 2 + CONSOLE_ROWS + 1
+    assert many.splitlines()[-1] == "... and 20 more cells in sweep_summary.csv"
+
+
+def test_the_sweep_description_opens_with_the_answer_per_cell():
+    metrics = sweep_metrics(RESULTS, SWEPT)
+    text = description(RESULTS, SWEPT, metrics, "p1", "cmd", "url")
+    assert text.startswith("**solved 4/6 jobs (0.6667)")
+    assert "| lr=0.1 | 1/3 | 0.33 | 1400 |" in text
+    assert "| lr=2.0 | 3/3 | 1.00 | 200 |" in text
+    assert "[open the cells](url)" in text
     assert "Best job: `seed=0 lr=2.0`, solved at epoch 100." in text
+
+
+def test_without_cells_the_description_has_a_row_per_value_and_the_filter():
+    swept = ["optimizer.learning_rate"]
+    text = description(RESULTS, swept, sweep_metrics(RESULTS, swept), "p1", "cmd", "url")
+    assert "| 0.1 | 1/3 | 0.33 | 1400 |" in text
     assert 'tags.mlflow.parentRunId = "p1"' in text
 
 

@@ -8,7 +8,15 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import QUICK, SEEDS_BY_RATES, TRAIN_SCRIPT, USER_TAGS, runs_of, summary_rows
+from tests.helpers import (
+    QUICK,
+    SEEDS_BY_RATES,
+    TRAIN_SCRIPT,
+    USER_TAGS,
+    cells_of,
+    runs_of,
+    summary_rows,
+)
 from tests.helpers import run_train as train
 
 
@@ -69,9 +77,25 @@ def test_a_sweep_is_one_parent_with_a_child_per_job(two_by_two):
     (sweep_dir,) = workdir.glob("multirun/*/*")
     assert (workdir / parent.data.tags["sweep.dir"]).resolve() == sweep_dir.resolve()
     assert len(children) == 4
-    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
+    assert {child.data.tags["gatelab.sweep"] for child in children} == {parent.info.run_id}
     assert {child.info.status for child in children} == {"FINISHED"}
     assert_success_rate_is_the_fraction_solved(parent, children)
+    # A cell per learning rate, child of the sweep and parent of its seeds.
+    cells = cells_of(workdir)
+    assert [cell.info.run_name for cell in cells] == ["lr=0.1", "lr=2.0"]
+    for cell in cells:
+        assert cell.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert cell.info.status == "FINISHED"
+        rate = cell.info.run_name.removeprefix("lr=")
+        seeds = [job for job in children if job.data.params["optimizer.learning_rate"] == rate]
+        assert {job.data.tags["mlflow.parentRunId"] for job in seeds} == {cell.info.run_id}
+        assert cell.data.params["optimizer.learning_rate"] == rate
+        assert cell.data.metrics["jobs"] == 2
+        assert cell.data.metrics["success_rate"] == np.mean(
+            [job.data.metrics["solved"] for job in seeds]
+        )
+        artifacts = {artifact.path for artifact in client.list_artifacts(cell.info.run_id)}
+        assert artifacts == {"decision_boundaries.png", "loss_band.png"}
     names = {artifact.path for artifact in client.list_artifacts(parent.info.run_id)}
     assert {
         "sweep_summary.csv",
@@ -113,9 +137,10 @@ def test_runs_are_named_by_what_differs_and_tagged_as_the_config_says(two_by_two
 
 
 @pytest.mark.slow
-def test_the_parent_logs_fixed_settings_rates_per_value_and_a_description(two_by_two):
+def test_the_parent_logs_fixed_settings_rates_per_cell_and_a_description(two_by_two):
     workdir, result = two_by_two
     _, (parent,), children = runs_of(workdir)
+    cells = {cell.info.run_name: cell for cell in cells_of(workdir)}
     # Its params are what every job shares; a swept key is a param of each child instead.
     assert parent.data.params["trainer.epochs"] == "300"
     assert parent.data.params["model.hidden_units"] == "[2]"
@@ -127,11 +152,18 @@ def test_the_parent_logs_fixed_settings_rates_per_value_and_a_description(two_by
             for child in children
             if child.data.params["optimizer.learning_rate"] == rate
         ]
-        assert parent.data.metrics[f"success_rate/lr_{rate}"] == np.mean(solved)
+        assert cells[f"lr={rate}"].data.metrics["success_rate"] == np.mean(solved)
+        # On the cells, where the Chart view draws them on one axis; not on the parent.
+        assert f"success_rate/lr_{rate}" not in parent.data.metrics
     note = parent.data.tags["mlflow.note.content"]
-    assert "| `optimizer.learning_rate` | solved | success rate |" in note
-    assert f'tags.mlflow.parentRunId = "{parent.info.run_id}"' in note
-    # The console's link opens the model-training view filtered to this sweep.
+    # The answer first: the success rate of each cell.
+    assert note.startswith("**solved ")
+    assert "| cell | solved | success rate |" in note
+    assert "| lr=2.0 | " in note
+    # The console: one line per cell, then the link that opens this sweep's cells.
+    output = result.stdout + result.stderr
+    assert "success rate per cell:\nlr=0.1: solved " in output
+    assert "then open this sweep's cells at" in output
     link = (
         f"/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
         f"&searchFilter=tags.mlflow.parentRunId%20%3D%20%22{parent.info.run_id}%22"

@@ -8,16 +8,18 @@ from mlflow.tracking import MlflowClient
 from gatelab.config import validate
 from gatelab.errors import ConfigError
 from gatelab.tracking.experiment import configure, retried_on_conflict
-from gatelab.tracking.links import runs_url, sweep_filter
+from gatelab.tracking.links import run_url, runs_url, sweep_filter
 from gatelab.tracking.naming import (
     child_run_name,
     config_params,
     fixed_overrides,
     planned_jobs,
+    single_run_name,
     sweep_run_name,
     swept_values,
     user_tags,
 )
+from gatelab.tracking.records import outcome_colour
 
 
 def test_params_are_the_experiments_knobs_with_lists_as_typed(compose_config):
@@ -35,6 +37,9 @@ def test_params_are_the_experiments_knobs_with_lists_as_typed(compose_config):
     ]
     assert left_out == []
     assert "trainer.epochs" in params and "dataset.gate" in params
+    # What is unset is no param (Compare would list it as None beside what differs).
+    assert "model.kernel_initializer.name" in params
+    assert "None" not in params.values()
 
 
 def test_a_sweep_child_is_named_by_its_swept_values_with_short_keys():
@@ -127,6 +132,25 @@ def test_an_error_that_is_no_conflict_is_not_tried_again():
     with pytest.raises(mlflow.exceptions.MlflowException, match="the server broke"):
         retried_on_conflict(write)("tag")
     assert attempts == ["tag"]
+
+
+def test_a_run_alone_is_named_by_its_overrides_and_a_preset_by_its_name():
+    assert single_run_name(["model=mlp", "dataset=xor"]) == "model=mlp dataset=xor"
+    assert single_run_name(["+experiment=neuron_bias"]) == "neuron_bias"
+    assert single_run_name(["+experiment=book/xor_mlp", "seed=1"]) == "book/xor_mlp seed=1"
+
+
+def test_a_runs_colour_goes_from_red_unsolved_to_green_solved():
+    assert outcome_colour(1.0) == "#1a7f37"
+    assert outcome_colour(0.0) == "#b42318"
+    assert outcome_colour(0.5) == "#675128"
+
+
+def test_every_link_opens_the_model_training_view(tracking_uri):
+    mlflow.set_tracking_uri(tracking_uri)
+    assert run_url("7", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
+    )
 
 
 def test_the_sweep_link_opens_the_model_training_view_filtered_to_the_sweep(tracking_uri):

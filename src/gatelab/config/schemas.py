@@ -303,6 +303,10 @@ class TrackingConfig:
     log_figures: bool = MISSING
     # The metric `loss` gets at most this many points (every epoch's loss is in loss.csv).
     max_loss_points: int = MISSING
+    # A sweep of more jobs than this gets an experiment of its own (`<experiment> sweep <its
+    # folder>`): the UI's runs table loads 100 runs a page, and would page the experiment's
+    # other runs out of sight. None: every sweep in `experiment`.
+    own_experiment_above: int | None = MISSING
 
     def __post_init__(self) -> None:
         require(
@@ -318,6 +322,12 @@ class TrackingConfig:
             "tracking.max_loss_points",
             self.max_loss_points,
             f"an integer from 0 (final loss only) to {MAX_LOSS_POINTS:,}",
+        )
+        require(
+            self.own_experiment_above is None or self.own_experiment_above >= 1,
+            "tracking.own_experiment_above",
+            self.own_experiment_above,
+            "a number of jobs of at least 1, or null (every sweep in tracking.experiment)",
         )
 
 

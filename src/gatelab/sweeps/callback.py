@@ -23,12 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from gatelab.config import validate
 from gatelab.config.checks import refuse_swept_tracking
+from gatelab.config.schemas import MAX_EXPERIMENT_NAME_LENGTH
 from gatelab.errors import SweepNotStarted
 from gatelab.redaction import redact, redact_files, redact_output
 from gatelab.sweeps import parent as sweep_folder
+from gatelab.sweeps.cells import create_cells, planned_cells
 from gatelab.sweeps.publish import ParentRun, publish
 from gatelab.sweeps.results import kill_if_running, read_results
-from gatelab.sweeps.summary import sweep_status
+from gatelab.sweeps.summary import cell_keys, sweep_status
 from gatelab.tracking import records, store, writer
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.naming import (
@@ -54,13 +56,16 @@ class SweepCallback(Callback):
         self.swept: list[str] = []
         self.sweep_dir: Path | None = None
         self.command = ""
+        # The run id of each cell of the grid, by cell name (`sweeps.cells`).
+        self.cells: dict[str, str] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             self.start(config)
         except Exception as error:
-            if self.run_id is not None:
-                self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+            for run_id in [*self.cells.values(), self.run_id]:
+                if run_id is not None:
+                    self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
             # Hydra turns an Exception of this hook into a warning and sweeps on, its jobs
             # landing without a parent: stop the command instead (gatelab.cli reports it).
             raise SweepNotStarted(error) from error
@@ -75,26 +80,27 @@ class SweepCallback(Callback):
         store.check(config.tracking.uri)
         # Creating the store (schema migration) and the experiment here, before any job
         # starts, avoids SQLite's races when parallel workers would otherwise both try.
-        experiment_id = configure(config.tracking.uri, config.tracking.experiment)
-        self.client = MlflowClient()
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
+        jobs = planned_jobs(overrides)
+        experiment = sweep_experiment(
+            config.tracking.experiment, self.sweep_dir, jobs, config.tracking.own_experiment_above
+        )
+        experiment_id = configure(config.tracking.uri, experiment)
+        self.client = MlflowClient()
         self.command = redact(shlex.join(["python", *sys.argv]))
+        tags = {**user_tags(valid_tags(config)), **store.process_tags()}
         run = self.client.create_run(
             experiment_id,
-            run_name=sweep_run_name(
-                self.swept, fixed_overrides(overrides), planned_jobs(overrides)
-            ),
+            run_name=sweep_run_name(self.swept, fixed_overrides(overrides), jobs),
             tags={
                 "sweep.command": self.command,
                 "sweep.params": ", ".join(self.swept),
                 "sweep.dir": str(self.sweep_dir),
                 "hydra.overrides": overrides_text(overrides),
-                **user_tags(valid_tags(config)),
-                **store.process_tags(),
+                **tags,
             },
         )
         self.run_id = run.info.run_id
-        sweep_folder.record_parent_run_id(self.sweep_dir, self.run_id)
         # The sweep's fixed settings: everything its jobs share (a swept key varies by job).
         fixed = {
             key: value
@@ -104,6 +110,12 @@ class SweepCallback(Callback):
         self.client.log_batch(
             self.run_id, params=[Param(key, value) for key, value in fixed.items()]
         )
+        cells = planned_cells(overrides, cell_keys(self.swept))
+        self.cells = create_cells(
+            self.client, experiment_id, self.run_id, cells, params=fixed, tags=tags
+        )
+        sweep_folder.record_cells(self.sweep_dir, self.cells)
+        sweep_folder.record_parent_run_id(self.sweep_dir, self.run_id)
         os.environ[sweep_folder.PARENT_RUN_ENV] = self.run_id
         _open_sweeps.append(self)
 
@@ -125,22 +137,23 @@ class SweepCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         # A job that failed before its run started (a bad value in its config) still gets a
         # FAILED child, so the sweep shows every job. Runs in whichever process ran the job.
-        parent = sweep_folder.parent_run_id(config.hydra.sweep.dir)
-        if parent is None or job_return.status != JobStatus.FAILED:
+        if job_return.status != JobStatus.FAILED:
+            return
+        sweep = sweep_folder.sweep_of(config.hydra.sweep.dir)
+        if sweep is None:
             return
         client = MlflowClient()
-        experiment_id = client.get_run(parent).info.experiment_id
-        number = str(config.hydra.job.num)
-        same_job = f"tags.mlflow.parentRunId = '{parent}' and tags.`hydra.job.num` = '{number}'"
-        if client.search_runs([experiment_id], filter_string=same_job):
+        number = config.hydra.job.num
+        same_job = (
+            f"tags.`{records.SWEEP_TAG}` = '{sweep.run_id}' and tags.`hydra.job.num` = '{number}'"
+        )
+        if client.search_runs([sweep.experiment_id], filter_string=same_job):
             return
-        job = records.Job(
-            overrides=list(job_return.overrides or []),
-            choices=dict(config.hydra.runtime.choices),
-            output_dir=Path(config.hydra.runtime.output_dir),
-            parent_run_id=parent,
-            number=config.hydra.job.num,
-            swept=sweep_folder.swept_keys_of(parent),
+        job = sweep.job(
+            list(job_return.overrides or []),
+            dict(config.hydra.runtime.choices),
+            Path(config.hydra.runtime.output_dir),
+            number,
         )
         record = records.failed(
             job,
@@ -151,7 +164,7 @@ class SweepCallback(Callback):
             # The public `return_value` re-raises and prints Hydra's line about the job again.
             error=job_return._return_value,
         )
-        writer.write(client, experiment_id, record)
+        writer.write(client, sweep.experiment_id, record)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         redact_files([Path(config.hydra.sweep.dir) / "multirun.yaml"])
@@ -167,16 +180,33 @@ class SweepCallback(Callback):
             results = read_results(self.client, self.run_id, self.swept)
             if interrupted:
                 results = [kill_if_running(self.client, result) for result in results]
-            publish(
-                ParentRun(self.client, self.run_id, self.swept, self.command, self.sweep_dir),
-                results,
+            parent = ParentRun(
+                self.client, self.run_id, self.swept, self.command, self.sweep_dir, self.cells
             )
+            publish(parent, results, interrupted)
         except BaseException as error:
             for key, value in records.error_tags(error).items():
                 self.client.set_tag(self.run_id, key, value)
-            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+            failed = RunStatus.to_string(RunStatus.FAILED)
+            for run_id in [*self.cells.values(), self.run_id]:
+                if self.client.get_run(run_id).info.status == "RUNNING":
+                    self.client.set_terminated(run_id, failed)
             raise
         self.client.set_terminated(self.run_id, sweep_status(results, interrupted))
+
+
+def sweep_experiment(
+    experiment: str, sweep_dir: Path, jobs: int | None, own_experiment_above: int | None
+) -> str:
+    """`experiment`, or for a sweep of more jobs than `own_experiment_above` one of its own.
+
+    A page of MLflow's runs table is 100 runs, children included: a sweep of thousands would
+    page every other run of its experiment out of sight.
+    """
+    if own_experiment_above is None or jobs is None or jobs <= own_experiment_above:
+        return experiment
+    name = f"{experiment} sweep {sweep_dir.parent.name}/{sweep_dir.name}"
+    return name[:MAX_EXPERIMENT_NAME_LENGTH]
 
 
 _open_sweeps: list[SweepCallback] = []

@@ -1,24 +1,34 @@
-"""What a sweep's jobs and its callback share through the sweep folder: the parent run's id and
-the loss curves a sweeper already holds.
+"""What a sweep's jobs and its callback share through the sweep folder: the parent run's id, its
+cells' run ids and the loss curves a sweeper already holds.
 
 The folder, not the environment or a module global: workers started apart from the launching
 process (RQ, Ray on several nodes, SLURM with --export=NONE) do not inherit its environment,
 but they see the folder.
 """
 
+import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from gatelab.sweeps.cells import cell_name
+from gatelab.sweeps.summary import cell_keys
+from gatelab.tracking.records import Job
+
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "GATELAB_SWEEP_RUN_ID"
 PARENT_RUN_FILE = "mlflow_parent_run_id"
+# The run id of each cell of the grid, by cell name (`sweeps.cells`).
+CELLS_FILE = "mlflow_cells.json"
 # Every member's full loss curve, by child run id (a vectorized sweep writes it).
 LOSSES_FILE = "losses.npz"
+# The final decision boundary of the members a gallery shows, by child run id (the same).
+BOUNDARIES_FILE = "boundaries.npz"
 
 
 def parent_run_id(sweep_dir: str | Path) -> str | None:
@@ -42,10 +52,59 @@ def record_parent_run_id(sweep_dir: Path, run_id: str) -> None:
     os.replace(new, path)
 
 
-def swept_keys_of(parent_run_id: str) -> list[str]:
-    """The keys the sweep with this parent run varies, from its tag `sweep.params`."""
-    listed = MlflowClient().get_run(parent_run_id).data.tags.get("sweep.params", "")
-    return [key for key in listed.split(", ") if key]
+@dataclass(frozen=True)
+class Sweep:
+    """What a job needs to know of the sweep it is in: where its run goes and what names it."""
+
+    run_id: str
+    experiment_id: str
+    swept: list[str]
+    cells: dict[str, str] = field(default_factory=dict)
+
+    def parent_of(self, overrides: list[str]) -> str:
+        """The run a job with these overrides is a child of: its cell's, else the sweep's."""
+        return self.cells.get(cell_name(overrides, cell_keys(self.swept)), self.run_id)
+
+    def job(
+        self, overrides: list[str], choices: dict[str, str], output_dir: Path, number: int
+    ) -> Job:
+        """A job of this sweep, as every sweeper and the callback describe it."""
+        return Job(
+            overrides=overrides,
+            choices=choices,
+            output_dir=output_dir,
+            parent_run_id=self.parent_of(overrides),
+            number=number,
+            swept=self.swept,
+            sweep_run_id=self.run_id,
+            experiment_id=self.experiment_id,
+        )
+
+
+def sweep_of(sweep_dir: str | Path) -> Sweep | None:
+    """The sweep whose folder is `sweep_dir`, if a sweep callback opened one there."""
+    run_id = parent_run_id(sweep_dir)
+    if run_id is None:
+        return None
+    run = MlflowClient().get_run(run_id)
+    listed = run.data.tags.get("sweep.params", "")
+    path = Path(sweep_dir) / CELLS_FILE
+    cells = json.loads(path.read_text()) if path.is_file() else {}
+    return Sweep(
+        run_id=run_id,
+        experiment_id=run.info.experiment_id,
+        swept=[key for key in listed.split(", ") if key],
+        cells=cells,
+    )
+
+
+def record_cells(sweep_dir: Path, cells: dict[str, str]) -> None:
+    """Write the cells' run ids by name where `sweep_of` finds them, whole or not at all."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path = sweep_dir / CELLS_FILE
+    new = sweep_dir / f".{CELLS_FILE}.{os.getpid()}"
+    new.write_text(json.dumps(cells, indent=1) + "\n")
+    os.replace(new, path)
 
 
 def write_losses(sweep_dir: Path, losses: dict[str, np.ndarray]) -> Path:
@@ -64,3 +123,28 @@ def read_losses(sweep_dir: Path) -> dict[str, np.ndarray]:
         return {}
     with np.load(path) as arrays:
         return {name: arrays[name] for name in arrays.files}
+
+
+def write_boundaries(sweep_dir: Path, boundaries: dict[str, dict[str, np.ndarray]]) -> None:
+    """Decision-boundary arrays (`boundary.npz`'s) by child run id, as one file."""
+    flat = {
+        f"{run_id}/{name}": array
+        for run_id, arrays in boundaries.items()
+        for name, array in arrays.items()
+    }
+    new = Path(sweep_dir) / f".{BOUNDARIES_FILE}.{os.getpid()}.npz"
+    np.savez_compressed(new, **flat)
+    os.replace(new, Path(sweep_dir) / BOUNDARIES_FILE)
+
+
+def read_boundaries(sweep_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The arrays `write_boundaries` left in the sweep folder, by child run id, or none."""
+    path = Path(sweep_dir) / BOUNDARIES_FILE
+    if not path.is_file():
+        return {}
+    boundaries: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path) as arrays:
+        for key in arrays.files:
+            run_id, _, name = key.partition("/")
+            boundaries.setdefault(run_id, {})[name] = arrays[key]
+    return boundaries

@@ -13,9 +13,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from gatelab.build import Built, build
 from gatelab.config import validate
 from gatelab.engine import population
-from gatelab.engine.models import layer_weights
+from gatelab.engine.models import boundary_view, layer_weights
 from gatelab.errors import ConfigError, one_line
+from gatelab.sweeps.cells import cell_name
 from gatelab.sweeps.progress import Progress
+from gatelab.sweeps.summary import CELL_GALLERY_JOBS, cell_keys
 from gatelab.tracking import records, writer
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.naming import config_params, user_tags
@@ -112,11 +114,11 @@ class ValueChecker:
 
 def run_population(
     cfg: DictConfig, jobs: list[MemberJob], progress: Progress
-) -> tuple[list[JobOutcome], dict[str, np.ndarray]]:
+) -> tuple[list[JobOutcome], dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     """Train `jobs` (configs `cfg` with their values) as one population; log each as a child.
 
-    Returns each job's outcome, in the order of `jobs`, and every trained member's full loss
-    curve by its child run id.
+    Returns each job's outcome, in the order of `jobs`; every trained member's full loss curve
+    by its child run id; and the final decision boundary of the members a gallery shows.
     """
     checker = ValueChecker(cfg)
     outcomes: dict[int, JobOutcome] = {}
@@ -134,17 +136,23 @@ def run_population(
         )
 
     built = build(cfg)
+    trained_from = int(time.time() * 1000)
     history = _train(built, [values for _, values in valid], progress) if valid else None
+    trained_until = int(time.time() * 1000)
 
     started = time.perf_counter()
-    experiment_id = configure(cfg.tracking.uri, cfg.tracking.experiment)
+    experiment_id = configure(cfg.tracking.uri, cfg.tracking.experiment, jobs[0].job.experiment_id)
     base_params = config_params(cfg)
     tags = user_tags(list(cfg.tags))
-    default_name = f"{built.model.name}-{OmegaConf.select(cfg, 'dataset.gate', default='data')}"
+    gate = OmegaConf.select(cfg, "dataset.gate", default=None)
+
+    def name_of(job: records.Job) -> str:
+        return records.run_name(job, f"{built.model.name}-{records.dataset_name(job, gate)}")
+
     run_records = [
         records.failed(
             member.job,
-            name=records.run_name(member.job, default_name),
+            name=name_of(member.job),
             params={**base_params, **{key: str(value) for key, value in member.values.items()}},
             user_tags=tags,
             error=outcomes[member.job.number].error,
@@ -153,13 +161,14 @@ def run_population(
         if member.job.number in outcomes
     ]
     layers = layer_weights(built.model)
+    times = member_times(history, trained_from, trained_until) if valid else []
     for index, (member, values) in enumerate(valid):
         member_history = history.member(index)
         params = {key: str(value) for key, value in values.items() if key in base_params}
         run_records.append(
             records.trained(
                 member.job,
-                name=records.run_name(member.job, default_name),
+                name=name_of(member.job),
                 params={**base_params, **params},
                 user_tags=tags,
                 history=member_history,
@@ -170,6 +179,9 @@ def run_population(
                 weights=[weight[index] for weight in history.weights],
                 epochs=cfg.trainer.epochs,
                 max_loss_points=cfg.tracking.max_loss_points,
+                dataset=records.dataset_name(member.job, gate),
+                start_time=times[index][0],
+                end_time=times[index][1],
             )
         )
         loss = float(member_history.loss[-1]) if len(member_history.loss) else float("nan")
@@ -198,7 +210,51 @@ def run_population(
         run_ids[member.job.number]: history.member(index).loss
         for index, (member, _) in enumerate(valid)
     }
-    return [outcomes[member.job.number] for member in jobs], losses
+    boundaries = {
+        run_ids[member.job.number]: boundary_arrays(
+            built, [weight[index] for weight in history.weights]
+        )
+        for index, member in gallery_members(valid)
+    }
+    return [outcomes[member.job.number] for member in jobs], losses, boundaries
+
+
+def member_times(
+    history: population.PopulationHistory, started: int, ended: int
+) -> list[tuple[int, int]]:
+    """Each member's (start, end) in ms: its share of the population's training time, in
+    proportion to the epochs it ran; starts a millisecond apart, so the UI lists them in order."""
+    epochs = history.epochs_run.astype(float)
+    shares = (ended - started) * epochs / max(epochs.sum(), 1.0)
+    return [
+        (started + index, started + index + max(1, round(share)))
+        for index, share in enumerate(shares)
+    ]
+
+
+def gallery_members(valid: list[tuple[MemberJob, dict[str, Any]]]) -> list[tuple[int, MemberJob]]:
+    """The members a sweep's galleries show: each cell's first `CELL_GALLERY_JOBS`, by index."""
+    shown: list[tuple[int, MemberJob]] = []
+    per_cell: dict[str, int] = {}
+    for index, (member, _) in enumerate(valid):
+        cell = cell_name(member.job.overrides, cell_keys(member.job.swept))
+        if per_cell.get(cell, 0) < CELL_GALLERY_JOBS:
+            per_cell[cell] = per_cell.get(cell, 0) + 1
+            shown.append((index, member))
+    return shown
+
+
+def boundary_arrays(built: Built, weights: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """A member's final decision boundary as a single run's `boundary.npz` holds it."""
+    if built.dataset.n_inputs != 2:
+        return {}
+    view = boundary_view(built.model, weights)
+    return {
+        "outputs": view.outputs.astype(np.float16),
+        "hidden_lines": view.hidden_lines,
+        "inputs": built.dataset.inputs,
+        "targets": built.dataset.targets,
+    }
 
 
 def _train(

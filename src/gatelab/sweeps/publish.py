@@ -1,10 +1,10 @@
 """A finished sweep's summary, published: on the console, as `sweep_summary.csv` in the sweep
-folder, and on the parent run as metrics, a Markdown description and figures."""
+folder, on the parent run (metrics, a Markdown description, figures) and on each cell's run."""
 
 import csv
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,61 +13,72 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from gatelab.plane import BoundaryView
-from gatelab.sweeps.parent import read_losses
+from gatelab.sweeps.parent import read_boundaries, read_losses
 from gatelab.sweeps.results import boundary, loss_history
 from gatelab.sweeps.summary import (
+    CELL_GALLERY_JOBS,
+    SEED_KEY,
     JobResult,
+    cell_lines,
+    cells_of,
+    console_summary,
     description,
-    format_table,
+    group_metrics,
     numeric_first,
     outcome_line,
     success_counts,
     success_grid,
     summary_row,
     sweep_metrics,
+    sweep_status,
 )
 from gatelab.tracking.links import runs_url, sweep_filter, ui_command
-from gatelab.tracking.naming import child_run_name
+from gatelab.tracking.records import COLOUR_TAG, outcome_colour
 from gatelab.views import sweep_figures
 from gatelab.views.sweep_figures import Panel
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "sweep_summary.csv"
-# The gallery shows at most this many groups (rows) and jobs per group (columns).
+# The parent's gallery: a row per cell (at most this many), a panel per seed (at most this many).
 GALLERY_ROWS = 8
-GALLERY_COLUMNS = 8
+GALLERY_COLUMNS = 10
+# Past this many curves, `loss_curves.png` is a median and quartile band per cell.
+MAX_OVERLAID_CURVES = 100
 
 
 @dataclass(frozen=True)
 class ParentRun:
-    """A sweep's parent run: where its summary goes."""
+    """A sweep's parent run, its cells' runs by cell name, and where its summary goes."""
 
     client: MlflowClient
     run_id: str
     swept: list[str]
     command: str
     sweep_dir: Path
+    cells: dict[str, str] = field(default_factory=dict)
 
 
-def publish(parent: ParentRun, results: list[JobResult]) -> None:
-    """Print the summary, write it as CSV in the sweep folder and log it with its figures."""
+def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = False) -> None:
+    """Print the summary, write it as CSV in the sweep folder, log it with its figures, and
+    give each cell its numbers and figures and end it."""
     rows = [summary_row(result, parent.swept) for result in results]
-    log.info("sweep summary (%d jobs):\n%s", len(rows), format_table(rows))
     parent.sweep_dir.mkdir(parents=True, exist_ok=True)
     summary_path = parent.sweep_dir / SUMMARY_FILE
     with summary_path.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else ["job"])
         writer.writeheader()
         writer.writerows(rows)
+    lines = cell_lines(results, parent.swept)
+    log.info(
+        "sweep summary (%d jobs):\n%s",
+        len(rows),
+        console_summary(rows, lines, str(summary_path)),
+    )
     parent.client.log_artifact(parent.run_id, str(summary_path))
     metrics = sweep_metrics(results, parent.swept)
     log.info("%s", outcome_line(metrics))
-    timestamp = int(time.time() * 1000)
-    parent.client.log_batch(
-        parent.run_id,
-        metrics=[Metric(key, value, timestamp, 0) for key, value in metrics.items()],
-    )
+    log_metrics(parent.client, parent.run_id, metrics)
     experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
     link = runs_url(experiment_id, sweep_filter(parent.run_id))
     parent.client.set_tag(
@@ -75,20 +86,62 @@ def publish(parent: ParentRun, results: list[JobResult]) -> None:
         "mlflow.note.content",
         description(results, parent.swept, metrics, parent.run_id, parent.command, link),
     )
-    for figure_name, figure in figures(parent, results).items():
+    known_losses = read_losses(parent.sweep_dir)
+    known_boundaries = read_boundaries(parent.sweep_dir)
+    for figure_name, figure in figures(parent, results, known_losses, known_boundaries).items():
         parent.client.log_figure(parent.run_id, figure, figure_name)
+    publish_cells(parent, results, interrupted, known_losses, known_boundaries)
+    what = "this sweep's cells" if parent.cells else "this sweep's jobs"
     log.info(
-        "sweep run %s; summary %s; to compare: %s, then open this sweep's jobs at %s",
+        "sweep run %s; summary %s; to compare: %s, then open %s at %s",
         parent.run_id,
         summary_path,
         ui_command(),
+        what,
         link,
     )
 
 
-def figures(parent: ParentRun, results: list[JobResult]) -> dict[str, Figure]:
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
+    timestamp = int(time.time() * 1000)
+    client.log_batch(
+        run_id, metrics=[Metric(key, value, timestamp, 0) for key, value in metrics.items()]
+    )
+
+
+def publish_cells(
+    parent: ParentRun,
+    results: list[JobResult],
+    interrupted: bool,
+    known_losses: dict[str, np.ndarray],
+    known_boundaries: dict[str, dict[str, np.ndarray]],
+) -> None:
+    """Each cell's numbers (`group_metrics`), gallery and loss band, then its end."""
+    cells = cells_of(results, parent.swept)
+    for name, run_id in parent.cells.items():
+        jobs = cells.get(name, [])
+        metrics = group_metrics(jobs)
+        log_metrics(parent.client, run_id, metrics)
+        parent.client.set_tag(run_id, COLOUR_TAG, outcome_colour(metrics["success_rate"]))
+        boundaries = gallery(
+            parent.client, {name: jobs[:CELL_GALLERY_JOBS]}, jobs, known_boundaries, name
+        )
+        if boundaries is not None:
+            parent.client.log_figure(run_id, boundaries, "decision_boundaries.png")
+        curves = [loss_history(parent.client, result, known_losses) for result in jobs]
+        band = sweep_figures.loss_bands({name: curves}, f"loss of {len(jobs)} seeds: {name}")
+        parent.client.log_figure(run_id, band, "loss_band.png")
+        parent.client.set_terminated(run_id, sweep_status(jobs, interrupted))
+
+
+def figures(
+    parent: ParentRun,
+    results: list[JobResult],
+    known_losses: dict[str, np.ndarray],
+    known_boundaries: dict[str, dict[str, np.ndarray]],
+) -> dict[str, Figure]:
     """The parent's PNGs by file name: success rates, loss curves, epochs to solve, boundaries."""
-    compared = [key for key in parent.swept if key != "seed"]
+    compared = [key for key in parent.swept if key != SEED_KEY]
     pngs = {}
     for key in compared:
         values, solved, jobs = success_counts(results, key)
@@ -104,18 +157,25 @@ def figures(parent: ParentRun, results: list[JobResult]) -> dict[str, Figure]:
         if "optimizer.learning_rate" in compared
         else (compared[0] if compared else None)
     )
-    # The curves a sweeper left in the sweep folder, else each job's own.
-    known_losses = read_losses(parent.sweep_dir)
-    colour_values = (
-        [result.values.get(colour_key, "") for result in results] if colour_key else None
-    )
-    pngs["loss_curves.png"] = sweep_figures.overlaid_loss_curves(
-        [loss_history(parent.client, result, known_losses) for result in results],
-        colour_values,
-        colour_key,
-        distinct=sorted(set(colour_values or [""]), key=numeric_first),
-    )
-    group_key = colour_key or "seed"
+    curves = [loss_history(parent.client, result, known_losses) for result in results]
+    cells = cells_of(results, parent.swept)
+    if cells and len(results) > MAX_OVERLAID_CURVES:
+        by_run = dict(zip((result.run_id for result in results), curves, strict=True))
+        pngs["loss_curves.png"] = sweep_figures.loss_bands(
+            {name: [by_run[job.run_id] for job in jobs] for name, jobs in cells.items()},
+            f"loss of {len(results)} jobs, per cell",
+        )
+    else:
+        colour_values = (
+            [result.values.get(colour_key, "") for result in results] if colour_key else None
+        )
+        pngs["loss_curves.png"] = sweep_figures.overlaid_loss_curves(
+            curves,
+            colour_values,
+            colour_key,
+            distinct=sorted(set(colour_values or [""]), key=numeric_first),
+        )
+    group_key = colour_key or SEED_KEY
     if results and group_key in parent.swept:
         values, _, jobs = success_counts(results, group_key)
         epochs = [
@@ -129,60 +189,85 @@ def figures(parent: ParentRun, results: list[JobResult]) -> dict[str, Figure]:
         pngs["epochs_to_solve.png"] = sweep_figures.epochs_to_solve_by_value(
             values, epochs, jobs, group_key
         )
-    boundaries = gallery(parent, results)
+    rows = gallery_rows(results, parent.swept)
+    boundaries = gallery(parent.client, rows, results, known_boundaries)
     if boundaries is not None:
         pngs["decision_boundaries.png"] = boundaries
     return pngs
 
 
-def gallery(parent: ParentRun, results: list[JobResult]) -> Figure | None:
-    """`decision_boundaries.png`: a panel per job, seeds along a row, a row per setting."""
-    # With seeds swept, a row holds one setting's seeds; else a row per value of the first key.
-    row_keys = [key for key in parent.swept if key != "seed"]
-    if "seed" not in parent.swept:
-        row_keys = parent.swept[:1]
-    groups: dict[str, list[JobResult]] = {}
-    for result in sorted(
-        results,
-        key=lambda result: [numeric_first(result.values[key]) for key in parent.swept],
-    ):
-        label = child_run_name({key: result.values[key] for key in row_keys})
-        groups.setdefault(label, []).append(result)
-    panels: dict[str, list[Panel]] = {}
-    shown = 0
+def gallery_rows(results: list[JobResult], swept: list[str]) -> dict[str, list[JobResult]]:
+    """The parent gallery's rows: a cell's seeds per row, else a row per value of the first key."""
+    cells = cells_of(results, swept)
+    if cells:
+        rows = cells
+    else:
+        keys = swept[:1]
+        rows = {}
+        ordered = sorted(
+            results, key=lambda result: [numeric_first(result.values[key]) for key in swept]
+        )
+        for result in ordered:
+            label = ", ".join(f"{key}={result.values[key]}" for key in keys if key != SEED_KEY)
+            rows.setdefault(label, []).append(result)
+    return {
+        label: members[:GALLERY_COLUMNS] for label, members in list(rows.items())[:GALLERY_ROWS]
+    }
+
+
+def gallery(
+    client: MlflowClient,
+    rows: dict[str, list[JobResult]],
+    results: list[JobResult],
+    known_boundaries: dict[str, dict[str, np.ndarray]],
+    name: str = "",
+) -> Figure | None:
+    """`decision_boundaries.png`: a panel per job of `rows`, out of all `results`, with a
+    footnote saying how many it shows when not every one.
+
+    Args:
+        name: what the jobs are (a cell's name), for the title.
+    """
+    groups: dict[str, list[Panel]] = {}
+    shown: list[JobResult] = []
     table = None
-    for label, members in list(groups.items())[:GALLERY_ROWS]:
-        for result in members[:GALLERY_COLUMNS]:
-            arrays = boundary(parent.client, result)
-            if arrays is None:
-                continue
-            table = arrays
-            view = BoundaryView(
-                outputs=arrays["outputs"].astype(np.float32),
-                hidden_lines=arrays["hidden_lines"],
-            )
-            panels.setdefault(label, []).append(Panel(result.name, view, result.solved))
-            shown += 1
+    for label, members in rows.items():
+        # A cell's own gallery of 40 seeds: rows of GALLERY_COLUMNS.
+        for start in range(0, len(members), GALLERY_COLUMNS):
+            row_label = label if start == 0 else ""
+            for result in members[start : start + GALLERY_COLUMNS]:
+                arrays = boundary(client, result, known_boundaries)
+                if arrays is None:
+                    continue
+                table = arrays
+                view = BoundaryView(
+                    outputs=arrays["outputs"].astype(np.float32),
+                    hidden_lines=arrays["hidden_lines"],
+                )
+                title = (
+                    f"{SEED_KEY}={result.values[SEED_KEY]}"
+                    if SEED_KEY in result.values
+                    else result.name
+                )
+                groups.setdefault(row_label or f"{label} ({start + 1}-)", []).append(
+                    Panel(title, view, result.solved)
+                )
+                shown.append(result)
     if table is None:
         return None
-    hidden = len(results) - shown
     footnote = ""
-    if hidden:
-        shown_ids = {
-            result.run_id
-            for members in list(groups.values())[:GALLERY_ROWS]
-            for result in members[:GALLERY_COLUMNS]
-        }
+    if len(shown) < len(results):
+        shown_ids = {result.run_id for result in shown}
         rest = [result for result in results if result.run_id not in shown_ids]
         footnote = (
-            f"{shown} of {len(results)} jobs shown; the other {len(rest)}: "
+            f"a sample: {len(shown)} of {len(results)} jobs shown; the other {len(rest)}: "
             f"{sum(result.solved for result in rest)} solved (see sweep_summary.csv)"
         )
     solved = sum(result.solved for result in results)
     return sweep_figures.boundary_gallery(
-        panels,
+        groups,
         table["inputs"],
         table["targets"],
-        f"decision boundaries: {solved}/{len(results)} jobs solved",
+        f"decision boundaries{f' of {name}' if name else ''}: {solved}/{len(results)} jobs solved",
         footnote,
     )

@@ -12,14 +12,15 @@ from mlflow.tracking import MlflowClient
 from gatelab.history import LOSS_FILE, load_losses
 from gatelab.plane import BOUNDARY_FILE
 from gatelab.sweeps.summary import JobResult
+from gatelab.tracking.records import SWEEP_TAG
 
 
 def read_results(client: MlflowClient, parent_run_id: str, swept: list[str]) -> list[JobResult]:
-    """Every child of the sweep, in job order."""
+    """Every job of the sweep (child of its parent or of a cell), in job order."""
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        filter_string=f"tags.`{SWEEP_TAG}` = '{parent_run_id}'",
         max_results=50000,
     )
     return sorted((_result(run, swept) for run in runs), key=lambda result: result.number)
@@ -83,8 +84,16 @@ def loss_history(
         return load_losses(Path(path))
 
 
-def boundary(client: MlflowClient, result: JobResult) -> dict[str, np.ndarray] | None:
-    """The job's final decision boundary, from its folder or else its run's artifacts."""
+def boundary(
+    client: MlflowClient, result: JobResult, known: dict[str, dict[str, np.ndarray]]
+) -> dict[str, np.ndarray] | None:
+    """The job's final decision boundary: known already, from its folder, else its artifacts.
+
+    Args:
+        known: boundaries by run id that the sweeper left in the sweep folder.
+    """
+    if result.run_id in known:
+        return known[result.run_id]
     path = Path(result.output_dir) / BOUNDARY_FILE
     if result.output_dir and path.is_file():
         return _arrays(path)

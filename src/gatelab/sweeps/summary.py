@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from gatelab.history import SOLVED_THRESHOLD
-from gatelab.tracking.naming import metric_key, short_keys
+from gatelab.tracking.naming import child_run_name, metric_key, short_keys
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,39 @@ def success_counts(results: list[JobResult], key: str) -> tuple[list[str], list[
     return values, solved, [len(group) for group in groups]
 
 
-def sweep_metrics(results: list[JobResult], swept: list[str]) -> dict[str, float]:
-    """The parent's metrics: jobs, solved jobs, success rate (overall and per swept value) and
-    the median and quartiles of `epochs_to_solve` over the solved jobs."""
+SEED_KEY = "seed"
+# The console shows the job table up to this many rows; the CSV always has every row.
+CONSOLE_ROWS = 40
+# A cell's own gallery shows its first seeds, this many at most.
+CELL_GALLERY_JOBS = 40
+
+
+def cell_keys(swept: list[str]) -> list[str]:
+    """The swept keys that make a cell: all but the seed, when the seed is swept with others."""
+    if SEED_KEY not in swept or len(swept) < 2:
+        return []
+    return [key for key in swept if key != SEED_KEY]
+
+
+def cells_of(results: list[JobResult], swept: list[str]) -> dict[str, list[JobResult]]:
+    """The jobs of each cell of the grid by cell name (`lr=0.5`), cells in the grid's order."""
+    keys = cell_keys(swept)
+    if not keys:
+        return {}
+    ordered = sorted(
+        results, key=lambda result: [numeric_first(result.values[key]) for key in keys]
+    )
+    cells: dict[str, list[JobResult]] = {}
+    for result in ordered:
+        cells.setdefault(child_run_name({key: result.values[key] for key in keys}), []).append(
+            result
+        )
+    return cells
+
+
+def group_metrics(results: list[JobResult]) -> dict[str, float]:
+    """A group of jobs' numbers: jobs, solved jobs, success rate, the median and quartiles of
+    `epochs_to_solve` over the solved jobs, and the median final loss."""
     solved = [result for result in results if result.solved]
     metrics = {
         "jobs": float(len(results)),
@@ -117,9 +147,22 @@ def sweep_metrics(results: list[JobResult], swept: list[str]) -> dict[str, float
             "epochs_to_solve_p25": float(low),
             "epochs_to_solve_p75": float(high),
         }
+    losses = [result.loss for result in results if np.isfinite(result.loss)]
+    if losses:
+        metrics["loss_median"] = float(np.median(losses))
+    return metrics
+
+
+def sweep_metrics(results: list[JobResult], swept: list[str]) -> dict[str, float]:
+    """The parent's metrics: `group_metrics` of all its jobs and, for a sweep without cells,
+    the success rate per swept value (a sweep with cells has it on each cell's run, where the
+    Chart view draws every cell on one axis)."""
+    metrics = group_metrics(results)
+    if cell_keys(swept):
+        return metrics
     names = short_keys(swept)
     for key in swept:
-        if key == "seed":
+        if key == SEED_KEY:
             continue
         values, solved_counts, jobs = success_counts(results, key)
         for value, solved_jobs, total in zip(values, solved_counts, jobs, strict=True):
@@ -142,6 +185,29 @@ def outcome_line(metrics: dict[str, float]) -> str:
     return line
 
 
+def cell_lines(results: list[JobResult], swept: list[str]) -> list[str]:
+    """One line per cell of the grid, `lr=0.5: solved 41/100 jobs (0.41); ...`: the answer."""
+    return [
+        f"{name}: {outcome_line(group_metrics(jobs))}"
+        for name, jobs in cells_of(results, swept).items()
+    ]
+
+
+def console_summary(rows: list[dict[str, Any]], lines: list[str], csv_path: str) -> str:
+    """What the console shows at a sweep's end: the jobs' table while it fits on a screen, else
+    where it is, then the answer per cell (at most a screenful of those too)."""
+    if len(rows) <= CONSOLE_ROWS:
+        text = format_table(rows)
+    else:
+        text = f"{len(rows)} jobs: every row is in {csv_path}"
+    if lines:
+        shown = lines[:CONSOLE_ROWS]
+        if len(lines) > len(shown):
+            shown.append(f"... and {len(lines) - len(shown)} more cells in {csv_path}")
+        text += "\nsuccess rate per cell:\n" + "\n".join(shown)
+    return text
+
+
 def description(
     results: list[JobResult],
     swept: list[str],
@@ -150,15 +216,36 @@ def description(
     command: str,
     link: str,
 ) -> str:
-    """The parent's Markdown description (its Overview page): what was swept, how it went."""
+    """The parent's Markdown description (its Overview page): the answer first, then how."""
+    cells = cells_of(results, swept)
     lines = [
-        f"Sweep of {' x '.join(f'`{key}`' for key in swept) or 'nothing'}, "
-        f"{len(results)} jobs: `{command}`",
-        "",
         f"**{outcome_line(metrics)}** "
         f"(solved: every output on the right side of {SOLVED_THRESHOLD}).",
     ]
-    for key in [key for key in swept if key != "seed"]:
+    if cells:
+        lines += [
+            "",
+            "| cell | solved | success rate | median epochs_to_solve |",
+            "|---|---|---|---|",
+        ]
+        for name, jobs in cells.items():
+            cell = group_metrics(jobs)
+            median = (
+                f"{cell['epochs_to_solve_median']:g}" if "epochs_to_solve_median" in cell else "-"
+            )
+            lines.append(
+                f"| {name} | {int(cell['solved_jobs'])}/{int(cell['jobs'])} "
+                f"| {cell['success_rate']:.2f} | {median} |"
+            )
+        lines += [
+            "",
+            "Each cell is a run, child of this one, holding these numbers: "
+            f"[open the cells]({link}) and chart `success_rate` in the Chart view, one bar per "
+            "cell. A cell's seeds are its children. (Grouping the runs table's rows computes "
+            "over the runs loaded, 100 a "
+            "page: chart the cells, not grouped seeds.)",
+        ]
+    for key in [key for key in swept if key != SEED_KEY and not cells]:
         values, solved, jobs = success_counts(results, key)
         lines += ["", f"| `{key}` | solved | success rate | median epochs_to_solve |"]
         lines.append("|---|---|---|---|")
@@ -179,11 +266,17 @@ def description(
         lines += ["", f"No job solved; the lowest final loss: `{best.name}` ({best.loss:.4g})."]
     lines += [
         "",
-        "To see only this sweep's jobs, search the runs table for "
-        f'`tags.mlflow.parentRunId = "{run_id}"` ([open it]({link})). '
-        "In the Chart view, group by a swept param and chart `solved`: "
-        "its mean per group is the success rate.",
+        f"Sweep of {' x '.join(f'`{key}`' for key in swept) or 'nothing'}, "
+        f"{len(results)} jobs: `{command}`",
     ]
+    if not cells:
+        lines += [
+            "",
+            "To see only this sweep's jobs, search the runs table for "
+            f'`tags.mlflow.parentRunId = "{run_id}"` ([open it]({link})). '
+            "In the Chart view, group by a swept param and chart `solved`: "
+            "its mean per group is the success rate.",
+        ]
     return "\n".join(lines)
 
 

@@ -120,9 +120,9 @@ class VectorizedSweeperImpl:
         )
 
         progress = Progress()
-        parent_run_id = sweep_folder.parent_run_id(sweep_dir)
-        swept = sweep_folder.swept_keys_of(parent_run_id) if parent_run_id else []
+        sweep = sweep_folder.sweep_of(sweep_dir)
         losses: dict = {}
+        boundaries: dict = {}
         returns: list[tuple[int, JobReturn]] = []
         for structural, numbers in groups.items():
             cfg = composed[structural]
@@ -135,16 +135,10 @@ class VectorizedSweeperImpl:
                     (result,) = self.launcher.launch([all_jobs[number]], initial_job_idx=number)
                     returns.append((number, result))
                 continue
+            choices = dict(cfg.hydra.runtime.choices)
             jobs = [
                 MemberJob(
-                    job=records.Job(
-                        overrides=list(all_jobs[number]),
-                        choices=dict(cfg.hydra.runtime.choices),
-                        output_dir=sweep_dir / str(number),
-                        parent_run_id=parent_run_id,
-                        number=number,
-                        swept=swept,
-                    ),
+                    job=job_of(sweep, list(all_jobs[number]), choices, sweep_dir, number),
                     values={
                         key: typed_values[item]
                         for item in all_jobs[number]
@@ -154,8 +148,11 @@ class VectorizedSweeperImpl:
                 for number in numbers
             ]
             with self.timings.timed("train and log"):
-                outcomes, population_losses = run_population(task_cfg, jobs, progress)
+                outcomes, population_losses, population_boundaries = run_population(
+                    task_cfg, jobs, progress
+                )
             losses.update(population_losses)
+            boundaries.update(population_boundaries)
             with self.timings.timed("write folders"):
                 JobFolders(cfg, VALUE_KEYS).write(
                     [(job.job.output_dir, job.job.overrides, job.values) for job in jobs]
@@ -164,10 +161,12 @@ class VectorizedSweeperImpl:
         progress.done()
 
         with self.timings.timed("parent losses and ANALYZE"):
+            if any(boundaries.values()):
+                sweep_folder.write_boundaries(sweep_dir, boundaries)
             if losses:
                 path = sweep_folder.write_losses(sweep_dir, losses)
-                if parent_run_id is not None:
-                    MlflowClient().log_artifact(parent_run_id, str(path))
+                if sweep is not None:
+                    MlflowClient().log_artifact(sweep.run_id, str(path))
             analyze(self.config.tracking.uri or mlflow.get_tracking_uri())
         log.info("vectorized sweep timings: %s", self.timings)
         results = [result for _, result in sorted(returns, key=lambda pair: pair[0])]
@@ -186,6 +185,19 @@ class VectorizedSweeperImpl:
         except ConfigError as error:
             # The config itself is bad: each job fails with that error, as with the basic sweeper.
             return f"the config fails before training ({type(error).__name__})"
+
+
+def job_of(
+    sweep: sweep_folder.Sweep | None,
+    overrides: list[str],
+    choices: dict[str, str],
+    sweep_dir: Path,
+    number: int,
+) -> records.Job:
+    """A job of the sweep in its folder `<sweep_dir>/<number>` (a job without a sweep run alone)."""
+    if sweep is None:
+        return records.Job(overrides, choices, sweep_dir / str(number), number=number)
+    return sweep.job(overrides, choices, sweep_dir / str(number), number)
 
 
 def task_config(cfg: DictConfig) -> DictConfig:

@@ -22,10 +22,19 @@ CONFLICT_CODES = ("RESOURCE_ALREADY_EXISTS", "BAD_REQUEST")
 T = TypeVar("T")
 
 
-def configure(uri: str | None, experiment: str) -> str:
-    """Point MLflow at `uri` (None keeps MLflow's default) and return the experiment id."""
+def configure(uri: str | None, experiment: str, experiment_id: str | None = None) -> str:
+    """Point MLflow at `uri` (None keeps MLflow's default) and return the experiment id.
+
+    Args:
+        experiment: the experiment's name, created if need be.
+        experiment_id: an experiment that exists already (a sweep's), used instead.
+    """
     if uri:
         mlflow.set_tracking_uri(uri)
+    if experiment_id is not None:
+        with store.prepared(mlflow.get_tracking_uri()):
+            mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
     # Under the store's lock: parallel workers and sweeps race at creating both.
     with store.prepared(mlflow.get_tracking_uri()):
         # Connected once the store is whole and in its journal mode.

@@ -8,6 +8,8 @@ from gatelab.redaction import redact
 
 # Where `mlflow ui` listens unless told otherwise.
 LOCAL_UI_ADDRESS = "http://127.0.0.1:5000"
+# The query that opens the UI's model-training view, not its GenAI one.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def ui_command() -> str:
@@ -32,7 +34,7 @@ def runs_url(experiment_id: str, search_filter: str = "", compare: str = "") -> 
     """
     # The query parameters the MLflow 3 UI reads from its address (`workflowType` picks the
     # model-training view, `searchFilter` fills the search box, `compareRunsMode` the view).
-    query = "workflowType=machine_learning"
+    query = MODEL_TRAINING_VIEW
     if search_filter:
         query += f"&searchFilter={quote(search_filter, safe='')}"
     if compare:
@@ -46,4 +48,5 @@ def sweep_filter(parent_run_id: str) -> str:
 
 
 def run_url(experiment_id: str, run_id: str) -> str:
-    return f"{ui_address()}/#/experiments/{experiment_id}/runs/{run_id}"
+    """A link to one run, in the model-training view (a new browser would file it elsewhere)."""
+    return f"{ui_address()}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"

@@ -20,13 +20,26 @@ from gatelab.redaction import redact
 # Short names of keys people sweep, for run names, legends and metric names (the one place
 # where `lr` stands for `learning_rate`: the UI's columns are narrow).
 KEY_ALIASES = {"optimizer.learning_rate": "lr"}
+# How a preset is chosen: `+experiment=neuron_bias`.
+EXPERIMENT_OVERRIDE = "+experiment="
 # Settings that change how a run is reported or stored, not what it learns.
 NOT_PARAMS = ("trainer.print_every", "trainer.jit_compile", "trainer.report", "tags")
 
 
 def overrides_text(overrides: list[str]) -> str:
-    """The overrides as Hydra lists them: a single run's name, and tag `hydra.overrides`."""
+    """The overrides as Hydra lists them: tag `hydra.overrides`."""
     return redact(" ".join(overrides))
+
+
+def single_run_name(overrides: list[str]) -> str:
+    """A run alone is named by its overrides, a preset by its name: `neuron_bias seed=1`."""
+    words = [
+        override.removeprefix(EXPERIMENT_OVERRIDE)
+        if override.startswith(EXPERIMENT_OVERRIDE)
+        else override
+        for override in overrides
+    ]
+    return redact(" ".join(words))
 
 
 def short_key(key: str) -> str:
@@ -101,7 +114,8 @@ def _key_and_value(override: str) -> tuple[str, str]:
 def config_params(cfg: DictConfig, resolve: bool = True) -> dict[str, str]:
     """The experiment's knobs as MLflow params: dotted keys; lists compact, as typed (`[2]`).
 
-    Left out: Hydra's `hydra` node, every `_target_`, `tracking.*` and `NOT_PARAMS`.
+    Left out: Hydra's `hydra` node, every `_target_`, `tracking.*`, `NOT_PARAMS` and what is
+    unset (None: an initializer's argument Keras's default fills).
     """
     tree = OmegaConf.to_container(cfg, resolve=resolve)
     tree.pop("hydra", None)
@@ -109,7 +123,10 @@ def config_params(cfg: DictConfig, resolve: bool = True) -> dict[str, str]:
         key: str(compact_param(value))
         for key, value in flatten(tree).items()
         if not (
-            key.rpartition(".")[2] == "_target_" or key.startswith("tracking.") or key in NOT_PARAMS
+            key.rpartition(".")[2] == "_target_"
+            or key.startswith("tracking.")
+            or key in NOT_PARAMS
+            or value is None
         )
     }
 

@@ -18,9 +18,16 @@ from mlflow.entities import Metric, RunStatus
 
 from gatelab.history import History, outcome_metrics
 from gatelab.redaction import redact
-from gatelab.tracking.naming import child_run_name, overrides_text, swept_values
+from gatelab.tracking.naming import child_run_name, overrides_text, single_run_name, swept_values
 from gatelab.tracking.store import process_tags
 
+# On every job of a sweep: its parent run, one filter for all its jobs whatever their cell.
+SWEEP_TAG = "gatelab.sweep"
+# The colour of a run's dot in the UI's runs table and of its marks in the Chart view: green
+# when it solved, red when not (a cell's between the two, by its success rate).
+COLOUR_TAG = "mlflow.runColor"
+SOLVED_COLOUR = (0x1A, 0x7F, 0x37)
+UNSOLVED_COLOUR = (0xB4, 0x23, 0x18)
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
 
@@ -33,9 +40,11 @@ class Job:
         overrides: the command-line overrides, kept as a tag (and a single run's name).
         choices: the chosen option of each config group, kept as tags.
         output_dir: the job's output folder; its `.hydra` config files become artifacts.
-        parent_run_id: the sweep's MLflow run, parent of this one, when the job is in a sweep.
+        parent_run_id: the run this one is a child of, in a sweep: its cell's, else the sweep's.
         number: the job's number in its sweep.
         swept: the keys its sweep varies; a job in a sweep is named by their values.
+        sweep_run_id: the sweep's parent run (tag `gatelab.sweep`, whatever the cell).
+        experiment_id: the sweep's experiment; None: `tracking.experiment`.
     """
 
     overrides: list[str] = field(default_factory=list)
@@ -44,6 +53,8 @@ class Job:
     parent_run_id: str | None = None
     number: int = 0
     swept: list[str] = field(default_factory=list)
+    sweep_run_id: str | None = None
+    experiment_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class RunRecord:
         loss_points: metric `loss` as (epoch, loss) pairs, at most `max_loss_points`.
         weights: every kernel and bias by layer (`weights.json`).
         predictions: inputs, target and output per row, by column (`predictions.json`).
+        dataset: the name of its input, the truth table (the runs table's Dataset column).
+        start_time, end_time: when it trained, in ms; None: when it is written.
     """
 
     job_number: int
@@ -69,6 +82,9 @@ class RunRecord:
     loss_points: list[tuple[int, float]] = field(default_factory=list)
     weights: dict[str, dict[str, list]] | None = None
     predictions: dict[str, list] | None = None
+    dataset: str | None = None
+    start_time: int | None = None
+    end_time: int | None = None
 
     def metrics(self, timestamp: int | None = None) -> list[Metric]:
         """Every metric point of the run: the loss points, then the outcome at step 0."""
@@ -81,7 +97,7 @@ def run_name(job: Job, default: str) -> str:
     """A job in a sweep is named by its swept values; a single run by its overrides."""
     if job.swept:
         return child_run_name(swept_values(job.overrides, job.swept))
-    return overrides_text(job.overrides) or redact(default)
+    return single_run_name(job.overrides) or redact(default)
 
 
 def run_tags(job: Job, user_tags: dict[str, str]) -> dict[str, str]:
@@ -98,9 +114,25 @@ def run_tags(job: Job, user_tags: dict[str, str]) -> dict[str, str]:
     tags.update(user_tags)
     if job.parent_run_id is not None:
         tags["mlflow.parentRunId"] = job.parent_run_id
+    if job.sweep_run_id is not None:
+        tags[SWEEP_TAG] = job.sweep_run_id
     # Where it runs, for `python -m gatelab.runs mark-dead-killed`.
     tags.update(process_tags())
     return {key: redact(value) for key, value in tags.items()}
+
+
+def dataset_name(job: Job, gate: str | None) -> str:
+    """The name of a run's dataset: its `dataset` option (`xor`, `custom`), else the gate's."""
+    return job.choices.get("dataset") or gate or "data"
+
+
+def outcome_colour(success_rate: float) -> str:
+    """`COLOUR_TAG`'s value for a run that solved at this rate (1: solved, 0: not)."""
+    channels = (
+        round(unsolved + (solved - unsolved) * success_rate)
+        for solved, unsolved in zip(SOLVED_COLOUR, UNSOLVED_COLOUR, strict=True)
+    )
+    return "#" + "".join(f"{channel:02x}" for channel in channels)
 
 
 def loss_steps(epochs: int, epochs_run: int, max_points: int) -> np.ndarray:
@@ -171,6 +203,9 @@ def trained(
     weights: list[np.ndarray],
     epochs: int,
     max_loss_points: int,
+    dataset: str,
+    start_time: int | None = None,
+    end_time: int | None = None,
 ) -> RunRecord:
     """The run of a job that trained: FINISHED, or FAILED with `failure_reason` when it diverged.
 
@@ -180,8 +215,13 @@ def trained(
         outputs: the trained model's output per row.
         layers: each layer's name and its weights' names; `weights` holds their final values.
         epochs: the epochs asked for; `history` holds fewer when training diverged.
+        dataset: the dataset's name (`dataset_name`).
+        start_time, end_time: when it trained (ms), if not when it is written.
     """
-    result_tags = {"failure_reason": "diverged"} if history.diverged else {}
+    outcome = outcome_metrics(outputs, targets, history)
+    result_tags = {COLOUR_TAG: outcome_colour(outcome["solved"])}
+    if history.diverged:
+        result_tags["failure_reason"] = "diverged"
     return RunRecord(
         job_number=job.number,
         name=name,
@@ -189,10 +229,13 @@ def trained(
         params=params,
         status=FAILED if history.diverged else FINISHED,
         result_tags=result_tags,
-        outcome=outcome_metrics(outputs, targets, history),
+        outcome=outcome,
         loss_points=loss_points(history.loss, epochs=epochs, max_points=max_loss_points),
         weights=weights_layout(layers, weights),
         predictions=predictions_columns(inputs, targets, outputs),
+        dataset=dataset,
+        start_time=start_time,
+        end_time=end_time,
     )
 
 

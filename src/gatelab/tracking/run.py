@@ -100,8 +100,8 @@ def log_results(
     summary: str,
     config_dir: Path | None,
 ) -> None:
-    """The record's metrics and results, the model, loss.csv and the other files (the record's
-    status and result tags are the run's end, given to `tracked_run`'s `RunEnding`).
+    """The record's metrics, result tags and results, the model, loss.csv and the other files
+    (the record's status is the run's end, given to `tracked_run`'s `RunEnding`).
 
     Args:
         model: the trained model, logged in MLflow's keras flavor; None logs none.
@@ -117,6 +117,7 @@ def log_results(
     if model is not None:
         log_keras_model(model, dataset, outputs)
     client.log_batch(run_id, metrics=[metric for metric in metrics if metric.key == "loss"])
+    mlflow.set_tags(record.result_tags)
     log_loss_file(loss, loss_file)
     mlflow.log_dict(record.weights, "weights.json")
     mlflow.log_table(record.predictions, artifact_file="predictions.json")

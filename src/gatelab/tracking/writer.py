@@ -16,8 +16,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
 import mlflow
-from mlflow.entities import Param, RunStatus, RunTag
+import mlflow.data
+import numpy as np
+from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from gatelab.redaction import redact_output
 from gatelab.tracking.records import RunRecord, table_json
@@ -34,7 +37,10 @@ CHUNK = 25
 
 def write(client: MlflowClient, experiment_id: str, record: RunRecord) -> str:
     """Write `record` as a run of `experiment_id` and return its id; KILLED if writing stops."""
-    run_id = client.create_run(experiment_id, run_name=record.name, tags=record.tags).info.run_id
+    run = client.create_run(
+        experiment_id, start_time=record.start_time, tags=record.tags, run_name=record.name
+    )
+    run_id = run.info.run_id
     try:
         client.log_batch(
             run_id,
@@ -42,11 +48,28 @@ def write(client: MlflowClient, experiment_id: str, record: RunRecord) -> str:
             params=[Param(key, value) for key, value in record.params.items()],
             tags=[RunTag(key, value) for key, value in result_tags(record).items()],
         )
+        if record.dataset is not None and record.predictions is not None:
+            client.log_inputs(run_id, datasets=[dataset_input(record)])
     except BaseException:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
-    client.set_terminated(run_id, record.status)
+    client.set_terminated(run_id, record.status, end_time=record.end_time)
     return run_id
+
+
+def dataset_input(record: RunRecord) -> DatasetInput:
+    """The record's truth table as the input a single run logs (`run.log_dataset`)."""
+    inputs = np.asarray(record.predictions["inputs"], np.float32)
+    targets = np.asarray(record.predictions["target"], np.float32)
+    key = (record.dataset, inputs.tobytes(), targets.tobytes())
+    if key not in _DATASETS:
+        dataset = mlflow.data.from_numpy(inputs, targets=targets, name=record.dataset)
+        _DATASETS[key] = dataset._to_mlflow_entity()
+    return DatasetInput(_DATASETS[key], tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
+
+
+# Every child of a population has the same table: its entity (and digest) is made once.
+_DATASETS: dict[tuple, Dataset] = {}
 
 
 def result_tags(record: RunRecord) -> dict[str, str]:

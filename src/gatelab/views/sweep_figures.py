@@ -1,11 +1,13 @@
 """A sweep's figures: success rates, epochs to solve, loss curves and a gallery of boundaries."""
 
+import warnings
 from dataclasses import dataclass
 
 import matplotlib
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from gatelab.plane import PLANE, BoundaryView
 from gatelab.views.run_figures import SOLVED_COLOUR, UNSOLVED_COLOUR, draw_boundary, new_figure
@@ -155,46 +157,121 @@ def boundary_gallery(
     title: str,
     footnote: str = "",
 ) -> Figure:
-    """One small decision-boundary panel per job, a row per group of swept values."""
+    """One small decision-boundary panel per job, a row per group (a cell), with a legend.
+
+    A panel's title is short (`seed=3`) and coloured by its outcome, the group its row's label:
+    readable at the size of MLflow's artifact preview.
+    """
     columns = max(len(panels) for panels in groups.values())
-    figure = new_figure(max(1.75 * columns + 0.4, 4.5), 1.95 * len(groups) + 0.9)
+    figure = new_figure(max(1.6 * columns + 0.9, 6.0), 1.75 * len(groups) + 1.5)
     grid = figure.subplots(len(groups), columns, squeeze=False)
     for row, (group, panels) in zip(grid, groups.items(), strict=True):
         for column, axes in enumerate(row):
+            axes.set_axis_off()
             if column >= len(panels):
-                axes.set_axis_off()
                 continue
             panel = panels[column]
             draw_boundary(axes, panel.view, inputs, targets, small=True)
             axes.set_xlim(PLANE[0] - 0.01, PLANE[1] + 0.01)
             axes.set_ylim(PLANE[0] - 0.01, PLANE[1] + 0.01)
-            axes.set_axis_off()
-            outcome = "solved" if panel.solved else "not solved"
+            mark = "solved" if panel.solved else "not solved"
             axes.set_title(
-                f"{panel.title}\n{outcome}",
-                fontsize=7,
+                f"{panel.title}: {mark}",
+                fontsize=9,
                 color=SOLVED_COLOUR if panel.solved else UNSOLVED_COLOUR,
             )
         if group:
             row[0].text(
-                -0.06,
+                -0.08,
                 0.5,
                 group,
                 transform=row[0].transAxes,
                 rotation=90,
                 ha="right",
                 va="center",
-                fontsize=8,
+                fontsize=10,
+                fontweight="bold",
             )
-    figure.suptitle(title, fontsize="medium")
-    if footnote:
-        figure.text(0.5, 0.01, footnote, ha="center", va="bottom", fontsize=8)
-    figure.subplots_adjust(
-        left=0.06,
-        right=0.98,
-        top=1 - 0.6 / figure.get_figheight(),
-        bottom=0.35 / figure.get_figheight(),
-        hspace=0.45,
-        wspace=0.1,
+    figure.suptitle(title, fontsize="large")
+    figure.legend(
+        handles=_legend_handles(),
+        loc="lower center",
+        ncol=4,
+        fontsize=9,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.35 / figure.get_figheight()),
     )
+    if footnote:
+        figure.text(
+            0.5, 0.08 / figure.get_figheight(), footnote, ha="center", va="bottom", fontsize=9
+        )
+    figure.subplots_adjust(
+        left=0.5 / figure.get_figwidth(),
+        right=0.99,
+        top=1 - 0.7 / figure.get_figheight(),
+        bottom=0.85 / figure.get_figheight(),
+        hspace=0.35,
+        wspace=0.08,
+    )
+    return figure
+
+
+def _legend_handles() -> list:
+    return [
+        Line2D([], [], color="black", linewidth=1.5, label="output 0.5"),
+        Line2D(
+            [], [], color="#1f1f1f", linestyle="--", linewidth=1.3, label="a hidden unit's line"
+        ),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markerfacecolor="#2d5f9a",
+            markeredgecolor="black",
+            label="target 1",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="s",
+            linestyle="",
+            markerfacecolor="#e08214",
+            markeredgecolor="black",
+            label="target 0",
+        ),
+    ]
+
+
+def loss_bands(curves: dict[str, list[np.ndarray]], title: str) -> Figure:
+    """Per group (a cell), the median loss per epoch and the band between its quartiles.
+
+    Hundreds of overlaid curves are a solid mass; a band says how the group's runs went. A run
+    that stopped early (diverged) counts only over the epochs it ran.
+    """
+    figure = new_figure(7, 4.5)
+    axes = figure.subplots()
+    colours = matplotlib.colormaps["tab10"](np.arange(max(len(curves), 1)) % 10)
+    for colour, (label, group) in zip(colours, curves.items(), strict=False):
+        group = [curve for curve in group if len(curve)]
+        if not group:
+            continue
+        length = max(len(curve) for curve in group)
+        stacked = np.full((len(group), length), np.nan)
+        for index, curve in enumerate(group):
+            stacked[index, : len(curve)] = np.where(np.isfinite(curve), curve, np.nan)
+        epochs = np.arange(1, length + 1)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no run reached
+            low, median, high = np.nanpercentile(stacked, [25, 50, 75], axis=0)
+        axes.fill_between(epochs, low, high, color=colour, alpha=0.25, linewidth=0)
+        axes.plot(epochs, median, color=colour, label=f"{label} (median of {len(group)})")
+    axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss (log scale): median, quartile band")
+    axes.set_title(title)
+    if curves:
+        axes.legend(fontsize="small", loc="upper right")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
     return figure
