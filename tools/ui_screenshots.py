@@ -1,4 +1,4 @@
-"""Screenshots of what a new user sees in `mlflow ui` after a sweep and the chapter's presets.
+"""Screenshots of what a new user sees in `mlflow ui` after the presets, a sweep and a big one.
 
     python tools/ui_screenshots.py                       # runs everything in a fresh folder
     python tools/ui_screenshots.py --workdir DIR --reuse # only the browser part, on DIR's store
@@ -6,20 +6,23 @@
 Needs Playwright (`pip install -e ".[ui]"`) and Debian's Chromium (`apt-get install chromium`);
 Playwright's own browser download is not used. Not part of the test suite: it takes minutes.
 
-It runs, in `--workdir`, the 15-job sweep `seed=range(5) x optimizer.learning_rate=0.1,0.5,2.0`
-and the seven `+experiment=` presets, starts `mlflow ui` on that store and, in headless
-Chromium, takes the screenshots a user's first steps would show (`--workdir`/screenshots/):
+It runs, in `--workdir`, the seven `+experiment=` presets, the README's 40-job sweep
+`seed=range(10) x optimizer.learning_rate=0.05,0.1,0.5,1.0` and a 1,000-job vectorized sweep
+(`seed=range(250)` x the same rates, in an experiment of its own), starts `mlflow ui` on that
+store and, in headless Chromium, takes the screenshots a user's first steps would show
+(`--workdir`/screenshots/):
 
   01  a fresh browser, first click on experiment `gatelab` (MLflow 3.17 opens the view of its
       GenAI / Model training switch, GenAI until the user picks Model training once)
-  02  after picking Model training: the first click on the experiment shows the runs table,
-      with the Dataset column filled (`xor (digest)`, `and (...)`, ...)
-  03  the sweep's parent row expanded: children named by their swept values (`seed=0 lr=0.1`)
-  04  the link the sweep prints, opened in a fresh browser: this sweep's parent and jobs only
-  05  Chart view, grouped by `optimizer.learning_rate`: `solved` per group (its mean is the
-      success rate) and the parent's `success_rate/lr_*` metrics
-  06  the parent's artifact `decision_boundaries.png`
-  07  a child's artifacts `decision_boundary.png` and `boundary_epochs.png`
+  02  after picking Model training: the runs table's first page, the presets (named by preset)
+      and the sweep's parent, with the Dataset column filled
+  03  the sweep's parent row expanded: a cell per rate (`lr=0.5`)
+  04  the link the 40-job sweep prints: its cells, then the Chart view's `success_rate`
+  05  the same for the 1,000-job sweep: the true rates, nothing to load
+  06  the parents' `decision_boundaries.png` (every seed of the 10 x 4 grid; a sample of the big
+      one) and the big sweep's `loss_curves.png` (a band per cell)
+  07  a cell's `decision_boundaries.png` and `loss_band.png`
+  08  a job's `decision_boundary.png` and `boundary_epochs.png`
 Each step checks the text it expects is on the page and exits 1 if not.
 """
 
@@ -40,12 +43,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "src" / "train.py"
-SWEEP = [
-    "-m",
-    "model=mlp",
-    "dataset=xor",
-    "seed=range(5)",
-    "optimizer.learning_rate=0.1,0.5,2.0",
+RATES = "optimizer.learning_rate=0.05,0.1,0.5,1.0"
+SWEEP = ["-m", "model=mlp", "dataset=xor", "seed=range(10)", RATES, "trainer.print_every=0"]
+BIG_SWEEP = [
+    *("-m", "hydra/sweeper=vectorized", "model=mlp", "dataset=xor", "seed=range(250)", RATES),
     "trainer.print_every=0",
 ]
 PRESETS = ["neuron", "neuron_no_bias", "neuron_bias", "and", "or", "xor_perceptron", "xor_mlp"]
@@ -129,6 +130,13 @@ def close_assistant(page: Page) -> None:
         page.get_by_role("button", name="Close").last.click()
 
 
+def printed_link(base: str, experiment_id: str, parent_id: str) -> str:
+    """What a sweep prints: `tracking.links.runs_url` for the store's UI at `base`."""
+    search = urllib.request.quote(f'tags.mlflow.parentRunId = "{parent_id}"', safe="")
+    query = f"workflowType=machine_learning&searchFilter={search}"
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None)
@@ -140,26 +148,34 @@ def main() -> None:
     shots = workdir / "screenshots"
     shots.mkdir(exist_ok=True)
     if not args.reuse:
-        train(workdir, *SWEEP)
         for preset in PRESETS:
             train(workdir, f"+experiment={preset}", "trainer.print_every=0")
+        train(workdir, *SWEEP)
+        train(workdir, *BIG_SWEEP)
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("gatelab")
-    (parent,) = client.search_runs(
-        [experiment.experiment_id], "tags.`sweep.params` = 'seed, optimizer.learning_rate'"
+    (big_experiment,) = [
+        found for found in client.search_experiments() if found.name.startswith("gatelab sweep ")
+    ]
+
+    def parent_of(experiment_id: str):
+        runs = client.search_runs([experiment_id], max_results=5000)
+        return next(run for run in runs if "sweep.params" in run.data.tags)
+
+    parent, big_parent = (
+        parent_of(experiment.experiment_id),
+        parent_of(big_experiment.experiment_id),
     )
-    children = client.search_runs(
-        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    (cell,) = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.run_name = 'lr=0.5'",
     )
-    child = next(run for run in children if run.info.run_name == "seed=0 lr=0.5")
+    (child,) = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.mlflow.parentRunId = '{cell.info.run_id}' and attributes.run_name = 'seed=0 lr=0.5'",
+    )
     base = f"http://127.0.0.1:{args.port}"
-    experiment_page = f"{base}/#/experiments/{experiment.experiment_id}"
-    # What the sweep printed: `tracking.runs_url` for the store's UI at this port.
-    sweep_link = (
-        f"{experiment_page}/runs?workflowType=machine_learning&searchFilter="
-        + urllib.request.quote(f'tags.mlflow.parentRunId = "{parent.info.run_id}"', safe="")
-    )
 
     server = start_ui(workdir, args.port)
     try:
@@ -181,51 +197,50 @@ def main() -> None:
 
             page.goto(f"{base}/", timeout=120_000)
             page.get_by_text("Model training", exact=True).first.click()
-            page.get_by_role("link", name="gatelab").first.click()
-            expect(page, "Run Name", "Dataset", "xor (", "and (", "custom (", "sweep seed x lr")
+            page.get_by_role("link", name="gatelab", exact=True).first.click()
+            expect(
+                page, "Run Name", "Dataset", "xor (", "neuron_bias", "xor_mlp", "sweep seed x lr"
+            )
             close_assistant(page)
-            shoot(page, "02_runs_table_first_click")
+            shoot(page, "02_runs_table_first_page")
 
             expander = 'button[data-component-id$="runnamecellrenderer.tsx_46"]'
             page.locator(expander).first.click()
-            expect(page, "seed=0 lr=0.1", "seed=4 lr=2.0")
-            shoot(page, "03_children_named_by_swept_values")
+            expect(page, "lr=0.05", "lr=1.0")
+            shoot(page, "03_sweep_cells")
 
-            page = fresh_page()
-            page.goto(sweep_link, timeout=120_000)
-            expect(page, "16 matching runs", "sweep seed x lr (15 jobs)")
-            close_assistant(page)
-            # The parent comes with its children, folded under it as in the full table.
-            page.locator(expander).first.click()
-            expect(page, "seed=2 lr=0.5")
-            shoot(page, "04_sweep_link")
+            for name, (experiment_id, parent_id) in {
+                "04_sweep": (experiment.experiment_id, parent.info.run_id),
+                "05_big_sweep": (big_experiment.experiment_id, big_parent.info.run_id),
+            }.items():
+                page = fresh_page()
+                page.goto(printed_link(base, experiment_id, parent_id), timeout=120_000)
+                expect(page, "4 matching runs", "lr=0.05", "lr=1.0")
+                close_assistant(page)
+                shoot(page, f"{name}_cells")
+                page.locator("label").filter(has=page.locator('input[value="CHART"]')).first.click()
+                page.get_by_placeholder("Search metric charts").fill("success_rate")
+                expect(page, "success_rate")
+                shoot(page, f"{name}_chart_success_rate")
 
-            page.get_by_role("button", name="Group by").click()
-            page.get_by_placeholder("Search").last.fill("learning_rate")
-            page.get_by_text("optimizer.learning_rate", exact=True).first.click()
-            page.keyboard.press("Escape")
-            page.locator("label").filter(has=page.locator('input[value="CHART"]')).first.click()
-            expect(page, "Group: 0.1", "success_rate/lr_0.1")
-            shoot(page, "05a_chart_success_rate_by_lr")
-            page.get_by_placeholder("Search metric charts").fill("solved")
-            expect(page, "solved_jobs")
-            shoot(page, "05b_chart_solved_grouped_by_lr")
-
-            artifacts = f"{experiment_page}/runs/{parent.info.run_id}/artifacts"
-            view = "?workflowType=machine_learning"
-            page.goto(f"{artifacts}/decision_boundaries.png{view}", timeout=120_000)
-            expect(page, "decision_boundaries.png")
-            page.wait_for_timeout(4000)
-            shoot(page, "06_parent_decision_boundaries")
-
-            artifacts = f"{experiment_page}/runs/{child.info.run_id}/artifacts"
-            page.goto(f"{artifacts}/decision_boundary.png{view}", timeout=120_000)
-            expect(page, "decision_boundary.png", "boundary_epochs.png")
-            page.wait_for_timeout(4000)
-            shoot(page, "07a_child_decision_boundary")
-            page.get_by_text("boundary_epochs.png", exact=True).first.click()
-            page.wait_for_timeout(4000)
-            shoot(page, "07b_child_boundary_epochs")
+            artifacts = {
+                "06a_parent_decision_boundaries": (parent, "decision_boundaries.png"),
+                "06b_big_parent_decision_boundaries": (big_parent, "decision_boundaries.png"),
+                "06c_big_parent_loss_curves": (big_parent, "loss_curves.png"),
+                "07a_cell_decision_boundaries": (cell, "decision_boundaries.png"),
+                "07b_cell_loss_band": (cell, "loss_band.png"),
+                "08a_job_decision_boundary": (child, "decision_boundary.png"),
+                "08b_job_boundary_epochs": (child, "boundary_epochs.png"),
+            }
+            for name, (run, artifact) in artifacts.items():
+                address = (
+                    f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+                    f"/artifacts/{artifact}?workflowType=machine_learning"
+                )
+                page.goto(address, timeout=120_000)
+                expect(page, artifact)
+                page.wait_for_timeout(4000)
+                shoot(page, name)
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
