@@ -101,6 +101,7 @@ class Children:
             weights=self.weights,
             epochs=self.epochs,
             max_loss_points=max_loss_points,
+            dataset="xor",
         )
 
 

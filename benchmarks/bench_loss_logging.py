@@ -54,6 +54,7 @@ def record(loss: np.ndarray, max_loss_points: int) -> records.RunRecord:
         weights=[np.zeros(shape) for weights in LAYERS.values() for shape in weights.values()],
         epochs=len(loss),
         max_loss_points=max_loss_points,
+        dataset="xor",
     )
 
 
