@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from gatelab.sweeps.cells import CELL_TAG
 from gatelab.tracking.records import SWEEP_TAG
+from gatelab.tracking.store import sqlite_path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "conf"
@@ -37,8 +38,7 @@ SEEDS_BY_RATES = ["seed=1,2", "optimizer.learning_rate=0.1,2.0"]
 def runs_of(workdir: Path) -> tuple[MlflowClient, list[Run], list[Run]]:
     """The store's client, its sweep parents and the other runs but cells: the jobs."""
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("gatelab")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000) if experiment else []
+    runs = all_runs(client)
     parents = [run for run in runs if "sweep.params" in run.data.tags]
     jobs = [run for run in runs if "sweep.params" not in run.data.tags and not is_cell(run)]
     return client, parents, jobs
@@ -46,10 +46,16 @@ def runs_of(workdir: Path) -> tuple[MlflowClient, list[Run], list[Run]]:
 
 def cells_of(workdir: Path) -> list[Run]:
     """The runs of the cells of the store's sweeps, in creation order."""
-    client, _, _ = runs_of(workdir)
-    experiment = client.get_experiment_by_name("gatelab")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs = all_runs(MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}"))
     return sorted((run for run in runs if is_cell(run)), key=lambda run: run.info.start_time)
+
+
+def all_runs(client: MlflowClient) -> list[Run]:
+    """Every run of the store, in every experiment (a big sweep has one of its own)."""
+    if not sqlite_path(client.tracking_uri).exists():
+        return []  # not created yet
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    return client.search_runs(experiments, max_results=50000) if experiments else []
 
 
 def is_cell(run: Run) -> bool:

@@ -215,8 +215,11 @@ def main() -> None:
             }.items():
                 page = fresh_page()
                 page.goto(printed_link(base, experiment_id, parent_id), timeout=120_000)
-                expect(page, "4 matching runs", "lr=0.05", "lr=1.0")
+                # The four cells, folded under their parent, which the UI adds to what it shows.
+                expect(page, "5 matching runs", "sweep seed x lr")
                 close_assistant(page)
+                page.locator(expander).first.click()
+                expect(page, "lr=0.05", "lr=1.0")
                 shoot(page, f"{name}_cells")
                 page.locator("label").filter(has=page.locator('input[value="CHART"]')).first.click()
                 page.get_by_placeholder("Search metric charts").fill("success_rate")
@@ -239,6 +242,8 @@ def main() -> None:
                 )
                 page.goto(address, timeout=120_000)
                 expect(page, artifact)
+                # The address opens the run's artifacts; the name picks the file shown.
+                page.get_by_text(artifact, exact=True).first.click()
                 page.wait_for_timeout(4000)
                 shoot(page, name)
             browser.close()

@@ -38,7 +38,7 @@ def test_a_job_finds_its_cells_run_by_the_cell_name_of_its_overrides():
 def test_a_sweep_larger_than_a_page_of_the_runs_table_gets_an_experiment_of_its_own():
     folder = Path("multirun/2026-12-03/18-50-01")
     assert sweep_experiment("gatelab", folder, 100, 100) == "gatelab"
-    assert sweep_experiment("gatelab", folder, 101, 100) == "gatelab sweep 2026-12-03/18-50-01"
+    assert sweep_experiment("gatelab", folder, 101, 100) == "gatelab sweep 2026-12-03 18-50-01"
     # Uncountable (a glob of options) or no limit: the experiment itself.
     assert sweep_experiment("gatelab", folder, None, 100) == "gatelab"
     assert sweep_experiment("gatelab", folder, 10_000, None) == "gatelab"

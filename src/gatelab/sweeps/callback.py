@@ -205,7 +205,8 @@ def sweep_experiment(
     """
     if own_experiment_above is None or jobs is None or jobs <= own_experiment_above:
         return experiment
-    name = f"{experiment} sweep {sweep_dir.parent.name}/{sweep_dir.name}"
+    # No `/`: the UI's breadcrumb would show only what follows it.
+    name = f"{experiment} sweep {sweep_dir.parent.name} {sweep_dir.name}"
     return name[:MAX_EXPERIMENT_NAME_LENGTH]
 
 
