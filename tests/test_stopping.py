@@ -85,16 +85,22 @@ def start_and_terminate(
     return result
 
 
-def test_a_terminated_run_ends_killed(tmp_path):
+def test_a_terminated_run_ends_killed_in_one_line_with_sigterms_status(tmp_path):
     result = start_and_terminate(tmp_path, *LONG)
-    assert result.returncode != 0
+    # The shell's status for a process ended by SIGTERM, and no traceback.
+    assert result.returncode == 128 + signal.SIGTERM
+    assert result.stderr.splitlines()[-1] == (
+        "stopped by SIGTERM: the runs this command had open ended KILLED"
+    )
+    assert "Traceback" not in result.stderr
     (run,) = runs_in(tmp_path)
     assert run.info.status == "KILLED"
 
 
 def test_a_terminated_sweep_is_summarised_and_its_parent_and_job_end_killed(tmp_path):
     result = start_and_terminate(tmp_path, "-m", "seed=0,1", *LONG)
-    assert result.returncode != 0
+    assert result.returncode == 128 + signal.SIGTERM
+    assert "Traceback" not in result.stderr
     parent, children = sweep_in(tmp_path)
     assert parent.info.status == "KILLED"
     # The second job never started: Hydra's basic launcher stops at the first interruption.

@@ -1,10 +1,12 @@
 """The command line's error contract, and the only place that decides an exit status.
 
 A bad config value is one line on stderr and exit 2; a sweep that cannot start, one line and
-exit 1. Library code raises; this module reports.
+exit 1; a stop by Ctrl-C or SIGTERM, one line and 130 or 143. Library code raises; this module
+reports.
 """
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,6 +52,8 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
             # Hydra skips the callback's end when a job raised; summarise and close the sweep
             # here, before the error line, so the summary comes first.
             finish_open_sweeps()
+    except KeyboardInterrupt:
+        exit_stopped(stopping.first_signal())
     except SweepNotStarted as stop:
         if isinstance(stop.cause, ConfigError):
             exit_with(stop.cause)
@@ -75,6 +79,14 @@ def config_errors_exit(run_mode: RunMode) -> Iterator[None]:
         exit_with(error)
 
 
+def exit_stopped(signal_number: int) -> NoReturn:
+    """A stop by Ctrl-C or SIGTERM, once every open run has ended KILLED: one line, and the
+    shell's status for that signal (130 for SIGINT, 143 for SIGTERM)."""
+    name = signal.Signals(signal_number).name
+    _print_line(f"stopped by {name}: the runs this command had open ended KILLED")
+    sys.exit(128 + signal_number)
+
+
 def exit_with(error: BaseException, status: int | None = None) -> NoReturn:
     """Print the error's one line on stderr, whatever its characters or stderr's encoding, and
     exit with `status` (a config error's, 2, unless told)."""
@@ -82,8 +94,12 @@ def exit_with(error: BaseException, status: int | None = None) -> NoReturn:
         line = f"error: {redact(one_line(error))}"
     except Exception:  # The reporter must never hide the error behind one of its own.
         line = f"error: {type(error).__name__}: {error}".splitlines()[0]
+    _print_line(line)
+    sys.exit(EXIT_CONFIG_ERROR if status is None else status)
+
+
+def _print_line(line: str) -> None:
     try:
         print(line, file=sys.stderr, flush=True)
     except Exception:  # No usable sys.stderr, or an encoding that cannot write the line.
         os.write(2, line.encode("ascii", "backslashreplace") + b"\n")
-    sys.exit(EXIT_CONFIG_ERROR if status is None else status)

@@ -26,6 +26,11 @@ def stopping() -> bool:
     return bool(_received)
 
 
+def first_signal() -> int:
+    """The signal that stopped the process (SIGINT when none was received: a plain Ctrl-C)."""
+    return _received[0] if _received else signal.SIGINT
+
+
 def _stop(signal_number: int, frame: FrameType | None) -> None:
     _received.append(signal_number)
     if len(_received) == 1:

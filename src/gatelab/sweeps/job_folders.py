@@ -1,9 +1,12 @@
-"""The job folders of a population: Hydra's `.hydra/config.yaml` and `overrides.yaml` per job."""
+"""The job folders of a population: Hydra's `.hydra/config.yaml` and `overrides.yaml` per job,
+without the credentials a `tracking.uri` may carry."""
 
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from gatelab.redaction import redact
 
 
 class JobFolders:
@@ -22,7 +25,7 @@ class JobFolders:
                 marker = f"GATELAB_VALUE_{index}_MARKER"
                 self.markers[key] = (marker, node[leaf])
                 node[leaf] = marker
-        self.template = OmegaConf.to_yaml(OmegaConf.create(tree))
+        self.template = redact(OmegaConf.to_yaml(OmegaConf.create(tree)))
         self.scalars: dict[str, str] = {}
         self.lines: dict[str, str] = {}
 
@@ -48,5 +51,5 @@ class JobFolders:
 
     def _line(self, override: str) -> str:
         if override not in self.lines:
-            self.lines[override] = OmegaConf.to_yaml([override])
+            self.lines[override] = redact(OmegaConf.to_yaml([override]))
         return self.lines[override]
