@@ -5,6 +5,7 @@ One module of helpers; test modules import from here, never from each other.
 
 import csv
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -261,3 +262,12 @@ def assert_sweep_arrived(
         with summary.open() as file:
             rows = list(csv.DictReader(file))
     assert sorted(row["run_id"] for row in rows) == sorted(child.info.run_id for child in children)
+
+
+def statuses_in_a_copy_of_the_store_file(workdir: Path, copy: Path) -> dict[str, str]:
+    """Every run's status, read from a copy of `mlflow.db` alone (no `-wal` beside it), as a
+    user who copies, backs up or attaches the store file would read it."""
+    copy.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(workdir / "mlflow.db", copy / "mlflow.db")
+    runs = all_runs(MlflowClient(f"sqlite:///{copy / 'mlflow.db'}"))
+    return {run.info.run_id: run.info.status for run in runs}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Run
 
-from tests.helpers import PYTHON, TRAIN_SCRIPT, runs_of
+from tests.helpers import PYTHON, TRAIN_SCRIPT, runs_of, statuses_in_a_copy_of_the_store_file
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +102,9 @@ def test_a_terminated_sweep_is_summarised_and_its_parent_and_job_end_killed(tmp_
     assert result.returncode == 128 + signal.SIGTERM
     assert "Traceback" not in result.stderr
     parent, children = sweep_in(tmp_path)
+    # The store's file alone has both runs as they ended, the log folded in on the way out.
+    copied = statuses_in_a_copy_of_the_store_file(tmp_path, tmp_path / "copy")
+    assert copied == {parent.info.run_id: "KILLED", children[0].info.run_id: "KILLED"}
     assert parent.info.status == "KILLED"
     # The second job never started: Hydra's basic launcher stops at the first interruption.
     assert [child.info.status for child in children] == ["KILLED"]

@@ -15,6 +15,7 @@ from tests.helpers import (
     USER_TAGS,
     cells_of,
     runs_of,
+    statuses_in_a_copy_of_the_store_file,
     summary_rows,
 )
 from tests.helpers import run_train as train
@@ -65,10 +66,13 @@ def two_by_two(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_sweep_is_one_parent_with_a_child_per_job(two_by_two):
+def test_a_sweep_is_one_parent_with_a_child_per_job(two_by_two, tmp_path):
     workdir, _ = two_by_two
     client, parents, children = runs_of(workdir)
     (parent,) = parents
+    # The store's file alone holds every run, finished: the log was folded in at the end.
+    copied = statuses_in_a_copy_of_the_store_file(workdir, tmp_path / "copy")
+    assert len(copied) == 1 + 2 + 4 and set(copied.values()) == {"FINISHED"}
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweep.params"] == "seed, optimizer.learning_rate"
     # The command line that reruns the sweep, and the folder its outputs went to.

@@ -19,7 +19,15 @@ from mlflow.tracking import MlflowClient
 
 from gatelab.sweeps.progress import Progress
 from gatelab.tracking.store import analyze
-from tests.helpers import PYTHON, QUICK, SEEDS_BY_RATES, TRAIN_SCRIPT, runs_of, summary_rows
+from tests.helpers import (
+    PYTHON,
+    QUICK,
+    SEEDS_BY_RATES,
+    TRAIN_SCRIPT,
+    runs_of,
+    statuses_in_a_copy_of_the_store_file,
+    summary_rows,
+)
 from tests.helpers import run_train as train
 
 VECTORIZED = "hydra/sweeper=vectorized"
@@ -221,6 +229,8 @@ def test_stopping_the_writer_processes_leaves_no_run_running(tmp_path, stop):
     assert [parent.info.status for parent in parents] == ["KILLED"]
     assert 60 <= len(children) < 600
     assert all(child.info.status != "RUNNING" for child in children), output
+    copied = statuses_in_a_copy_of_the_store_file(tmp_path, tmp_path / "copy")
+    assert len(copied) == len(parents) + len(children) and "RUNNING" not in copied.values()
 
 
 METRIC_HISTORY_READ = "SELECT * FROM metrics WHERE run_uuid = ? AND key = ?"

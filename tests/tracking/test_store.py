@@ -17,7 +17,14 @@ from gatelab import runs
 from gatelab.errors import StoreError
 from gatelab.tracking import store
 from gatelab.tracking.experiment import configure
-from tests.helpers import PYTHON, TRAIN_SCRIPT, free_port, run_train, run_trains_together
+from tests.helpers import (
+    PYTHON,
+    TRAIN_SCRIPT,
+    free_port,
+    run_train,
+    run_trains_together,
+    statuses_in_a_copy_of_the_store_file,
+)
 
 QUICK = ["trainer.epochs=50", "trainer.print_every=0"]
 
@@ -310,3 +317,14 @@ def test_processes_creating_a_new_store_at_the_same_moment_all_get_one_experimen
     experiment_ids = {stdout.strip() for stdout, _ in outputs}
     assert len(experiment_ids) == 1
     assert MlflowClient(uri).get_experiment_by_name("gatelab").experiment_id in experiment_ids
+
+
+@pytest.mark.slow
+def test_the_store_file_alone_holds_a_finished_run(tmp_path):
+    # In write-ahead-log mode a commit lands in mlflow.db-wal first; the run folds it back in
+    # at its end, so a copy of mlflow.db alone (a backup, an attachment) is whole.
+    result = run_train(tmp_path, *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db-wal").stat().st_size
+    copied = statuses_in_a_copy_of_the_store_file(tmp_path, tmp_path / "copy")
+    assert list(copied.values()) == ["FINISHED"]

@@ -10,6 +10,7 @@ run records the host and process that run it, so runs left RUNNING by a process 
 (SIGKILL, a crashed node) can be marked KILLED afterwards (`python -m gatelab.runs`).
 """
 
+import atexit
 import fcntl
 import logging
 import os
@@ -183,7 +184,34 @@ def prepared(uri: str) -> Iterator[None]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         _make_whole(path)
         _write_ahead(path)
+        _fold_log_at_exit(path)
         yield
+
+
+def _fold_log_at_exit(path: Path) -> None:
+    """When this process ends, fold the write-ahead log back into the store's file, so that
+    `mlflow.db` alone (copied, backed up, attached) holds every run this process wrote."""
+    if path.absolute() not in _FOLDED_AT_EXIT:
+        _FOLDED_AT_EXIT.add(path.absolute())
+        atexit.register(fold_log, path.absolute())
+
+
+_FOLDED_AT_EXIT: set[Path] = set()
+
+
+def fold_log(path: Path) -> None:
+    """Checkpoint the store's write-ahead log into its file and empty it (SQLite's TRUNCATE)."""
+    try:
+        with closing(sqlite3.connect(path, timeout=30)) as database:
+            (busy, _, _) = database.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning(
+                "%s: a reader (mlflow ui?) kept the latest writes in %s-wal; copy both files",
+                path,
+                path.name,
+            )
+    except sqlite3.Error as error:
+        log.warning("%s: its write-ahead log was not folded in (%s)", path, error)
 
 
 def _write_ahead(path: Path) -> None:
