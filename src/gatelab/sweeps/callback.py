@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from gatelab.config import validate
 from gatelab.config.checks import refuse_swept_tracking
 from gatelab.config.schemas import MAX_EXPERIMENT_NAME_LENGTH
-from gatelab.errors import SweepNotStarted
+from gatelab.errors import ConfigError, SweepNotStarted
 from gatelab.redaction import redact, redact_files, redact_output
 from gatelab.sweeps import parent as sweep_folder
 from gatelab.sweeps.cells import create_cells, planned_cells
@@ -81,6 +81,12 @@ class SweepCallback(Callback):
         # Creating the store (schema migration) and the experiment here, before any job
         # starts, avoids SQLite's races when parallel workers would otherwise both try.
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
+        earlier = self.sweep_dir / sweep_folder.PARENT_RUN_FILE
+        if earlier.is_file():
+            raise ConfigError(
+                f"hydra.sweep.dir={self.sweep_dir} is not allowed: it holds sweep "
+                f"{earlier.read_text().strip()} already; give this sweep a folder of its own"
+            )
         jobs = planned_jobs(overrides)
         experiment = sweep_experiment(
             config.tracking.experiment, self.sweep_dir, jobs, config.tracking.own_experiment_above
