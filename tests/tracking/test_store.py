@@ -20,6 +20,7 @@ from gatelab.tracking.experiment import configure
 from tests.helpers import (
     PYTHON,
     TRAIN_SCRIPT,
+    all_runs,
     free_port,
     run_train,
     run_trains_together,
@@ -188,9 +189,8 @@ def test_runs_of_dead_processes_on_this_host_are_marked_killed_and_no_others(tra
 
 
 def store_runs(workdir: Path) -> list:
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("gatelab")
-    return client.search_runs([experiment.experiment_id], max_results=1000)
+    # Tolerates a store that exists before its experiment does (a run killed in between).
+    return all_runs(MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}"))
 
 
 def start_train(workdir: Path, *arguments: str) -> subprocess.Popen:
