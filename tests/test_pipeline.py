@@ -84,7 +84,13 @@ def test_a_diverged_run_is_failed_with_reason_diverged(compose_config, tracking_
     assert run.data.tags["failure_reason"] == "diverged"
     history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "loss")
     assert len(history) < 50
-    assert not np.isfinite(history[-1].value)
+    # It ends at the last finite loss (MLflow would show an infinite one as 1.79769e+308);
+    # loss.csv keeps every epoch, the one that diverged included.
+    assert all(np.isfinite(point.value) for point in history)
+    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="loss.csv")
+    every_epoch = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    assert not np.isfinite(every_epoch[-1, 1])
+    assert [point.step for point in history] == list(range(1, len(every_epoch)))
 
 
 def test_the_model_and_figure_are_logged_unless_switched_off(compose_config, tracking_uri):

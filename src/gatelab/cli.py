@@ -48,6 +48,9 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
                 mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
             finish_open_sweeps(interrupted=True)
             raise
+        except BaseException as error:
+            finish_open_sweeps(error=error)
+            raise
         finally:
             # Hydra skips the callback's end when a job raised; summarise and close the sweep
             # here, before the error line, so the summary comes first.

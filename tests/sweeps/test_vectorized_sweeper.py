@@ -268,3 +268,19 @@ def test_the_progress_line_shows_on_a_terminal_and_not_in_a_log():
     Progress(terminal).show("child runs logged: 5/10", force=True)
     assert log_file.getvalue() == ""
     assert terminal.getvalue().startswith("\r") and "5/10" in terminal.getvalue()
+
+
+@pytest.mark.slow
+def test_a_population_too_large_for_memory_is_refused_before_anything_trains(tmp_path):
+    # 30 members of a 999,991-parameter model: each fits alone, together they would not.
+    result = train(tmp_path, "-m", VECTORIZED, "seed=range(30)", "model.hidden_units=[1000,995]")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "error: hydra/sweeper=vectorized: 30 jobs of a model of 999,991 parameters are "
+        "29,999,730 weights in one population, at most 20,000,000; sweep at most 20 jobs of "
+        "this model (fewer seeds or values), or a smaller model (model.hidden_units)"
+    )
+    assert "trained" not in result.stdout + result.stderr
+    client, (parent,), jobs = runs_of(tmp_path)
+    assert (parent.info.status, jobs) == ("FAILED", [])
+    assert parent.data.tags["error"].startswith("ConfigError: hydra/sweeper=vectorized: 30 jobs")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gatelab.tracking.records import loss_steps
+from gatelab.tracking.records import loss_points, loss_steps
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,9 @@ def test_the_loss_metric_never_exceeds_max_loss_points():
                 assert len(steps) <= max_points
                 assert steps[-1] == epochs_run
                 assert np.all(np.diff(steps) > 0)
+
+
+def test_a_diverged_run_s_loss_metric_ends_at_its_last_finite_loss():
+    loss = np.array([0.5, 0.4, 3.0, np.inf])
+    assert loss_points(loss, epochs=10, max_points=1000) == [(1, 0.5), (2, 0.4), (3, 3.0)]
+    assert loss_points(np.array([np.nan]), epochs=10, max_points=1000) == []

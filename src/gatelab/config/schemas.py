@@ -165,6 +165,9 @@ class PerceptronConfig:
         _require_initializer("model.kernel_initializer", self.kernel_initializer)
         _require_initializer("model.bias_initializer", self.bias_initializer)
 
+    def parameter_count(self, n_inputs: int) -> int:
+        return n_inputs + int(self.use_bias)
+
     def check_size(self, n_inputs: int, n_rows: int) -> None:
         """One unit of at most 17 weights: always small enough."""
 

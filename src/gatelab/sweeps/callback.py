@@ -176,8 +176,12 @@ class SweepCallback(Callback):
         redact_files([Path(config.hydra.sweep.dir) / "multirun.yaml"])
         self.finish()
 
-    def finish(self, interrupted: bool = False) -> None:
-        """Summarise the jobs, log the summary to the parent run and end it."""
+    def finish(self, interrupted: bool = False, error: BaseException | None = None) -> None:
+        """Summarise the jobs, log the summary to the parent run and end it.
+
+        Args:
+            error: what ended the sweep early, if anything: the parent's error tags say it.
+        """
         if self not in _open_sweeps:
             return
         _open_sweeps.remove(self)
@@ -190,6 +194,10 @@ class SweepCallback(Callback):
                 self.client, self.run_id, self.swept, self.command, self.sweep_dir, self.cells
             )
             publish(parent, results, interrupted)
+            # A sweep that failed before any job (its sweeper refused it) says why.
+            if error is not None and not results and not isinstance(error, KeyboardInterrupt):
+                for key, value in records.error_tags(error).items():
+                    self.client.set_tag(self.run_id, key, value)
         except BaseException as error:
             for key, value in records.error_tags(error).items():
                 self.client.set_tag(self.run_id, key, value)
@@ -219,7 +227,7 @@ def sweep_experiment(
 _open_sweeps: list[SweepCallback] = []
 
 
-def finish_open_sweeps(interrupted: bool = False) -> None:
-    """End sweeps Hydra did not: when a job raised, Hydra skips `on_multirun_end`."""
+def finish_open_sweeps(interrupted: bool = False, error: BaseException | None = None) -> None:
+    """End sweeps Hydra did not: when a job or the sweeper raised, Hydra skips `on_multirun_end`."""
     for sweep in list(_open_sweeps):
-        sweep.finish(interrupted)
+        sweep.finish(interrupted, error)

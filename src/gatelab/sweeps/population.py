@@ -35,6 +35,8 @@ SWEEP_DEFAULTS = {
     "tracking.log_figures": False,
     "tracking.max_loss_points": 50,
 }
+# The most weights one population holds, members x parameters (`check_population_size`).
+MAX_POPULATION_WEIGHTS = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,23 @@ def fallback_reason(cfg: DictConfig) -> str | None:
             return f"{key}=true (a Keras model or figure per child)"
     built = build(cfg)
     return population.unsupported_reason(built.model, built.optimizer)
+
+
+def check_population_size(cfg: DictConfig, members: int) -> None:
+    """Refuse, before anything trains, a population too large for memory.
+
+    A population holds each of its weights several times over (the weights, their velocities
+    and gradients), for every member: `MAX_POPULATION_WEIGHTS` float32 are 80 MB a copy.
+    """
+    model, dataset = OmegaConf.to_object(cfg.model), OmegaConf.to_object(cfg.dataset)
+    weights = model.parameter_count(dataset.n_inputs)
+    if members * weights > MAX_POPULATION_WEIGHTS:
+        raise ConfigError(
+            f"hydra/sweeper=vectorized: {members:,} jobs of a model of {weights:,} parameters "
+            f"are {members * weights:,} weights in one population, at most "
+            f"{MAX_POPULATION_WEIGHTS:,}; sweep at most {MAX_POPULATION_WEIGHTS // weights:,} "
+            "jobs of this model (fewer seeds or values), or a smaller model (model.hidden_units)"
+        )
 
 
 class ValueChecker:

@@ -38,6 +38,8 @@ def sweep_status(results: list[JobResult], interrupted: bool) -> str:
     # A diverged job is a result of the sweep, not a failure of it.
     if interrupted or any(result.status in ("KILLED", "RUNNING") for result in results):
         return "KILLED"
+    if not results:
+        return "FAILED"  # it failed before its first job: a sweep has at least one
     if any(result.status == "FAILED: error" for result in results):
         return "FAILED"
     return "FINISHED"

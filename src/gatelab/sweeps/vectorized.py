@@ -31,6 +31,7 @@ from hydra.types import HydraContext, TaskFunction
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from gatelab.config import validate
 from gatelab.errors import ConfigError
 from gatelab.sweeps import parent as sweep_folder
 from gatelab.sweeps.job_folders import JobFolders
@@ -39,6 +40,7 @@ from gatelab.sweeps.population import (
     JobOutcome,
     MemberJob,
     apply_sweep_defaults,
+    check_population_size,
     fallback_reason,
     run_population,
 )
@@ -118,6 +120,14 @@ class VectorizedSweeperImpl:
             len(groups),
             self.timings["compose"],
         )
+
+        # Every population's size, before the first one trains.
+        for structural, numbers in groups.items():
+            try:
+                validate(task_config(composed[structural]))
+            except ConfigError:
+                continue  # its jobs fail one by one, each with that error
+            check_population_size(composed[structural], len(numbers))
 
         progress = Progress()
         sweep = sweep_folder.sweep_of(sweep_dir)

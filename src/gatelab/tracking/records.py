@@ -149,10 +149,15 @@ def loss_steps(epochs: int, epochs_run: int, max_points: int) -> np.ndarray:
 
 
 def loss_points(loss: np.ndarray, *, epochs: int, max_points: int) -> list[tuple[int, float]]:
-    """Metric `loss` at step = epoch (1-based), at most `max_points` epochs (see `loss_steps`)."""
-    if not len(loss):
+    """Metric `loss` at step = epoch (1-based), at most `max_points` epochs (see `loss_steps`).
+
+    A run that diverged ends at its last finite loss: MLflow would store an infinite one as
+    1.79769e+308, and `failure_reason: diverged` says what happened.
+    """
+    finite = np.flatnonzero(np.isfinite(loss))
+    if not finite.size:
         return []
-    steps = loss_steps(epochs, len(loss), max_points)
+    steps = loss_steps(epochs, int(finite[-1]) + 1, max_points)
     return [(int(epoch), float(loss[epoch - 1])) for epoch in steps]
 
 
