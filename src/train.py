@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> float:
         store.check(cfg.tracking.uri)
         from gatelab import pipeline
 
-        return pipeline.run(cfg, pipeline.hydra_job())
+        return pipeline.run_hydra_job(cfg)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -63,8 +64,12 @@ def is_cell(run: Run) -> bool:
     return CELL_TAG in run.data.tags
 
 
-def summary_rows(workdir: Path) -> list[dict[str, str]]:
-    (path,) = workdir.glob("multirun/*/*/sweep_summary.csv")
+def summary_rows(workdir: Path, sweep_dir: Path | None = None) -> list[dict[str, str]]:
+    """The rows of the sweep's `sweep_summary.csv`: in `sweep_dir`, else the one multirun's."""
+    if sweep_dir is not None:
+        path = sweep_dir / "sweep_summary.csv"
+    else:
+        (path,) = workdir.glob("multirun/*/*/sweep_summary.csv")
     with path.open() as file:
         return list(csv.DictReader(file))
 
@@ -271,3 +276,12 @@ def statuses_in_a_copy_of_the_store_file(workdir: Path, copy: Path) -> dict[str,
     shutil.copyfile(workdir / "mlflow.db", copy / "mlflow.db")
     runs = all_runs(MlflowClient(f"sqlite:///{copy / 'mlflow.db'}"))
     return {run.info.run_id: run.info.status for run in runs}
+
+
+def runs_written(database: Path) -> int:
+    """How many runs the SQLite store `database` holds, read alongside its writers."""
+    try:
+        with sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True) as connection:
+            return connection.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # not created yet

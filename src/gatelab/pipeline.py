@@ -18,7 +18,7 @@ from gatelab.engine import single
 from gatelab.engine.models import boundary_view, draw_tensors, layer_weights, reset
 from gatelab.history import LOSS_FILE, History, save_losses
 from gatelab.plane import BOUNDARY_FILE
-from gatelab.sweeps.parent import sweep_of
+from gatelab.sweeps.parent import Sweep, sweep_of
 from gatelab.tracking import records
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.links import run_url, ui_command
@@ -32,14 +32,26 @@ log = logging.getLogger(__name__)
 BOUNDARY_STEPS = 5
 
 
-def hydra_job() -> records.Job:
-    """The running Hydra job: its overrides, choices, folder and, in a sweep, parent and number."""
+def run_hydra_job(cfg: DictConfig) -> float:
+    """Run the running Hydra job, unless an earlier run of its sweep finished it (a resumed
+    sweep, `sweeps.resume`); return its final loss."""
+    hydra_config = HydraConfig.get()
+    sweep = sweep_of(hydra_config.sweep.dir) if hydra_config.mode == RunMode.MULTIRUN else None
+    number = hydra_config.job.num
+    if sweep is not None and number in sweep.finished:
+        log.info("job %d finished in an earlier run of this sweep: skipped", number)
+        return sweep.finished[number]
+    return run(cfg, hydra_job(sweep))
+
+
+def hydra_job(sweep: Sweep | None = None) -> records.Job:
+    """The running Hydra job: its overrides, choices, folder and, in a `sweep`, parent and
+    number."""
     hydra_config = HydraConfig.get()
     # As typed: `seed=${nope}` is the user's text, not an interpolation to resolve here.
     overrides = OmegaConf.to_container(hydra_config.overrides.task, resolve=False)
     choices = dict(hydra_config.runtime.choices)
     output_dir = Path(hydra_config.runtime.output_dir)
-    sweep = sweep_of(hydra_config.sweep.dir) if hydra_config.mode == RunMode.MULTIRUN else None
     if sweep is None:
         return records.Job(overrides=overrides, choices=choices, output_dir=output_dir)
     return sweep.job(overrides, choices, output_dir, hydra_config.job.num)

@@ -7,7 +7,7 @@ import pytest
 
 from gatelab import pipeline
 from gatelab.sweeps import population
-from gatelab.sweeps.population import SWEEP_DEFAULTS, MemberJob, run_population
+from gatelab.sweeps.population import SWEEP_DEFAULTS, MemberJob, Recorded, run_population
 from gatelab.sweeps.progress import Progress
 from gatelab.tracking import records
 
@@ -49,12 +49,17 @@ def vectorized_records(compose_config, monkeypatch, jobs, values) -> list[record
 
     def keep(experiment_id, run_records, on_written):
         written.extend(run_records)
-        return {record.job_number: f"run-{record.job_number}" for record in run_records}
+        run_ids = {record.job_number: f"run-{record.job_number}" for record in run_records}
+        on_written(run_ids)
+        return run_ids
 
     monkeypatch.setattr(population.writer, "write_all", keep)
     cfg = compose_config(*AS_IN_A_SWEEP, "trainer.print_every=0", "trainer.epochs=300")
     members = [MemberJob(job, job_values) for job, job_values in zip(jobs, values, strict=True)]
-    outcomes, losses, boundaries = run_population(cfg, members, Progress())
+    recorded = Recorded()
+    outcomes = run_population(cfg, members, Progress(), recorded)
+    losses, boundaries = recorded.losses, recorded.boundaries
+    assert (recorded.trained, recorded.written) == (len(jobs), len(jobs))
     # The trained members' boundaries, computed from their weights, for the galleries.
     assert sorted(boundaries) == sorted(losses)
     assert boundaries["run-0"]["outputs"].shape == (81, 81)

@@ -366,18 +366,3 @@ def test_a_sweep_that_cannot_open_its_parent_stops_in_one_line_leaving_nothing_r
     client = MlflowClient(tracking_uri)
     (parent,) = client.search_runs([client.get_experiment_by_name("gatelab").experiment_id])
     assert parent.info.status == "FAILED"
-
-
-@pytest.mark.slow
-def test_a_sweep_never_takes_over_another_sweeps_folder(tmp_path):
-    folder = tmp_path / "the_sweep"
-    first = train(tmp_path, "-m", "seed=1,2", *QUICK, f"hydra.sweep.dir={folder}")
-    assert first.returncode == 0, first.stderr[-3000:]
-    summary = (folder / "sweep_summary.csv").read_text()
-    second = train(tmp_path, "-m", "seed=3,4", *QUICK, f"hydra.sweep.dir={folder}")
-    assert second.returncode == 2
-    assert second.stderr.splitlines()[-1].startswith(f"error: hydra.sweep.dir={folder} is not")
-    # The first sweep's folder and runs are as it left them; the second made none.
-    assert (folder / "sweep_summary.csv").read_text() == summary
-    _, parents, jobs = runs_of(tmp_path)
-    assert len(parents) == 1 and sorted(job.data.params["seed"] for job in jobs) == ["1", "2"]

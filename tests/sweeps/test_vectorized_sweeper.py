@@ -25,6 +25,7 @@ from tests.helpers import (
     SEEDS_BY_RATES,
     TRAIN_SCRIPT,
     runs_of,
+    runs_written,
     statuses_in_a_copy_of_the_store_file,
     summary_rows,
 )
@@ -191,14 +192,6 @@ def test_sigterm_during_training_leaves_no_run_running(tmp_path):
     client, parents, children = runs_of(tmp_path)
     assert [parent.info.status for parent in parents] == ["KILLED"]
     assert all(child.info.status != "RUNNING" for child in children)
-
-
-def runs_written(database: Path) -> int:
-    try:
-        with sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True) as connection:
-            return connection.execute("SELECT count(*) FROM runs").fetchone()[0]
-    except sqlite3.Error:
-        return 0  # not created yet
 
 
 @pytest.mark.slow

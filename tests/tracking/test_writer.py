@@ -1,6 +1,9 @@
 """Many finished runs written at once, by this process or by spawned writer processes."""
 
 import json
+import multiprocessing
+import os
+import signal
 
 import mlflow
 import pytest
@@ -9,15 +12,15 @@ from mlflow.tracking import MlflowClient
 
 from gatelab.tracking import writer
 from gatelab.tracking.experiment import configure
-from gatelab.tracking.records import RunRecord
+from gatelab.tracking.records import SWEEP_TAG, RunRecord
 
 
-def records(count: int) -> list[RunRecord]:
+def records(count: int, sweep: str = "a-sweep") -> list[RunRecord]:
     return [
         RunRecord(
             job_number=number,
             name=f"seed={number}",
-            tags={"hydra.job.num": str(number)},
+            tags={"hydra.job.num": str(number), SWEEP_TAG: sweep},
             params={"seed": str(number), "optimizer.learning_rate": "0.5"},
             loss_points=[(step, 1.0 / (step + number + 1)) for step in range(3)],
             outcome={"solved": float(number % 2)},
@@ -31,10 +34,10 @@ def records(count: int) -> list[RunRecord]:
 @pytest.mark.parametrize("writers", [1, 2])
 def test_every_record_becomes_the_run_it_describes(tracking_uri, writers):
     experiment_id = configure(tracking_uri, "bulk")
-    written = []
+    written = {}
     wanted = records(60)
-    run_ids = writer.write_all(experiment_id, wanted, on_written=written.append, writers=writers)
-    assert sum(written) == 60
+    run_ids = writer.write_all(experiment_id, wanted, on_written=written.update, writers=writers)
+    assert written == run_ids
     assert sorted(run_ids) == list(range(60))
     assert len(set(run_ids.values())) == 60
     client = MlflowClient(tracking_uri)
@@ -66,3 +69,26 @@ def test_a_record_mlflow_refuses_stops_the_writing_and_leaves_nothing_running(
     assert "RUNNING" not in statuses.values()
     # One chunk at a time per writer: what was not started yet was not written.
     assert len(runs) < 40
+
+
+def test_the_runs_of_a_writer_killed_mid_write_are_written_again(tracking_uri):
+    experiment_id = configure(tracking_uri, "bulk")
+    wanted = records(600)
+    killed = []
+
+    def kill_a_writer(written: dict[int, str]) -> None:
+        # SIGKILL (the kernel's OOM killer): the writer cannot end its run.
+        if not killed:
+            killed.append(multiprocessing.active_children()[0].pid)
+            os.kill(killed[0], signal.SIGKILL)
+
+    run_ids = writer.write_all(experiment_id, wanted, on_written=kill_a_writer, writers=2)
+    assert killed
+    assert sorted(run_ids) == list(range(600))
+    runs = mlflow.search_runs([experiment_id], output_format="list", max_results=5000)
+    # Each job once, whole: what the dead writer began is deleted and written again.
+    numbers = sorted(int(run.data.tags["hydra.job.num"]) for run in runs)
+    assert numbers == list(range(600))
+    assert {run.info.run_id for run in runs} == set(run_ids.values())
+    assert {run.info.status for run in runs} == {"FINISHED", "FAILED"}
+    assert all(run.data.params for run in runs)

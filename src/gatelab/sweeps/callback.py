@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from mlflow.entities import Param, RunStatus
@@ -24,9 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from gatelab.config import validate
 from gatelab.config.checks import refuse_swept_tracking
 from gatelab.config.schemas import MAX_EXPERIMENT_NAME_LENGTH
-from gatelab.errors import ConfigError, SweepNotStarted
+from gatelab.errors import SweepNotStarted, one_line
 from gatelab.redaction import redact, redact_files, redact_output
 from gatelab.sweeps import parent as sweep_folder
+from gatelab.sweeps import resume
 from gatelab.sweeps.cells import create_cells, planned_cells
 from gatelab.sweeps.publish import ParentRun, publish
 from gatelab.sweeps.results import kill_if_running, read_results
@@ -58,6 +60,8 @@ class SweepCallback(Callback):
         self.command = ""
         # The run id of each cell of the grid, by cell name (`sweeps.cells`).
         self.cells: dict[str, str] = {}
+        # The jobs the command makes, if the overrides tell (None for an Optuna-like sweep).
+        self.planned: int | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -81,23 +85,53 @@ class SweepCallback(Callback):
         # Creating the store (schema migration) and the experiment here, before any job
         # starts, avoids SQLite's races when parallel workers would otherwise both try.
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
-        earlier = self.sweep_dir / sweep_folder.PARENT_RUN_FILE
-        if earlier.is_file():
-            raise ConfigError(
-                f"hydra.sweep.dir={self.sweep_dir} is not allowed: it holds sweep "
-                f"{earlier.read_text().strip()} already; give this sweep a folder of its own"
-            )
-        jobs = planned_jobs(overrides)
+        self.planned = planned_jobs(overrides)
         experiment = sweep_experiment(
-            config.tracking.experiment, self.sweep_dir, jobs, config.tracking.own_experiment_above
+            config.tracking.experiment,
+            self.sweep_dir,
+            self.planned,
+            config.tracking.own_experiment_above,
         )
         experiment_id = configure(config.tracking.uri, experiment)
         self.client = MlflowClient()
         self.command = redact(shlex.join(["python", *sys.argv]))
         tags = {**user_tags(valid_tags(config)), **store.process_tags()}
+        # The sweep's fixed settings: everything its jobs share (a swept key varies by job).
+        fixed = {
+            key: value
+            for key, value in config_params(config, resolve=False).items()
+            if key not in self.swept
+        }
+        if (self.sweep_dir / sweep_folder.PARENT_RUN_FILE).is_file():
+            # The folder of an earlier run of this sweep: finish what it did not.
+            resumed = resume.reopen(
+                self.client, self.sweep_dir, overrides_text(overrides), mlflow.get_tracking_uri()
+            )
+            self.run_id, self.cells = resumed.run_id, resumed.cells
+            experiment_id = resumed.experiment_id
+        else:
+            self.open_parent(overrides, experiment_id, tags, fixed)
+            sweep_folder.record_parent_run_id(self.sweep_dir, self.run_id)
+        if not self.cells:
+            cells = planned_cells(overrides, cell_keys(self.swept))
+            self.cells = create_cells(
+                self.client, experiment_id, self.run_id, cells, params=fixed, tags=tags
+            )
+            sweep_folder.record_cells(self.sweep_dir, self.cells)
+        os.environ[sweep_folder.PARENT_RUN_ENV] = self.run_id
+        _open_sweeps.append(self)
+
+    def open_parent(
+        self,
+        overrides: list[str],
+        experiment_id: str,
+        tags: dict[str, str],
+        fixed: dict[str, str],
+    ) -> None:
+        """Create the sweep's parent run (`self.run_id`), with its `fixed` settings as params."""
         run = self.client.create_run(
             experiment_id,
-            run_name=sweep_run_name(self.swept, fixed_overrides(overrides), jobs),
+            run_name=sweep_run_name(self.swept, fixed_overrides(overrides), self.planned),
             tags={
                 "sweep.command": self.command,
                 "sweep.params": ", ".join(self.swept),
@@ -107,23 +141,9 @@ class SweepCallback(Callback):
             },
         )
         self.run_id = run.info.run_id
-        # The sweep's fixed settings: everything its jobs share (a swept key varies by job).
-        fixed = {
-            key: value
-            for key, value in config_params(config, resolve=False).items()
-            if key not in self.swept
-        }
         self.client.log_batch(
             self.run_id, params=[Param(key, value) for key, value in fixed.items()]
         )
-        cells = planned_cells(overrides, cell_keys(self.swept))
-        self.cells = create_cells(
-            self.client, experiment_id, self.run_id, cells, params=fixed, tags=tags
-        )
-        sweep_folder.record_cells(self.sweep_dir, self.cells)
-        sweep_folder.record_parent_run_id(self.sweep_dir, self.run_id)
-        os.environ[sweep_folder.PARENT_RUN_ENV] = self.run_id
-        _open_sweeps.append(self)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra has just written the job's config files, credentials in `tracking.uri` included.
@@ -191,22 +211,39 @@ class SweepCallback(Callback):
             if interrupted:
                 results = [kill_if_running(self.client, result) for result in results]
             parent = ParentRun(
-                self.client, self.run_id, self.swept, self.command, self.sweep_dir, self.cells
+                self.client,
+                self.run_id,
+                self.swept,
+                self.command,
+                self.sweep_dir,
+                self.cells,
+                self.planned,
             )
             publish(parent, results, interrupted)
             # A sweep that failed before any job (its sweeper refused it) says why.
             if error is not None and not results and not isinstance(error, KeyboardInterrupt):
                 for key, value in records.error_tags(error).items():
                     self.client.set_tag(self.run_id, key, value)
-        except BaseException as error:
-            for key, value in records.error_tags(error).items():
-                self.client.set_tag(self.run_id, key, value)
-            failed = RunStatus.to_string(RunStatus.FAILED)
-            for run_id in [*self.cells.values(), self.run_id]:
-                if self.client.get_run(run_id).info.status == "RUNNING":
-                    self.client.set_terminated(run_id, failed)
-            raise
+        except Exception as failure:
+            if not interrupted:
+                self._end_failed(error or failure)
+                raise
+            # A stop stays a stop: what the summary could not draw is not a failure.
+            log.warning("the stopped sweep's summary is incomplete: %s", one_line(failure))
+            self._end_open(RunStatus.to_string(RunStatus.KILLED))
+            results = []
         self.client.set_terminated(self.run_id, sweep_status(results, interrupted))
+
+    def _end_failed(self, cause: BaseException) -> None:
+        """End the parent and its open cells FAILED, with `cause` in the parent's tags."""
+        for key, value in records.error_tags(cause).items():
+            self.client.set_tag(self.run_id, key, value)
+        self._end_open(RunStatus.to_string(RunStatus.FAILED))
+
+    def _end_open(self, status: str) -> None:
+        for run_id in [*self.cells.values(), self.run_id]:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, status)
 
 
 def sweep_experiment(

@@ -25,6 +25,8 @@ PARENT_RUN_ENV = "GATELAB_SWEEP_RUN_ID"
 PARENT_RUN_FILE = "mlflow_parent_run_id"
 # The run id of each cell of the grid, by cell name (`sweeps.cells`).
 CELLS_FILE = "mlflow_cells.json"
+# The jobs an earlier run of the sweep finished, with their final loss (`sweeps.resume`).
+FINISHED_FILE = "mlflow_finished_jobs.json"
 # Every member's full loss curve, by child run id (a vectorized sweep writes it).
 LOSSES_FILE = "losses.npz"
 # The final decision boundary of the members a gallery shows, by child run id (the same).
@@ -60,6 +62,8 @@ class Sweep:
     experiment_id: str
     swept: list[str]
     cells: dict[str, str] = field(default_factory=dict)
+    # Job numbers an earlier run of this sweep finished, with their final loss: not run again.
+    finished: dict[int, float] = field(default_factory=dict)
 
     def parent_of(self, overrides: list[str]) -> str:
         """The run a job with these overrides is a child of: its cell's, else the sweep's."""
@@ -90,21 +94,32 @@ def sweep_of(sweep_dir: str | Path) -> Sweep | None:
     listed = run.data.tags.get("sweep.params", "")
     path = Path(sweep_dir) / CELLS_FILE
     cells = json.loads(path.read_text()) if path.is_file() else {}
+    path = Path(sweep_dir) / FINISHED_FILE
+    finished = json.loads(path.read_text()) if path.is_file() else {}
     return Sweep(
         run_id=run_id,
         experiment_id=run.info.experiment_id,
         swept=[key for key in listed.split(", ") if key],
         cells=cells,
+        finished={int(number): loss for number, loss in finished.items()},
     )
 
 
 def record_cells(sweep_dir: Path, cells: dict[str, str]) -> None:
     """Write the cells' run ids by name where `sweep_of` finds them, whole or not at all."""
+    _write_json(sweep_dir, CELLS_FILE, cells)
+
+
+def record_finished(sweep_dir: Path, finished: dict[int, float]) -> None:
+    """Write the finished jobs' final losses by number where `sweep_of` finds them."""
+    _write_json(sweep_dir, FINISHED_FILE, {str(number): loss for number, loss in finished.items()})
+
+
+def _write_json(sweep_dir: Path, name: str, content: dict) -> None:
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    path = sweep_dir / CELLS_FILE
-    new = sweep_dir / f".{CELLS_FILE}.{os.getpid()}"
-    new.write_text(json.dumps(cells, indent=1) + "\n")
-    os.replace(new, path)
+    new = sweep_dir / f".{name}.{os.getpid()}"
+    new.write_text(json.dumps(content, indent=1) + "\n")
+    os.replace(new, sweep_dir / name)
 
 
 def write_losses(sweep_dir: Path, losses: dict[str, np.ndarray]) -> Path:

@@ -4,7 +4,7 @@ record each as the child run a per-job sweep would log (`tracking.records`)."""
 import copy
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,23 @@ class JobOutcome:
     job: records.Job
     loss: float | None = None
     error: BaseException | None = None
+
+
+@dataclass
+class Recorded:
+    """What a sweep's populations have written, kept as it is written: a stop loses none of it.
+
+    Args:
+        losses: every written member's full loss curve, by child run id.
+        boundaries: the final decision boundary of the written members a gallery shows.
+        written: child runs written.
+        trained: jobs trained (or failed on a bad value), written or not.
+    """
+
+    losses: dict[str, np.ndarray] = field(default_factory=dict)
+    boundaries: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    written: int = 0
+    trained: int = 0
 
 
 def apply_sweep_defaults(cfg: DictConfig, set_on_command_line: set[str]) -> None:
@@ -132,12 +149,12 @@ class ValueChecker:
 
 
 def run_population(
-    cfg: DictConfig, jobs: list[MemberJob], progress: Progress
-) -> tuple[list[JobOutcome], dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    cfg: DictConfig, jobs: list[MemberJob], progress: Progress, recorded: Recorded
+) -> list[JobOutcome]:
     """Train `jobs` (configs `cfg` with their values) as one population; log each as a child.
 
-    Returns each job's outcome, in the order of `jobs`; every trained member's full loss curve
-    by its child run id; and the final decision boundary of the members a gallery shows.
+    Returns each job's outcome, in the order of `jobs`. Adds to `recorded`, as each child is
+    written, its full loss curve and (for the members a gallery shows) its decision boundary.
     """
     checker = ValueChecker(cfg)
     outcomes: dict[int, JobOutcome] = {}
@@ -206,36 +223,39 @@ def run_population(
         loss = float(member_history.loss[-1]) if len(member_history.loss) else float("nan")
         outcomes[member.job.number] = JobOutcome(member.job, loss=loss)
 
+    recorded.trained += len(jobs)
+    index_of = {member.job.number: index for index, (member, _) in enumerate(valid)}
+    shown = {member.job.number for _, member in gallery_members(valid)}
+    total = len(run_records)
     written = 0
 
-    def on_written(count: int) -> None:
+    def on_written(run_ids: dict[int, str]) -> None:
         nonlocal written
-        written += count
+        written += len(run_ids)
+        recorded.written += len(run_ids)
+        for number, run_id in run_ids.items():
+            if number not in index_of:
+                continue  # failed on a bad value: nothing trained
+            index = index_of[number]
+            recorded.losses[run_id] = history.member(index).loss
+            if number in shown:
+                weights = [weight[index] for weight in history.weights]
+                recorded.boundaries[run_id] = boundary_arrays(built, weights)
         rate = written / max(time.perf_counter() - started, 1e-9)
         progress.show(
-            f"child runs logged: {written}/{len(run_records)} "
-            f"({rate:.0f}/s, ETA {(len(run_records) - written) / rate:.0f} s)"
+            f"child runs logged: {written}/{total} "
+            f"({rate:.0f}/s, ETA {(total - written) / rate:.0f} s)"
         )
 
-    run_ids = writer.write_all(experiment_id, run_records, on_written=on_written)
+    writer.write_all(experiment_id, run_records, on_written=on_written)
     seconds = time.perf_counter() - started
     log.info(
         "logged %d child runs in %.2f s (%.1f ms each)",
-        len(run_records),
+        total,
         seconds,
-        1000 * seconds / max(len(run_records), 1),
+        1000 * seconds / max(total, 1),
     )
-    losses = {
-        run_ids[member.job.number]: history.member(index).loss
-        for index, (member, _) in enumerate(valid)
-    }
-    boundaries = {
-        run_ids[member.job.number]: boundary_arrays(
-            built, [weight[index] for weight in history.weights]
-        )
-        for index, member in gallery_members(valid)
-    }
-    return [outcomes[member.job.number] for member in jobs], losses, boundaries
+    return [outcomes[member.job.number] for member in jobs]
 
 
 def member_times(

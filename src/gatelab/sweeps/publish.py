@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from gatelab.plane import BoundaryView
 from gatelab.sweeps.parent import read_boundaries, read_losses
-from gatelab.sweeps.results import boundary, loss_history
+from gatelab.sweeps.results import JobArrays
 from gatelab.sweeps.summary import (
     CELL_GALLERY_JOBS,
     SEED_KEY,
@@ -26,6 +26,7 @@ from gatelab.sweeps.summary import (
     group_metrics,
     numeric_first,
     outcome_line,
+    stopped_line,
     success_counts,
     success_grid,
     summary_row,
@@ -57,6 +58,8 @@ class ParentRun:
     command: str
     sweep_dir: Path
     cells: dict[str, str] = field(default_factory=dict)
+    # The jobs the command makes, if known: a stopped sweep says how many it recorded.
+    planned: int | None = None
 
 
 def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = False) -> None:
@@ -78,19 +81,26 @@ def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = Fal
     parent.client.log_artifact(parent.run_id, str(summary_path))
     metrics = sweep_metrics(results, parent.swept)
     log.info("%s", outcome_line(metrics))
+    stopped = stopped_line(results, parent.planned, str(parent.sweep_dir)) if interrupted else ""
+    if stopped:
+        log.warning("%s", stopped)
     log_metrics(parent.client, parent.run_id, metrics)
     experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
     link = runs_url(experiment_id, sweep_filter(parent.run_id))
+    text = description(results, parent.swept, metrics, parent.run_id, parent.command, link)
     parent.client.set_tag(
-        parent.run_id,
-        "mlflow.note.content",
-        description(results, parent.swept, metrics, parent.run_id, parent.command, link),
+        parent.run_id, "mlflow.note.content", f"**{stopped}**\n\n{text}" if stopped else text
     )
-    known_losses = read_losses(parent.sweep_dir)
-    known_boundaries = read_boundaries(parent.sweep_dir)
-    for figure_name, figure in figures(parent, results, known_losses, known_boundaries).items():
+    # A stop ends in seconds: its pictures show what the sweep folders hold, without downloads.
+    arrays = JobArrays(
+        parent.client,
+        read_losses(parent.sweep_dir),
+        read_boundaries(parent.sweep_dir),
+        fetch=not interrupted,
+    )
+    for figure_name, figure in figures(parent, results, arrays).items():
         parent.client.log_figure(parent.run_id, figure, figure_name)
-    publish_cells(parent, results, interrupted, known_losses, known_boundaries)
+    publish_cells(parent, results, interrupted, arrays)
     what = "this sweep's cells" if parent.cells else "this sweep's jobs"
     log.info(
         "sweep run %s; summary %s; to compare: %s, then open %s at %s",
@@ -113,8 +123,7 @@ def publish_cells(
     parent: ParentRun,
     results: list[JobResult],
     interrupted: bool,
-    known_losses: dict[str, np.ndarray],
-    known_boundaries: dict[str, dict[str, np.ndarray]],
+    arrays: JobArrays,
 ) -> None:
     """Each cell's numbers (`group_metrics`), gallery and loss band, then its end."""
     cells = cells_of(results, parent.swept)
@@ -123,12 +132,10 @@ def publish_cells(
         metrics = group_metrics(jobs)
         log_metrics(parent.client, run_id, metrics)
         parent.client.set_tag(run_id, COLOUR_TAG, outcome_colour(metrics["success_rate"]))
-        boundaries = gallery(
-            parent.client, {name: jobs[:CELL_GALLERY_JOBS]}, jobs, known_boundaries, name
-        )
+        boundaries = gallery({name: jobs[:CELL_GALLERY_JOBS]}, jobs, arrays, name)
         if boundaries is not None:
             parent.client.log_figure(run_id, boundaries, "decision_boundaries.png")
-        curves = [loss_history(parent.client, result, known_losses) for result in jobs]
+        curves = [arrays.loss(result) for result in jobs]
         band = sweep_figures.loss_bands({name: curves}, f"loss of {len(jobs)} seeds: {name}")
         parent.client.log_figure(run_id, band, "loss_band.png")
         parent.client.set_terminated(run_id, sweep_status(jobs, interrupted))
@@ -137,8 +144,7 @@ def publish_cells(
 def figures(
     parent: ParentRun,
     results: list[JobResult],
-    known_losses: dict[str, np.ndarray],
-    known_boundaries: dict[str, dict[str, np.ndarray]],
+    arrays: JobArrays,
 ) -> dict[str, Figure]:
     """The parent's PNGs by file name: success rates, loss curves, epochs to solve, boundaries."""
     compared = [key for key in parent.swept if key != SEED_KEY]
@@ -157,7 +163,7 @@ def figures(
         if "optimizer.learning_rate" in compared
         else (compared[0] if compared else None)
     )
-    curves = [loss_history(parent.client, result, known_losses) for result in results]
+    curves = [arrays.loss(result) for result in results]
     cells = cells_of(results, parent.swept)
     if cells and len(results) > MAX_OVERLAID_CURVES:
         by_run = dict(zip((result.run_id for result in results), curves, strict=True))
@@ -190,7 +196,7 @@ def figures(
             values, epochs, jobs, group_key
         )
     rows = gallery_rows(results, parent.swept)
-    boundaries = gallery(parent.client, rows, results, known_boundaries)
+    boundaries = gallery(rows, results, arrays)
     if boundaries is not None:
         pngs["decision_boundaries.png"] = boundaries
     return pngs
@@ -216,10 +222,9 @@ def gallery_rows(results: list[JobResult], swept: list[str]) -> dict[str, list[J
 
 
 def gallery(
-    client: MlflowClient,
     rows: dict[str, list[JobResult]],
     results: list[JobResult],
-    known_boundaries: dict[str, dict[str, np.ndarray]],
+    arrays: JobArrays,
     name: str = "",
 ) -> Figure | None:
     """`decision_boundaries.png`: a panel per job of `rows`, out of all `results`, with a
@@ -236,13 +241,13 @@ def gallery(
         for start in range(0, len(members), GALLERY_COLUMNS):
             row_label = label if start == 0 else ""
             for result in members[start : start + GALLERY_COLUMNS]:
-                arrays = boundary(client, result, known_boundaries)
-                if arrays is None:
+                found = arrays.boundary(result)
+                if not found:
                     continue
-                table = arrays
+                table = found
                 view = BoundaryView(
-                    outputs=arrays["outputs"].astype(np.float32),
-                    hidden_lines=arrays["hidden_lines"],
+                    outputs=found["outputs"].astype(np.float32),
+                    hidden_lines=found["hidden_lines"],
                 )
                 title = (
                     f"{SEED_KEY}={result.values[SEED_KEY]}"

@@ -1,7 +1,7 @@
 """A sweep's jobs read back from MLflow, which every job wrote to wherever it ran."""
 
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +12,14 @@ from mlflow.tracking import MlflowClient
 from gatelab.history import LOSS_FILE, load_losses
 from gatelab.plane import BOUNDARY_FILE
 from gatelab.sweeps.summary import JobResult
+from gatelab.tracking.experiment import every_run
 from gatelab.tracking.records import SWEEP_TAG
 
 
 def read_results(client: MlflowClient, parent_run_id: str, swept: list[str]) -> list[JobResult]:
     """Every job of the sweep (child of its parent or of a cell), in job order."""
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{SWEEP_TAG}` = '{parent_run_id}'",
-        max_results=50000,
-    )
+    runs = every_run(client, experiment_id, f"tags.`{SWEEP_TAG}` = '{parent_run_id}'")
     return sorted((_result(run, swept) for run in runs), key=lambda result: result.number)
 
 
@@ -63,12 +60,13 @@ def kill_if_running(client: MlflowClient, result: JobResult) -> JobResult:
 
 
 def loss_history(
-    client: MlflowClient, result: JobResult, known: dict[str, np.ndarray]
+    client: MlflowClient, result: JobResult, known: dict[str, np.ndarray], fetch: bool = True
 ) -> np.ndarray:
     """The job's losses: known already, from its output folder, else from its run's loss.csv.
 
     Args:
         known: loss curves by run id that the sweeper left in the sweep folder.
+        fetch: whether to download the artifact (a stopped sweep ends without: none if unknown).
     """
     # Not from metric `loss`: it holds only every few epochs' (tracking.max_loss_points).
     if result.run_id in known:
@@ -76,6 +74,8 @@ def loss_history(
     path = Path(result.output_dir) / LOSS_FILE
     if result.output_dir and path.is_file():
         return load_losses(path)
+    if not fetch:
+        return np.array([])
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = client.download_artifacts(result.run_id, LOSS_FILE, folder)
@@ -85,18 +85,24 @@ def loss_history(
 
 
 def boundary(
-    client: MlflowClient, result: JobResult, known: dict[str, dict[str, np.ndarray]]
+    client: MlflowClient,
+    result: JobResult,
+    known: dict[str, dict[str, np.ndarray]],
+    fetch: bool = True,
 ) -> dict[str, np.ndarray] | None:
     """The job's final decision boundary: known already, from its folder, else its artifacts.
 
     Args:
         known: boundaries by run id that the sweeper left in the sweep folder.
+        fetch: as for `loss_history`.
     """
     if result.run_id in known:
         return known[result.run_id]
     path = Path(result.output_dir) / BOUNDARY_FILE
     if result.output_dir and path.is_file():
         return _arrays(path)
+    if not fetch:
+        return None
     names = {artifact.path for artifact in client.list_artifacts(result.run_id)}
     if BOUNDARY_FILE not in names:
         return None
@@ -107,3 +113,28 @@ def boundary(
 def _arrays(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as arrays:
         return {name: arrays[name] for name in arrays.files}
+
+
+@dataclass
+class JobArrays:
+    """The jobs' loss curves and final boundaries, each read once (`loss_history`, `boundary`).
+
+    Args:
+        losses, boundaries: what the sweeper left in the sweep folder, by run id.
+        fetch: whether to download what is not known or in a job folder.
+    """
+
+    client: MlflowClient
+    losses: dict[str, np.ndarray]
+    boundaries: dict[str, dict[str, np.ndarray] | None]
+    fetch: bool = True
+
+    def loss(self, result: JobResult) -> np.ndarray:
+        if result.run_id not in self.losses:
+            self.losses[result.run_id] = loss_history(self.client, result, {}, self.fetch)
+        return self.losses[result.run_id]
+
+    def boundary(self, result: JobResult) -> dict[str, np.ndarray] | None:
+        if result.run_id not in self.boundaries:
+            self.boundaries[result.run_id] = boundary(self.client, result, {}, self.fetch)
+        return self.boundaries[result.run_id]

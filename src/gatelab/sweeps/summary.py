@@ -45,6 +45,16 @@ def sweep_status(results: list[JobResult], interrupted: bool) -> str:
     return "FINISHED"
 
 
+def stopped_line(results: list[JobResult], planned: int | None, sweep_dir: str) -> str:
+    """What a stopped sweep recorded, and how to finish it (`sweeps.resume`)."""
+    recorded = sum(result.status not in ("KILLED", "RUNNING") for result in results)
+    of = f" of {planned}" if planned is not None else ""
+    return (
+        f"stopped: {recorded}{of} jobs recorded; to finish the rest, run the same command "
+        f"again with hydra.sweep.dir={sweep_dir}"
+    )
+
+
 def numeric_first(value: str) -> tuple:
     """Sort key for swept values: numbers by value (0.05 before 0.1), then the rest by name."""
     try:

@@ -14,16 +14,12 @@ curves reach it through the sweep folder (`losses.npz`).
 import copy
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import mlflow
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, OverrideType
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
@@ -35,10 +31,12 @@ from gatelab.config import validate
 from gatelab.errors import ConfigError
 from gatelab.sweeps import parent as sweep_folder
 from gatelab.sweeps.job_folders import JobFolders
+from gatelab.sweeps.plan import MAX_JOBS, Plan, estimate, plan_of
 from gatelab.sweeps.population import (
     VALUE_KEYS,
     JobOutcome,
     MemberJob,
+    Recorded,
     apply_sweep_defaults,
     check_population_size,
     fallback_reason,
@@ -71,8 +69,9 @@ class Timings(dict):
 class VectorizedSweeperImpl:
     """What `hydra/sweeper=vectorized` does; the plugin in `hydra_plugins` only delegates here."""
 
-    def __init__(self, params: dict[str, str] | None = None):
+    def __init__(self, params: dict[str, str] | None = None, max_jobs: int = MAX_JOBS):
         self.params = params or {}
+        self.max_jobs = max_jobs
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
@@ -92,18 +91,10 @@ class VectorizedSweeperImpl:
         overrides = parser.parse_overrides(
             [*(f"{key}={value}" for key, value in self.params.items()), *arguments]
         )
-        value_keys, typed_values = value_only(overrides, VALUE_KEYS)
-        # The basic sweeper's job list, so a job has the same number with either sweeper.
-        all_jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        plan = plan_of(overrides, VALUE_KEYS, self.max_jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        set_on_command_line = {override.key_or_group for override in overrides}
-
-        groups: OrderedDict[tuple[str, ...], list[int]] = OrderedDict()
-        for number, job in enumerate(all_jobs):
-            structural = tuple(item for item in job if item.split("=", 1)[0] not in value_keys)
-            groups.setdefault(structural, []).append(number)
 
         # Compose every structural combination first: a config that cannot be composed stops
         # the sweep before any job runs, as the basic sweeper's check of its batch does.
@@ -112,71 +103,51 @@ class VectorizedSweeperImpl:
                 structural: self.hydra_context.config_loader.load_sweep_config(
                     self.config, list(structural)
                 )
-                for structural in groups
+                for structural in plan.groups
             }
-        log.info(
-            "vectorized sweep: %d jobs in %d population(s), composed in %.2f s",
-            len(all_jobs),
-            len(groups),
-            self.timings["compose"],
-        )
-
         # Every population's size, before the first one trains.
-        for structural, numbers in groups.items():
+        for structural, numbers in plan.groups.items():
             try:
                 validate(task_config(composed[structural]))
             except ConfigError:
                 continue  # its jobs fail one by one, each with that error
             check_population_size(composed[structural], len(numbers))
 
-        progress = Progress()
         sweep = sweep_folder.sweep_of(sweep_dir)
-        losses: dict = {}
-        boundaries: dict = {}
-        returns: list[tuple[int, JobReturn]] = []
-        for structural, numbers in groups.items():
-            cfg = composed[structural]
-            apply_sweep_defaults(cfg, set_on_command_line)
-            task_cfg = task_config(cfg)
-            reason = self._fallback_reason(cfg, task_cfg)
-            if reason is not None:
-                log.info("%d job(s) run one by one: %s", len(numbers), reason)
-                for number in numbers:
-                    (result,) = self.launcher.launch([all_jobs[number]], initial_job_idx=number)
-                    returns.append((number, result))
-                continue
-            choices = dict(cfg.hydra.runtime.choices)
-            jobs = [
-                MemberJob(
-                    job=job_of(sweep, list(all_jobs[number]), choices, sweep_dir, number),
-                    values={
-                        key: typed_values[item]
-                        for item in all_jobs[number]
-                        if (key := item.split("=", 1)[0]) in value_keys
-                    },
-                )
-                for number in numbers
-            ]
-            with self.timings.timed("train and log"):
-                outcomes, population_losses, population_boundaries = run_population(
-                    task_cfg, jobs, progress
-                )
-            losses.update(population_losses)
-            boundaries.update(population_boundaries)
-            with self.timings.timed("write folders"):
-                JobFolders(cfg, VALUE_KEYS).write(
-                    [(job.job.output_dir, job.job.overrides, job.values) for job in jobs]
-                )
-            returns += [(outcome.job.number, job_return(outcome, cfg)) for outcome in outcomes]
-        progress.done()
-
-        with self.timings.timed("parent losses and ANALYZE"):
-            if any(boundaries.values()):
-                sweep_folder.write_boundaries(sweep_dir, boundaries)
-            if losses:
-                path = sweep_folder.write_losses(sweep_dir, losses)
-                if sweep is not None:
-                    MlflowClient().log_artifact(sweep.run_id, str(path))
+        # Jobs an earlier run of this sweep finished (`sweeps.resume`) are not run again.
+        finished = {
+            number: loss
+            for number, loss in (sweep.finished if sweep is not None else {}).items()
+            if number < len(plan.jobs)
+        }
+        log.info("%s", estimate(plan, composed, len(finished)))
+        recorded = Recorded(
+            losses=sweep_folder.read_losses(sweep_dir),
+            boundaries=sweep_folder.read_boundaries(sweep_dir),
+        )
+        returns = [
+            (number, skipped_return(plan.jobs[number], loss, sweep_dir / str(number), self.config))
+            for number, loss in finished.items()
+        ]
+        try:
+            returns += self._run_populations(plan, composed, sweep, finished, recorded)
+        except KeyboardInterrupt:
+            log.warning(
+                "stopped: %d of %d jobs recorded (%d finished earlier, %d now); %d trained and "
+                "not written, %d not trained",
+                len(finished) + recorded.written,
+                len(plan.jobs),
+                len(finished),
+                recorded.written,
+                recorded.trained - recorded.written,
+                len(plan.jobs) - len(finished) - recorded.trained,
+            )
+            raise
+        finally:
+            # What was written, stopped or not: the summary's pictures need no download.
+            with self.timings.timed("parent losses"):
+                self._keep_arrays(sweep_dir, sweep, recorded)
+        with self.timings.timed("ANALYZE"):
             analyze(self.config.tracking.uri or mlflow.get_tracking_uri())
         log.info("vectorized sweep timings: %s", self.timings)
         results = [result for _, result in sorted(returns, key=lambda pair: pair[0])]
@@ -184,6 +155,66 @@ class VectorizedSweeperImpl:
             # As the basic sweeper: a failed job's error is raised once every job has ended.
             _ = result.return_value
         return [results]
+
+    def _run_populations(
+        self,
+        plan: Plan,
+        composed: dict[tuple[str, ...], DictConfig],
+        sweep: sweep_folder.Sweep | None,
+        finished: dict[int, float],
+        recorded: Recorded,
+    ) -> list[tuple[int, JobReturn]]:
+        """Train each population (or run its jobs one by one) but the `finished` jobs; return
+        Hydra's record of each job, by number."""
+        progress = Progress()
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        returns: list[tuple[int, JobReturn]] = []
+        for structural, all_numbers in plan.groups.items():
+            numbers = [number for number in all_numbers if number not in finished]
+            if not numbers:
+                continue
+            cfg = composed[structural]
+            apply_sweep_defaults(cfg, plan.set_on_command_line)
+            task_cfg = task_config(cfg)
+            reason = self._fallback_reason(cfg, task_cfg)
+            if reason is not None:
+                log.info("%d job(s) run one by one: %s", len(numbers), reason)
+                for number in numbers:
+                    recorded.trained += 1
+                    (result,) = self.launcher.launch([plan.jobs[number]], initial_job_idx=number)
+                    recorded.written += 1
+                    returns.append((number, result))
+                continue
+            choices = dict(cfg.hydra.runtime.choices)
+            jobs = [
+                MemberJob(
+                    job=job_of(sweep, list(plan.jobs[number]), choices, sweep_dir, number),
+                    values=plan.values(number),
+                )
+                for number in numbers
+            ]
+            # Before their runs: a child's `hydra.output_dir` is a folder that exists.
+            with self.timings.timed("write folders"):
+                JobFolders(cfg, VALUE_KEYS).write(
+                    [(job.job.output_dir, job.job.overrides, job.values) for job in jobs]
+                )
+            with self.timings.timed("train and log"):
+                outcomes = run_population(task_cfg, jobs, progress, recorded)
+            returns += [(outcome.job.number, job_return(outcome, cfg)) for outcome in outcomes]
+        progress.done()
+        return returns
+
+    def _keep_arrays(
+        self, sweep_dir: Path, sweep: sweep_folder.Sweep | None, recorded: Recorded
+    ) -> None:
+        """The written members' loss curves and gallery boundaries, into the sweep folder (the
+        curves onto the parent run too)."""
+        if any(recorded.boundaries.values()):
+            sweep_folder.write_boundaries(sweep_dir, recorded.boundaries)
+        if recorded.losses:
+            path = sweep_folder.write_losses(sweep_dir, recorded.losses)
+            if sweep is not None:
+                MlflowClient().log_artifact(sweep.run_id, str(path))
 
     def _fallback_reason(self, cfg: DictConfig, task_cfg: DictConfig) -> str | None:
         # Job folders are written here as `hydra.sweep.dir/<job number>`, Hydra's default.
@@ -218,26 +249,17 @@ def task_config(cfg: DictConfig) -> DictConfig:
     return task_cfg
 
 
-def value_only(overrides: list[Override], keys: tuple[str, ...]) -> tuple[set[str], dict[str, Any]]:
-    """The plain `key=value` overrides of `keys`, and each job item (`seed=3`) as a typed value."""
-    value_keys = set()
-    typed: dict[str, Any] = {}
-    for override in overrides:
-        if (
-            override.type != OverrideType.CHANGE
-            or override.package
-            or override.key_or_group not in keys
-        ):
-            continue
-        key = override.get_key_element()
-        value_keys.add(key)
-        if override.is_sweep_override():
-            values = zip(override.sweep_string_iterator(), override.sweep_iterator(), strict=True)
-        else:
-            values = [(override.get_value_element_as_str(), override.value())]
-        for text, value in values:
-            typed[f"{key}={text}"] = value
-    return value_keys, typed
+def skipped_return(
+    overrides: list[str], loss: float, output_dir: Path, config: DictConfig
+) -> JobReturn:
+    """Hydra's record of a job an earlier run of the sweep finished: its final loss."""
+    return JobReturn(
+        overrides=overrides,
+        working_dir=str(output_dir),
+        task_name=config.hydra.job.name,
+        status=JobStatus.COMPLETED,
+        _return_value=loss,
+    )
 
 
 def job_return(outcome: JobOutcome, cfg: DictConfig) -> JobReturn:

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import mlflow
-from mlflow.entities import LifecycleStage
+from mlflow.entities import LifecycleStage, Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -81,3 +81,18 @@ def retried_on_conflict(write: Callable[..., T]) -> Callable[..., T]:
             return write(*args, **kwargs)
 
     return write_again_if_raced
+
+
+def every_run(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list[Run]:
+    """Every active run of the experiment that `filter_string` selects, page after page (a
+    store answers at most 50,000 at a time)."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=50000, page_token=token
+        )
+        runs += page
+        token = page.token
+        if not token:
+            return runs

@@ -30,6 +30,8 @@ SOLVED_COLOUR = (0x1A, 0x7F, 0x37)
 UNSOLVED_COLOUR = (0xB4, 0x23, 0x18)
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
+# The `failure_reason` of a run whose loss became infinite or NaN: it trained to its end.
+DIVERGED = "diverged"
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ def trained(
     outcome = outcome_metrics(outputs, targets, history)
     result_tags = {COLOUR_TAG: outcome_colour(outcome["solved"])}
     if history.diverged:
-        result_tags["failure_reason"] = "diverged"
+        result_tags["failure_reason"] = DIVERGED
     return RunRecord(
         job_number=job.number,
         name=name,

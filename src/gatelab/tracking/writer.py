@@ -9,11 +9,13 @@ write-ahead log (`tracking.store`); a tracking server takes them side by side.
 """
 
 import json
+import logging
 import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 import mlflow
 import mlflow.data
@@ -22,9 +24,12 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunStatus, R
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from gatelab import stopping
 from gatelab.redaction import redact_output
-from gatelab.tracking.records import RunRecord, table_json
+from gatelab.tracking.records import SWEEP_TAG, RunRecord, table_json
 from gatelab.tracking.store import install_sqlite_settings
+
+log = logging.getLogger(__name__)
 
 # Below this many runs, starting processes (about 2.5 s each, side by side) costs more than
 # they save (about 10 ms a run on 2 cores).
@@ -90,13 +95,14 @@ def write_all(
     experiment_id: str,
     records: list[RunRecord],
     *,
-    on_written: Callable[[int], None] = lambda count: None,
+    on_written: Callable[[dict[int, str]], None] = lambda written: None,
     writers: int | None = None,
 ) -> dict[int, str]:
     """Write `records` into the tracking store MLflow is set to; return run ids by job number.
 
     Args:
-        on_written: called with the number of runs just written, for progress.
+        on_written: called with the run ids just written, by job number, as they are written
+            (what a stop leaves written is known to the caller).
         writers: processes writing at once; by default one per core (at most `MAX_WRITERS`)
             from `PARALLEL_FROM` runs on, else this process alone.
     """
@@ -108,17 +114,31 @@ def write_all(
         run_ids = {}
         for record in records:
             run_ids[record.job_number] = write(client, experiment_id, record)
-            on_written(1)
+            on_written({record.job_number: run_ids[record.job_number]})
         return run_ids
-    return _write_in_processes(experiment_id, records, writers, on_written)
+    run_ids = _write_in_processes(experiment_id, records, writers, on_written)
+    rest = [record for record in records if record.job_number not in run_ids]
+    if rest:
+        # A writer process died (killed, out of memory): what it had started is found again.
+        found = _whole_runs(experiment_id, rest)
+        run_ids.update(found)
+        on_written(found)
+        rest = [record for record in rest if record.job_number not in found]
+        log.warning(
+            "a writer process died: %d run(s) it left unfinished are written again here",
+            len(rest),
+        )
+        run_ids.update(write_all(experiment_id, rest, on_written=on_written, writers=1))
+    return run_ids
 
 
 def _write_in_processes(
     experiment_id: str,
     records: list[RunRecord],
     writers: int,
-    on_written: Callable[[int], None],
+    on_written: Callable[[dict[int, str]], None],
 ) -> dict[int, str]:
+    """Write `records` with `writers` processes; the runs of a writer that died are left out."""
     chunks = [records[start : start + CHUNK] for start in range(0, len(records), CHUNK)]
     pool = ProcessPoolExecutor(
         writers,
@@ -127,18 +147,62 @@ def _write_in_processes(
         initargs=(mlflow.get_tracking_uri(),),
     )
     run_ids: dict[int, str] = {}
+    others = set(multiprocessing.active_children())
+    broken = False
+    writer_processes: set = set()
     try:
         pending = {pool.submit(_write_chunk, experiment_id, chunk) for chunk in chunks}
+        # The writers, started by the submits: a dead one may leave the others stuck.
+        writer_processes = set(multiprocessing.active_children()) - others
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
-                written = future.result()
+                try:
+                    written = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    if stopping.stopping():
+                        raise KeyboardInterrupt from None  # the stop's signal killed it
+                    continue  # every chunk not yet returned is lost with the pool
                 run_ids.update(written)
-                on_written(len(written))
+                on_written(written)
     finally:
+        if broken or any(process.exitcode not in (None, 0) for process in writer_processes):
+            # The dead writer may have held the pool's queue lock, on which the others would
+            # then wait forever: they end here, their unfinished runs found by the caller.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in writer_processes:
+                process.kill()
+                process.join()
         # On an error or Ctrl-C, the chunks being written finish (or end KILLED); no more start.
         pool.shutdown(wait=True, cancel_futures=True)
     return run_ids
+
+
+def _whole_runs(experiment_id: str, records: list[RunRecord]) -> dict[int, str]:
+    """The runs of `records` a dead writer finished, by job number; the rest it began are
+    deleted (they are written again)."""
+    wanted = {record.job_number: record for record in records}
+    sweeps = {record.tags.get(SWEEP_TAG) for record in records}
+    (sweep,) = sweeps if len(sweeps) == 1 else (None,)
+    client = MlflowClient()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'" if sweep else "",
+        max_results=50000,
+    )
+    found = {}
+    for run in runs:
+        number = run.data.tags.get("hydra.job.num", "")
+        record = wanted.get(int(number)) if number.isdigit() else None
+        if record is None or run.info.run_name != record.name:
+            continue
+        # Ended as the record says (FINISHED, or FAILED when it diverged): it is whole.
+        if run.info.status == record.status and record.job_number not in found:
+            found[record.job_number] = run.info.run_id
+        else:
+            client.delete_run(run.info.run_id)
+    return found
 
 
 def _start_writer(tracking_uri: str) -> None:

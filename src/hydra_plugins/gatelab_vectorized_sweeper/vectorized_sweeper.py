@@ -10,10 +10,10 @@ from omegaconf import DictConfig
 
 
 class VectorizedSweeper(Sweeper):
-    def __init__(self, params: dict[str, str] | None = None):
+    def __init__(self, params: dict[str, str] | None = None, max_jobs: int = 100_000):
         from gatelab.sweeps.vectorized import VectorizedSweeperImpl
 
-        self.sweeper = VectorizedSweeperImpl(params)
+        self.sweeper = VectorizedSweeperImpl(params, max_jobs)
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig

@@ -1,0 +1,140 @@
+"""Resume instead of rework: a sweep re-run with `hydra.sweep.dir=<its folder>` finishes what an
+earlier run of it did not, under the same parent, each job once."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from mlflow.entities import RunStatus
+
+from tests.helpers import (
+    PYTHON,
+    QUICK,
+    TRAIN_SCRIPT,
+    runs_of,
+    runs_written,
+    statuses_in_a_copy_of_the_store_file,
+    summary_rows,
+    train_environment,
+)
+from tests.helpers import run_train as train
+
+VECTORIZED = "hydra/sweeper=vectorized"
+KILLED = RunStatus.to_string(RunStatus.KILLED)
+
+
+def by_job(jobs) -> dict[int, object]:
+    numbers = [int(job.data.tags["hydra.job.num"]) for job in jobs]
+    assert len(numbers) == len(set(numbers)), "a job has two runs"
+    return dict(zip(numbers, jobs, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sweeper", [[], [VECTORIZED]], ids=["basic", "vectorized"])
+def test_a_resumed_sweep_runs_only_the_jobs_not_finished(tmp_path, sweeper):
+    folder = tmp_path / "the_sweep"
+    command = ["-m", *sweeper, "seed=range(4)", *QUICK, f"hydra.sweep.dir={folder}"]
+    first = train(tmp_path, *command)
+    assert first.returncode == 0, first.stderr[-3000:]
+    client, (parent,), jobs = runs_of(tmp_path)
+    before = by_job(jobs)
+    # As a stop would leave it: job 1 KILLED, job 2 never written, the parent KILLED.
+    client.set_terminated(before[1].info.run_id, KILLED)
+    client.delete_run(before[2].info.run_id)
+    client.set_terminated(parent.info.run_id, KILLED)
+
+    second = train(tmp_path, *command)
+    assert second.returncode == 0, second.stderr[-3000:]
+    output = second.stdout + second.stderr
+    assert (
+        f"resuming sweep {parent.info.run_id} in {folder}: 2 job(s) finished earlier are "
+        "skipped; 1 unfinished run(s) are replaced"
+    ) in output
+    client, (resumed,), jobs = runs_of(tmp_path)
+    after = by_job(jobs)
+    assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
+    assert sorted(after) == [0, 1, 2, 3]
+    assert all(job.info.status == "FINISHED" for job in jobs)
+    # The finished jobs kept their runs; the others ran again, under the same parent.
+    assert after[0].info.run_id == before[0].info.run_id
+    assert after[3].info.run_id == before[3].info.run_id
+    assert after[1].info.run_id != before[1].info.run_id
+    assert {job.data.tags["gatelab.sweep"] for job in jobs} == {parent.info.run_id}
+    # Retrained from the same seed: the same result as the first time.
+    assert after[1].data.metrics["loss"] == pytest.approx(before[1].data.metrics["loss"])
+    assert sorted(int(row["job"]) for row in summary_rows(tmp_path, folder)) == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_a_folder_holding_a_sweep_of_other_overrides_is_refused(tmp_path):
+    folder = tmp_path / "the_sweep"
+    first = train(tmp_path, "-m", "seed=1,2", *QUICK, f"hydra.sweep.dir={folder}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = (folder / "sweep_summary.csv").read_text()
+    second = train(tmp_path, "-m", "seed=3,4", *QUICK, f"hydra.sweep.dir={folder}")
+    assert second.returncode == 2
+    client, (parent,), jobs = runs_of(tmp_path)
+    assert second.stderr.splitlines()[-1] == (
+        f"error: hydra.sweep.dir={folder} holds sweep {parent.info.run_id} of other overrides "
+        "(seed=1,2 trainer.epochs=300 trainer.print_every=0); re-run that sweep's command to "
+        "finish it, or give this sweep a folder of its own"
+    )
+    # The first sweep's folder and runs are as it left them; the second made none.
+    assert (folder / "sweep_summary.csv").read_text() == summary
+    assert parent.info.status == "FINISHED"
+    assert sorted(job.data.params["seed"] for job in jobs) == ["1", "2"]
+
+
+@pytest.mark.slow
+def test_a_vectorized_sweep_stopped_while_writing_ends_killed_and_resumes(tmp_path):
+    folder = tmp_path / "the_sweep"
+    command = [PYTHON, str(TRAIN_SCRIPT), "-m", VECTORIZED, "seed=range(2000)", *QUICK]
+    process = subprocess.Popen(
+        [*command, f"hydra.sweep.dir={folder}"],
+        cwd=tmp_path,
+        env=train_environment(f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while runs_written(tmp_path / "mlflow.db") < 1 + 200:  # the parent and 200 children
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.2)
+    # The sweep's process group, writers included, as a SLURM time limit would.
+    os.killpg(process.pid, signal.SIGTERM)
+    stopped = time.perf_counter()
+    output = process.communicate(timeout=300)[0]
+    seconds = time.perf_counter() - stopped
+    print(f"from SIGTERM to exit: {seconds:.1f} s")
+    assert process.returncode == 143, output
+    client, (parent,), jobs = runs_of(tmp_path)
+    assert parent.info.status == "KILLED"
+    assert "RUNNING" not in {job.info.status for job in jobs}
+    recorded = sum(job.info.status == "FINISHED" for job in jobs)
+    assert 0 < recorded < 2000
+    assert f"stopped: {recorded} of 2000 jobs recorded; to finish the rest" in output
+    assert "Traceback" not in output and "FAILED" not in parent.info.status
+    # Every child's folder exists.
+    assert all(os.path.isdir(job.data.tags["hydra.output_dir"]) for job in jobs)
+
+    resumed = subprocess.run(
+        [*command, f"hydra.sweep.dir={folder}"],
+        cwd=tmp_path,
+        env=train_environment(f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{recorded} job(s) finished earlier are skipped" in resumed.stdout + resumed.stderr
+    client, (again,), jobs = runs_of(tmp_path)
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    assert sorted(by_job(jobs)) == list(range(2000))
+    assert {job.info.status for job in jobs} == {"FINISHED"}
+    assert len(summary_rows(tmp_path, folder)) == 2000
+    copied = statuses_in_a_copy_of_the_store_file(tmp_path, tmp_path / "copy")
+    assert "RUNNING" not in copied.values()
