@@ -122,3 +122,28 @@ def test_credentials_are_in_no_store_artifact_output_or_console(server, tmp_path
         assert {"config/config.yaml", "config/hydra.yaml", "config/overrides.yaml"} <= files
     assert f"open http://***@{uri.removeprefix('http://')}" in console
     assert len(list(tmp_path.rglob(".hydra/hydra.yaml"))) == len(mine)
+
+
+@pytest.mark.slow
+def test_a_vectorized_sweep_leaks_no_credential_from_any_process(server, tmp_path):
+    # 600 jobs: past `writer.PARALLEL_FROM`, so spawned writer processes write the children.
+    uri, server_dir = server
+    console = run_with_credentials(
+        tmp_path, uri, "-m", "hydra/sweeper=vectorized", "seed=range(600)"
+    )
+    secrets = [PASSWORD, ENV_PASSWORD]
+    assert [secret for secret in secrets if secret in console] == []
+    assert files_holding(server_dir, secrets) == []
+    assert files_holding(tmp_path, secrets) == []
+    # One link to the sweep, not a "View run ... at <server>" line per child.
+    assert console.count("View run") <= 1
+    client = MlflowClient(uri)
+    # A sweep this big has an experiment of its own (`tracking.own_experiment_above`).
+    runs = client.search_runs(
+        [experiment.experiment_id for experiment in client.search_experiments()],
+        max_results=5000,
+    )
+    children = [run for run in runs if "hydra.job.num" in run.data.tags]
+    assert len(children) == 600
+    assert {child.info.status for child in children} == {"FINISHED"}
+    assert len(list(tmp_path.rglob(".hydra/overrides.yaml"))) == 600

@@ -16,11 +16,13 @@ import signal
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 
 import mlflow
 import mlflow.data
 import numpy as np
 from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunStatus, RunTag
+from mlflow.environment_variables import MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
@@ -106,6 +108,32 @@ def write_all(
         writers: processes writing at once; by default one per core (at most `MAX_WRITERS`)
             from `PARALLEL_FROM` runs on, else this process alone.
     """
+    with _no_run_links():
+        return _write_all(experiment_id, records, on_written, writers)
+
+
+@contextmanager
+def _no_run_links():
+    """No "View run ... at <server>" line per run (and no `get_run` to make it): the sweep
+    prints one link to its children. The writer processes inherit the setting."""
+    name = MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.name
+    before = os.environ.get(name)
+    os.environ[name] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
+
+
+def _write_all(
+    experiment_id: str,
+    records: list[RunRecord],
+    on_written: Callable[[dict[int, str]], None],
+    writers: int | None,
+) -> dict[int, str]:
     if writers is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         writers = min(cores, MAX_WRITERS) if len(records) >= PARALLEL_FROM else 1
@@ -128,7 +156,7 @@ def write_all(
             "a writer process died: %d run(s) it left unfinished are written again here",
             len(rest),
         )
-        run_ids.update(write_all(experiment_id, rest, on_written=on_written, writers=1))
+        run_ids.update(_write_all(experiment_id, rest, on_written, 1))
     return run_ids
 
 
