@@ -37,10 +37,10 @@ def run_hydra_job(cfg: DictConfig) -> float:
     sweep, `sweeps.resume`); return its final loss."""
     hydra_config = HydraConfig.get()
     sweep = sweep_of(hydra_config.sweep.dir) if hydra_config.mode == RunMode.MULTIRUN else None
-    number = hydra_config.job.num
-    if sweep is not None and number in sweep.finished:
-        log.info("job %d finished in an earlier run of this sweep: skipped", number)
-        return sweep.finished[number]
+    # A single run has no job number (`hydra.job.num` is MISSING outside a multirun).
+    if sweep is not None and hydra_config.job.num in sweep.finished:
+        log.info("job %d finished in an earlier run of this sweep: skipped", hydra_config.job.num)
+        return sweep.finished[hydra_config.job.num]
     return run(cfg, hydra_job(sweep))
 
 
