@@ -134,3 +134,13 @@ def test_printing_the_config_never_imports_tensorflow(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "_target_: gatelab.engine.models.build_perceptron" in result.stdout
     assert "imported: []" in result.stdout
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_and_exit_1(tmp_path):
+    # sysfs refuses a new folder even to root, as a read-only or foreign folder refuses a user.
+    result = run_train(tmp_path, "hydra.run.dir=/sys/gatelab_outputs", "trainer.epochs=5")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: cannot write /sys/gatelab_outputs: ")
+    assert line.endswith("or point hydra.run.dir (hydra.sweep.dir with -m) at one")

@@ -5,6 +5,8 @@ exit 1; a stop by Ctrl-C or SIGTERM, one line and 130 or 143. Library code raise
 reports.
 """
 
+import errno
+import logging
 import os
 import signal
 import sys
@@ -15,6 +17,7 @@ from typing import Any, NoReturn
 import mlflow
 from hydra.types import RunMode
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 
 from gatelab import stopping
 from gatelab.config.checks import refuse_targets
@@ -36,6 +39,9 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     stopping.install()
     # Hydra logs the overrides, `tracking.uri=http://user:password@...` included.
     redact_output()
+    # urllib3 logs each retry of a tracking server's request; MLflow reports the request that
+    # fails in the end, and `environment_error` makes that one line.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
         # Before Hydra: it instantiates its own `hydra.callbacks` while composing.
         refuse_targets(sys.argv[1:])
@@ -68,11 +74,41 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
         if not report_config_errors:
             raise
         exit_with(error)
+    except (MlflowException, OSError) as error:
+        reported = environment_error(error)
+        if reported is None:
+            raise
+        exit_with(reported, EXIT_FAILURE)
+
+
+# An output folder or store file the user cannot write: the environment, not a bug to trace.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def environment_error(error: BaseException) -> RuntimeError | None:
+    """What the user must fix around the command, in one line: a tracking server that stopped
+    answering, a folder that cannot be written; None for any other error (a bug to trace)."""
+    if isinstance(error, MlflowException):
+        message = str(error.message)
+        if not (message.startswith("API request to ") and "failed with exception" in message):
+            return None
+        return RuntimeError(
+            f"the tracking server at {mlflow.get_tracking_uri()} stopped answering during the "
+            "run, so its runs could not be ended there; restart the server, then mark them "
+            "with python -m gatelab.runs mark-dead-killed and run the command again"
+        )
+    if isinstance(error, OSError) and error.errno in UNWRITABLE and error.filename is not None:
+        return RuntimeError(
+            f"cannot write {error.filename}: {error.strerror}; run from a folder you can "
+            "write, or point hydra.run.dir (hydra.sweep.dir with -m) at one"
+        )
+    return None
 
 
 @contextmanager
 def config_errors_exit(run_mode: RunMode) -> Iterator[None]:
-    """In a single run, exit on a config error before Hydra adds its own line about the job."""
+    """In a single run, exit on a config error (or a server or folder the user must fix)
+    before Hydra adds its own line about the job."""
     try:
         yield
     except ConfigError as error:
@@ -80,6 +116,11 @@ def config_errors_exit(run_mode: RunMode) -> Iterator[None]:
         if run_mode == RunMode.MULTIRUN:
             raise
         exit_with(error)
+    except (MlflowException, OSError) as error:
+        reported = environment_error(error)
+        if reported is None or run_mode == RunMode.MULTIRUN:
+            raise
+        exit_with(reported, EXIT_FAILURE)
 
 
 def exit_stopped(signal_number: int) -> NoReturn:

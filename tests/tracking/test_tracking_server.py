@@ -1,11 +1,13 @@
 """The same code against an MLflow tracking server: runs go through its REST API, not a file."""
 
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import mlflow_server, run_train, train_environment
+from tests.helpers import PYTHON, TRAIN_SCRIPT, mlflow_server, run_train, train_environment
 
 pytestmark = pytest.mark.slow
 
@@ -53,3 +55,31 @@ def test_a_sweep_against_a_tracking_server_logs_as_to_a_local_store(server_uri, 
         )
     parent_files = {artifact.path for artifact in client.list_artifacts(parent.info.run_id)}
     assert "sweep_summary.csv" in parent_files
+
+
+def test_a_server_that_dies_during_a_run_is_one_line_and_exit_1(tmp_path):
+    directory = tmp_path / "server"
+    directory.mkdir()
+    server = mlflow_server(directory)
+    uri = server.__enter__()
+    process = subprocess.Popen(
+        [PYTHON, str(TRAIN_SCRIPT), f"tracking.uri={uri}", "trainer.epochs=2500000"],
+        cwd=tmp_path,
+        env=train_environment(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        client = MlflowClient(uri)
+        # The run is open on the server (training takes seconds): then the server dies.
+        while not client.search_runs(["0", "1"], filter_string="attributes.status = 'RUNNING'"):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.2)
+    finally:
+        server.__exit__(None, None, None)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 1, stderr[-3000:]
+    assert "Traceback" not in stdout + stderr and "Retrying" not in stdout + stderr
+    (line,) = [line for line in stderr.splitlines() if line.strip()]
+    assert line.startswith(f"error: the tracking server at {uri} stopped answering during the run")
