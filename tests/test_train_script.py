@@ -1,5 +1,6 @@
 """`python src/train.py` as a user runs it: a subprocess against a temporary SQLite store."""
 
+import os
 import subprocess
 
 import mlflow
@@ -144,3 +145,11 @@ def test_a_folder_that_cannot_be_written_is_one_line_and_exit_1(tmp_path):
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith("error: cannot write /sys/gatelab_outputs: ")
     assert line.endswith("or point hydra.run.dir (hydra.sweep.dir with -m) at one")
+
+
+def test_loss_csv_is_stored_once_in_the_job_folder_and_the_local_artifact_store(store):
+    workdir, _, _, run = store
+    (in_folder,) = workdir.glob("outputs/*/*/loss.csv")
+    artifact = mlflow.get_run(run.info.run_id).info.artifact_uri.removeprefix("file://")
+    # One file with two names: a 2,500,000-epoch curve is tens of MB, not twice that.
+    assert os.path.samefile(in_folder, f"{artifact}/loss.csv")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import mlflow
 import numpy as np
@@ -80,11 +82,26 @@ def log_loss_file(loss: np.ndarray, path: Path | None) -> None:
     """Every epoch's loss as artifact `loss.csv`: the job folder's file, or one written now."""
     if path is not None and path.is_file():
         mlflow.log_artifact(str(path))
+        _one_copy(path)
         return
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / LOSS_FILE
         save_losses(loss, path)
         mlflow.log_artifact(str(path))
+
+
+def _one_copy(path: Path) -> None:
+    """Make the job folder's `path` and its copy in a local artifact store one file (a hard
+    link): a long run's curve (tens of MB) then takes its space once."""
+    stored = urlparse(mlflow.get_artifact_uri(path.name))
+    if stored.scheme not in ("", "file"):
+        return  # a server's or a cloud store: the copy is elsewhere
+    link = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        os.link(url2pathname(stored.path), link)
+        os.replace(link, path)
+    except OSError:
+        link.unlink(missing_ok=True)  # another device, or a file system without hard links
 
 
 def log_results(
