@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -12,11 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from gatelab.errors import ConfigError
+from gatelab.sweeps.plan import plan_of
+from gatelab.sweeps.population import VALUE_KEYS
 from gatelab.sweeps.progress import Progress
 from gatelab.tracking.store import analyze
 from tests.helpers import (
@@ -56,6 +61,11 @@ def test_jobs_get_the_runs_a_basic_sweep_gives_them(tmp_path):
     assert train(basic_dir, "-m", *SEEDS_BY_RATES, *QUICK).returncode == 0
     result = train(vectorized_dir, "-m", VECTORIZED, *SEEDS_BY_RATES, *QUICK)
     assert result.returncode == 0, result.stderr
+    # What the grid costs, said before it trains.
+    assert (
+        "vectorized sweep: 4 jobs in 1 population(s); the largest holds 36 weights, about 0.0 MB; "
+        "logging 4 child runs takes about 0 s on 2 cores, plus training"
+    ) in result.stdout + result.stderr
 
     basic, vectorized = children_by_job(basic_dir), children_by_job(vectorized_dir)
     assert sorted(vectorized) == sorted(basic) == ["0", "1", "2", "3"]
@@ -255,12 +265,30 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_the_progress_line_shows_on_a_terminal_and_not_in_a_log():
+def test_the_progress_line_is_rewritten_on_a_terminal_and_logged_now_and_then_elsewhere(caplog):
     log_file, terminal = io.StringIO(), Terminal()
-    Progress(log_file).show("child runs logged: 5/10", force=True)
+    caplog.set_level(logging.INFO, logger="gatelab.sweeps.progress")
+    in_a_log = Progress(log_file, log_every=3600)
+    in_a_log.show("child runs logged: 1/10")  # too soon after the start: not logged
+    in_a_log.show("child runs logged: 5/10", force=True)
     Progress(terminal).show("child runs logged: 5/10", force=True)
+    # Off a terminal no escape codes, but a log line (a SLURM job is never silent).
     assert log_file.getvalue() == ""
+    assert [record.getMessage() for record in caplog.records] == ["child runs logged: 5/10"]
     assert terminal.getvalue().startswith("\r") and "5/10" in terminal.getvalue()
+
+
+def test_a_grid_past_max_jobs_is_refused_saying_how_long_it_would_log_and_how_to_allow_it():
+    overrides = OverridesParser.create().parse_overrides(["seed=range(200000)"])
+    with pytest.raises(ConfigError) as refused:
+        plan_of(overrides, VALUE_KEYS, max_jobs=100_000)
+    assert str(refused.value) == (
+        "hydra.sweeper.max_jobs=100,000: this sweep has 200,000 jobs; at about 15 ms a child run "
+        "they log for 50 minutes. Sweep fewer values, or allow them with "
+        "hydra.sweeper.max_jobs=200000"
+    )
+    plan = plan_of(overrides, VALUE_KEYS, max_jobs=200_000)
+    assert len(plan.jobs) == 200_000 and len(plan.groups) == 1
 
 
 @pytest.mark.slow
