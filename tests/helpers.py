@@ -285,3 +285,28 @@ def runs_written(database: Path) -> int:
             return connection.execute("SELECT count(*) FROM runs").fetchone()[0]
     except sqlite3.Error:
         return 0  # not created yet
+
+
+def stopped_once_written(
+    workdir: Path, arguments: list[str], runs: int, stop: signal.Signals
+) -> tuple[int, str, float]:
+    """Run `python src/train.py ARGUMENTS` on `workdir/mlflow.db`, and send `stop` to its
+    process group (its writers too, as a SLURM time limit does) once the store holds `runs`
+    runs. Returns its exit status, its console and the seconds from the signal to its exit."""
+    process = subprocess.Popen(
+        [PYTHON, str(TRAIN_SCRIPT), *arguments],
+        cwd=workdir,
+        env=train_environment(f"sqlite:///{workdir / 'mlflow.db'}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while runs_written(workdir / "mlflow.db") < runs:
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.2)
+    os.killpg(process.pid, stop)
+    stopped = time.perf_counter()
+    output = process.communicate(timeout=300)[0]
+    return process.returncode, output, time.perf_counter() - stopped

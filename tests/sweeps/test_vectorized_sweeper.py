@@ -30,8 +30,8 @@ from tests.helpers import (
     SEEDS_BY_RATES,
     TRAIN_SCRIPT,
     runs_of,
-    runs_written,
     statuses_in_a_copy_of_the_store_file,
+    stopped_once_written,
     summary_rows,
 )
 from tests.helpers import run_train as train
@@ -209,24 +209,11 @@ def test_sigterm_during_training_leaves_no_run_running(tmp_path):
 def test_stopping_the_writer_processes_leaves_no_run_running(tmp_path, stop):
     # 600 children: written by one process per core (gatelab.bulk), which Ctrl-C (SIGINT) and a
     # SLURM time limit (SIGTERM) reach as well as the launching process: signal the whole group.
-    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    process = subprocess.Popen(
-        [PYTHON, str(TRAIN_SCRIPT), "-m", VECTORIZED, "seed=range(600)", *QUICK],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    while runs_written(tmp_path / "mlflow.db") < 1 + 60:  # the parent and 60 children
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
-        time.sleep(0.2)
-    os.killpg(process.pid, stop)
-    output, _ = process.communicate(timeout=300)
+    command = ["-m", VECTORIZED, "seed=range(600)", *QUICK]
+    # Once the parent and 60 children are written.
+    returncode, output, _ = stopped_once_written(tmp_path, command, 61, stop)
     # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them, in one line.
-    assert process.returncode == 128 + stop, output
+    assert returncode == 128 + stop, output
     assert f"stopped by {stop.name}: the runs this command had open ended KILLED" in output
     client, parents, children = runs_of(tmp_path)
     assert [parent.info.status for parent in parents] == ["KILLED"]
