@@ -53,13 +53,20 @@ def write(client: MlflowClient, experiment_id: str, record: RunRecord) -> str:
             params=[Param(key, value) for key, value in record.params.items()],
             tags=[RunTag(key, value) for key, value in result_tags(record).items()],
         )
-        if record.dataset is not None and record.predictions is not None:
-            client.log_inputs(run_id, datasets=[dataset_input(record)])
+        if run_inputs(record):
+            client.log_inputs(run_id, datasets=run_inputs(record))
     except BaseException:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
     client.set_terminated(run_id, record.status, end_time=record.end_time)
     return run_id
+
+
+def run_inputs(record: RunRecord) -> list[DatasetInput]:
+    """The inputs a record logs: its truth table, when it has one (a run that trained)."""
+    if record.dataset is None or record.predictions is None:
+        return []
+    return [dataset_input(record)]
 
 
 def dataset_input(record: RunRecord) -> DatasetInput:
