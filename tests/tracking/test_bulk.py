@@ -8,6 +8,14 @@ import mlflow
 import numpy as np
 import pytest
 import sqlalchemy
+from mlflow.store.tracking.dbmodels.models import (
+    SqlInput,
+    SqlLatestMetric,
+    SqlMetric,
+    SqlParam,
+    SqlRun,
+    SqlTag,
+)
 from mlflow.tracking import MlflowClient
 
 from gatelab.data import truth_table
@@ -147,6 +155,44 @@ def test_mlflow_reads_bulk_children_back_as_the_clients(store_uri):
     assert trained.inputs.dataset_inputs[0].dataset.name == "xor"
     assert trained.data.metrics["loss"] == pytest.approx(0.3 * np.exp(-EPOCHS * 0.05), rel=1e-6)
     assert client.get_run(bulk_ids[4]).data.tags["failure_reason"] == records.DIVERGED
+
+
+def stored_rows(uri: str, run_ids: dict[int, str]) -> dict[str, list[tuple]]:
+    """Every row of these runs in MLflow's tables, with ids as job numbers and without times."""
+    names = {run_id: f"job {number}" for number, run_id in run_ids.items()}
+    tables = [model.__table__ for model in (SqlRun, SqlTag, SqlParam, SqlMetric, SqlLatestMetric)]
+    inputs = SqlInput.__table__
+    queries = {
+        table.name: sqlalchemy.select(table).where(table.c.run_uuid.in_(names)) for table in tables
+    }
+    queries["inputs"] = sqlalchemy.select(inputs).where(inputs.c.destination_id.in_(names))
+    engine = sqlalchemy.create_engine(uri)
+    rows = {}
+    with engine.connect() as connection:
+        for name, query in queries.items():
+            rows[name] = sorted(
+                tuple(
+                    (column, names.get(value, value))
+                    for column, value in row._mapping.items()
+                    if column not in UNCOMPARED
+                )
+                for row in connection.execute(query)
+            )
+    engine.dispose()
+    return rows
+
+
+# Times, the experiment, and ids made afresh (the run's own id is replaced by its job number).
+UNCOMPARED = ("start_time", "end_time", "timestamp", "experiment_id", "artifact_uri")
+UNCOMPARED += ("input_uuid", "source_id")
+
+
+def test_the_bulk_writer_stores_the_rows_mlflow_stores(store_uri):
+    client_ids, bulk_ids, _ = written_both_ways(store_uri)
+    by_client, by_bulk = stored_rows(store_uri, client_ids), stored_rows(store_uri, bulk_ids)
+    assert by_bulk == by_client
+    assert len(by_bulk["runs"]) == 6
+    assert len(by_bulk["metrics"]) > 40
 
 
 @pytest.mark.parametrize(

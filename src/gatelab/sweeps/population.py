@@ -18,7 +18,7 @@ from gatelab.errors import ConfigError, one_line
 from gatelab.sweeps.cells import cell_name
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.summary import CELL_GALLERY_JOBS, cell_keys
-from gatelab.tracking import records, writer
+from gatelab.tracking import bulk, records
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.naming import config_params, user_tags
 
@@ -247,7 +247,7 @@ def run_population(
             f"({rate:.0f}/s, ETA {(total - written) / rate:.0f} s)"
         )
 
-    writer.write_all(experiment_id, run_records, on_written=on_written)
+    bulk.write_all(experiment_id, run_records, on_written=on_written)
     seconds = time.perf_counter() - started
     log.info(
         "logged %d child runs in %.2f s (%.1f ms each)",
