@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 import gatelab.engine.backend  # noqa: F401  (imports TensorFlow quietly before anything else)
 from gatelab.config import register_configs
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, postgres_database
 
 register_configs()
 
@@ -34,3 +34,10 @@ def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     previous = mlflow.get_tracking_uri()
     yield uri
     mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def postgres_uri() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster with an empty database `mlflow`, for one test module."""
+    with postgres_database() as uri:
+        yield uri

@@ -85,7 +85,15 @@ def test_a_folder_holding_a_sweep_of_other_overrides_is_refused(tmp_path):
 @pytest.mark.slow
 def test_a_vectorized_sweep_stopped_while_writing_ends_killed_and_resumes(tmp_path):
     folder = tmp_path / "the_sweep"
-    command = ["-m", VECTORIZED, "seed=range(2000)", *QUICK, f"hydra.sweep.dir={folder}"]
+    # 50 children a transaction (500 by default): 40 transactions to stop between.
+    command = [
+        "-m",
+        VECTORIZED,
+        "seed=range(2000)",
+        *QUICK,
+        "hydra.sweeper.runs_per_transaction=50",
+        f"hydra.sweep.dir={folder}",
+    ]
     # Once the parent and 200 children are written.
     returncode, output, seconds = stopped_once_written(tmp_path, command, 201, signal.SIGTERM)
     # A stop is acted on in seconds (3 s measured here), not after the writing (27-44 s).
@@ -96,6 +104,8 @@ def test_a_vectorized_sweep_stopped_while_writing_ends_killed_and_resumes(tmp_pa
     assert "RUNNING" not in {job.info.status for job in jobs}
     recorded = sum(job.info.status == "FINISHED" for job in jobs)
     assert 0 < recorded < 2000
+    # The SQL bulk writer's transactions are whole: none of a batch, or all of it.
+    assert recorded % 50 == 0 and len(jobs) == recorded
     assert f"stopped: {recorded} of 2000 jobs recorded; to finish the rest" in output
     assert "Traceback" not in output and "FAILED" not in parent.info.status
     # Every child's folder exists.

@@ -129,6 +129,31 @@ def test_jobs_get_the_runs_a_basic_sweep_gives_them(tmp_path):
     history = client.get_metric_history(child.info.run_id, "loss")
     assert [metric.step for metric in history] == list(range(6, 301, 6))
     assert history[-1].value == pytest.approx(float(curves[child.info.run_id][-1]))
+    # Every member's weights and outputs, on the parent too: the rows of its run id.
+    members = np.load(client.download_artifacts(parent.info.run_id, "members.npz", str(tmp_path)))
+    (row,) = np.flatnonzero(members["0/run_ids"] == child.info.run_id)
+    tagged = json.loads(child.data.tags["weights"])
+    np.testing.assert_array_equal(members["0/hidden_1/kernel"][row], tagged["hidden_1"]["kernel"])
+    np.testing.assert_array_equal(members["0/output/bias"][row], tagged["output"]["bias"])
+    outputs = [output for *_, output in json.loads(child.data.tags["predictions"])["data"]]
+    np.testing.assert_allclose(members["0/output"][row], outputs)
+    assert "members.npz" in child.data.tags["arrays"]
+
+
+@pytest.mark.slow
+def test_weights_too_long_for_a_tag_are_in_the_parents_members_file_only(tmp_path):
+    # MLflow cuts a tag at 8,000 characters: a 2-256-1 MLP's weights as JSON are longer.
+    result = train(tmp_path, "-m", VECTORIZED, "seed=0,1", "model.hidden_units=[256]", *QUICK)
+    assert result.returncode == 0, result.stderr
+    client, (parent,), children = runs_of(tmp_path)
+    members = np.load(client.download_artifacts(parent.info.run_id, "members.npz", str(tmp_path)))
+    assert sorted(members["0/run_ids"]) == sorted(child.info.run_id for child in children)
+    assert members["0/hidden_1/kernel"].shape == (2, 2, 256)
+    assert members["0/output"].shape == (2, 4)
+    for child in children:
+        assert "weights" not in child.data.tags  # not a JSON cut short
+        assert json.loads(child.data.tags["predictions"])["columns"][-1] == "output"
+        assert "members.npz" in child.data.tags["arrays"]
 
 
 @pytest.mark.slow
@@ -206,10 +231,10 @@ def test_sigterm_during_training_leaves_no_run_running(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_stopping_the_writer_processes_leaves_no_run_running(tmp_path, stop):
-    # 600 children: written by one process per core (gatelab.bulk), which Ctrl-C (SIGINT) and a
-    # SLURM time limit (SIGTERM) reach as well as the launching process: signal the whole group.
-    command = ["-m", VECTORIZED, "seed=range(600)", *QUICK]
+def test_stopping_a_sweep_while_it_writes_leaves_whole_children_and_none_running(tmp_path, stop):
+    # 600 children, 20 a transaction of the SQL bulk writer. Ctrl-C (SIGINT) and a SLURM time
+    # limit (SIGTERM) reach every process of the group: signal the whole group.
+    command = ["-m", VECTORIZED, "seed=range(600)", *QUICK, "hydra.sweeper.runs_per_transaction=20"]
     # Once the parent and 60 children are written.
     returncode, output, _ = stopped_once_written(tmp_path, command, 61, stop)
     # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them, in one line.
@@ -217,7 +242,7 @@ def test_stopping_the_writer_processes_leaves_no_run_running(tmp_path, stop):
     assert f"stopped by {stop.name}: the runs this command had open ended KILLED" in output
     client, parents, children = runs_of(tmp_path)
     assert [parent.info.status for parent in parents] == ["KILLED"]
-    assert 60 <= len(children) < 600
+    assert 60 <= len(children) < 600 and len(children) % 20 == 0
     assert all(child.info.status != "RUNNING" for child in children), output
     copied = statuses_in_a_copy_of_the_store_file(tmp_path, tmp_path / "copy")
     assert len(copied) == len(parents) + len(children) and "RUNNING" not in copied.values()

@@ -31,6 +31,10 @@ FINISHED_FILE = "mlflow_finished_jobs.json"
 LOSSES_FILE = "losses.npz"
 # The final decision boundary of the members a gallery shows, by child run id (the same).
 BOUNDARIES_FILE = "boundaries.npz"
+# Every member's final weights and outputs, a group of rows per batch of children written:
+# `<group>/run_ids` names the child run of each row of `<group>/<layer>/<weight>` and
+# `<group>/output` (its output for each row of the truth table).
+MEMBERS_FILE = "members.npz"
 
 
 def parent_run_id(sweep_dir: str | Path) -> str | None:
@@ -140,26 +144,45 @@ def read_losses(sweep_dir: Path) -> dict[str, np.ndarray]:
         return {name: arrays[name] for name in arrays.files}
 
 
-def write_boundaries(sweep_dir: Path, boundaries: dict[str, dict[str, np.ndarray]]) -> None:
+def write_boundaries(sweep_dir: Path, boundaries: dict[str, dict[str, np.ndarray]]) -> Path:
     """Decision-boundary arrays (`boundary.npz`'s) by child run id, as one file."""
-    flat = {
-        f"{run_id}/{name}": array
-        for run_id, arrays in boundaries.items()
-        for name, array in arrays.items()
-    }
-    new = Path(sweep_dir) / f".{BOUNDARIES_FILE}.{os.getpid()}.npz"
-    np.savez_compressed(new, **flat)
-    os.replace(new, Path(sweep_dir) / BOUNDARIES_FILE)
+    return _write_nested(Path(sweep_dir) / BOUNDARIES_FILE, boundaries)
 
 
 def read_boundaries(sweep_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     """The arrays `write_boundaries` left in the sweep folder, by child run id, or none."""
-    path = Path(sweep_dir) / BOUNDARIES_FILE
+    return _read_nested(Path(sweep_dir) / BOUNDARIES_FILE)
+
+
+def write_members(sweep_dir: Path, groups: dict[str, dict[str, np.ndarray]]) -> Path:
+    """Members' weights and outputs, by group (`MEMBERS_FILE`), as one file."""
+    return _write_nested(Path(sweep_dir) / MEMBERS_FILE, groups)
+
+
+def read_members(sweep_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The groups `write_members` left in the sweep folder, or none."""
+    return _read_nested(Path(sweep_dir) / MEMBERS_FILE)
+
+
+def _write_nested(path: Path, nested: dict[str, dict[str, np.ndarray]]) -> Path:
+    """`{outer: {inner: array}}` as one `.npz` of arrays named `outer/inner`, whole or not."""
+    flat = {
+        f"{outer}/{name}": array
+        for outer, arrays in nested.items()
+        for name, array in arrays.items()
+    }
+    new = path.with_name(f".{path.name}.{os.getpid()}.npz")
+    np.savez_compressed(new, **flat)
+    os.replace(new, path)
+    return path
+
+
+def _read_nested(path: Path) -> dict[str, dict[str, np.ndarray]]:
     if not path.is_file():
         return {}
-    boundaries: dict[str, dict[str, np.ndarray]] = {}
+    nested: dict[str, dict[str, np.ndarray]] = {}
     with np.load(path) as arrays:
         for key in arrays.files:
-            run_id, _, name = key.partition("/")
-            boundaries.setdefault(run_id, {})[name] = arrays[key]
-    return boundaries
+            outer, _, name = key.partition("/")
+            nested.setdefault(outer, {})[name] = arrays[key]
+    return nested

@@ -16,9 +16,10 @@ from gatelab.engine import population
 from gatelab.engine.models import boundary_view, layer_weights
 from gatelab.errors import ConfigError, one_line
 from gatelab.sweeps.cells import cell_name
+from gatelab.sweeps.parent import LOSSES_FILE, MEMBERS_FILE
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.summary import CELL_GALLERY_JOBS, cell_keys
-from gatelab.tracking import records, writer
+from gatelab.tracking import bulk, records
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.naming import config_params, user_tags
 
@@ -35,6 +36,12 @@ SWEEP_DEFAULTS = {
     "tracking.log_figures": False,
     "tracking.max_loss_points": 50,
 }
+# Where a trained member's arrays are (its `weights` and `predictions` tags, when short enough).
+ARRAYS_TAG = "arrays"
+ARRAYS_POINTER = (
+    f"the parent run's {MEMBERS_FILE} (weights, outputs: the row of this run id in "
+    f"<group>/run_ids) and {LOSSES_FILE} (the loss of every epoch, under this run id)"
+)
 # The most weights one population holds, members x parameters (`check_population_size`).
 MAX_POPULATION_WEIGHTS = 20_000_000
 
@@ -63,12 +70,15 @@ class Recorded:
     Args:
         losses: every written member's full loss curve, by child run id.
         boundaries: the final decision boundary of the written members a gallery shows.
+        members: the written members' final weights and outputs, a group per batch written
+            (`sweeps.parent.MEMBERS_FILE`).
         written: child runs written.
         trained: jobs trained (or failed on a bad value), written or not.
     """
 
     losses: dict[str, np.ndarray] = field(default_factory=dict)
     boundaries: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    members: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     written: int = 0
     trained: int = 0
 
@@ -149,7 +159,11 @@ class ValueChecker:
 
 
 def run_population(
-    cfg: DictConfig, jobs: list[MemberJob], progress: Progress, recorded: Recorded
+    cfg: DictConfig,
+    jobs: list[MemberJob],
+    progress: Progress,
+    recorded: Recorded,
+    runs_per_transaction: int = bulk.BATCH,
 ) -> list[JobOutcome]:
     """Train `jobs` (configs `cfg` with their values) as one population; log each as a child.
 
@@ -206,7 +220,7 @@ def run_population(
                 member.job,
                 name=name_of(member.job),
                 params={**base_params, **params},
-                user_tags=tags,
+                user_tags={**tags, ARRAYS_TAG: ARRAYS_POINTER},
                 history=member_history,
                 outputs=history.outputs[index],
                 inputs=built.dataset.inputs,
@@ -233,9 +247,12 @@ def run_population(
         nonlocal written
         written += len(run_ids)
         recorded.written += len(run_ids)
-        for number, run_id in run_ids.items():
-            if number not in index_of:
-                continue  # failed on a bad value: nothing trained
+        trained = [(number, run_id) for number, run_id in run_ids.items() if number in index_of]
+        if trained:
+            recorded.members[str(len(recorded.members))] = member_arrays(
+                layers, history, [(run_id, index_of[number]) for number, run_id in trained]
+            )
+        for number, run_id in trained:  # the others failed on a bad value: nothing trained
             index = index_of[number]
             recorded.losses[run_id] = history.member(index).loss
             if number in shown:
@@ -247,7 +264,7 @@ def run_population(
             f"({rate:.0f}/s, ETA {(total - written) / rate:.0f} s)"
         )
 
-    writer.write_all(experiment_id, run_records, on_written=on_written)
+    bulk.write_all(experiment_id, run_records, on_written=on_written, batch=runs_per_transaction)
     seconds = time.perf_counter() - started
     log.info(
         "logged %d child runs in %.2f s (%.1f ms each)",
@@ -281,6 +298,22 @@ def gallery_members(valid: list[tuple[MemberJob, dict[str, Any]]]) -> list[tuple
             per_cell[cell] = per_cell.get(cell, 0) + 1
             shown.append((index, member))
     return shown
+
+
+def member_arrays(
+    layers: list[tuple[str, list[str]]],
+    history: population.PopulationHistory,
+    rows: list[tuple[str, int]],
+) -> dict[str, np.ndarray]:
+    """The final weights and outputs of the members at `rows` (child run id, member index), a
+    row each: the group `sweeps.parent.MEMBERS_FILE` keeps."""
+    indices = [index for _, index in rows]
+    names = [f"{layer}/{weight}" for layer, weights in layers for weight in weights]
+    arrays = {"run_ids": np.array([run_id for run_id, _ in rows])}
+    for name, weight in zip(names, history.weights, strict=True):
+        arrays[name] = np.asarray(weight)[indices]
+    arrays["output"] = np.asarray(history.outputs)[indices][..., 0]
+    return arrays
 
 
 def boundary_arrays(built: Built, weights: list[np.ndarray]) -> dict[str, np.ndarray]:

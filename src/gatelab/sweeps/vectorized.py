@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from gatelab.config import validate
+from gatelab.config.checks import require
 from gatelab.errors import ConfigError
 from gatelab.sweeps import parent as sweep_folder
 from gatelab.sweeps.job_folders import JobFolders
@@ -43,7 +44,7 @@ from gatelab.sweeps.population import (
     run_population,
 )
 from gatelab.sweeps.progress import Progress
-from gatelab.tracking import records
+from gatelab.tracking import bulk, records
 from gatelab.tracking.store import analyze
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,15 @@ class Timings(dict):
 class VectorizedSweeperImpl:
     """What `hydra/sweeper=vectorized` does; the plugin in `hydra_plugins` only delegates here."""
 
-    def __init__(self, params: dict[str, str] | None = None, max_jobs: int = MAX_JOBS):
+    def __init__(
+        self,
+        params: dict[str, str] | None = None,
+        max_jobs: int = MAX_JOBS,
+        runs_per_transaction: int = bulk.BATCH,
+    ):
         self.params = params or {}
         self.max_jobs = max_jobs
+        self.runs_per_transaction = runs_per_transaction
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
@@ -90,6 +97,12 @@ class VectorizedSweeperImpl:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(
             [*(f"{key}={value}" for key, value in self.params.items()), *arguments]
+        )
+        require(
+            self.runs_per_transaction >= 1,
+            "hydra.sweeper.runs_per_transaction",
+            self.runs_per_transaction,
+            "a number of child runs of at least 1",
         )
         plan = plan_of(overrides, VALUE_KEYS, self.max_jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -124,6 +137,7 @@ class VectorizedSweeperImpl:
         recorded = Recorded(
             losses=sweep_folder.read_losses(sweep_dir),
             boundaries=sweep_folder.read_boundaries(sweep_dir),
+            members=sweep_folder.read_members(sweep_dir),
         )
         returns = [
             (number, skipped_return(plan.jobs[number], loss, sweep_dir / str(number), self.config))
@@ -199,7 +213,9 @@ class VectorizedSweeperImpl:
                     [(job.job.output_dir, job.job.overrides, job.values) for job in jobs]
                 )
             with self.timings.timed("train and log"):
-                outcomes = run_population(task_cfg, jobs, progress, recorded)
+                outcomes = run_population(
+                    task_cfg, jobs, progress, recorded, self.runs_per_transaction
+                )
             returns += [(outcome.job.number, job_return(outcome, cfg)) for outcome in outcomes]
         progress.done()
         return returns
@@ -207,13 +223,17 @@ class VectorizedSweeperImpl:
     def _keep_arrays(
         self, sweep_dir: Path, sweep: sweep_folder.Sweep | None, recorded: Recorded
     ) -> None:
-        """The written members' loss curves and gallery boundaries, into the sweep folder (the
-        curves onto the parent run too)."""
+        """The written members' loss curves, weights, outputs and gallery boundaries, into the
+        sweep folder (all but the boundaries onto the parent run too)."""
         if any(recorded.boundaries.values()):
             sweep_folder.write_boundaries(sweep_dir, recorded.boundaries)
+        paths = []
         if recorded.losses:
-            path = sweep_folder.write_losses(sweep_dir, recorded.losses)
-            if sweep is not None:
+            paths.append(sweep_folder.write_losses(sweep_dir, recorded.losses))
+        if recorded.members:
+            paths.append(sweep_folder.write_members(sweep_dir, recorded.members))
+        if sweep is not None:
+            for path in paths:
                 MlflowClient().log_artifact(sweep.run_id, str(path))
 
     def _fallback_reason(self, cfg: DictConfig, task_cfg: DictConfig) -> str | None:

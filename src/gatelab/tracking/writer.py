@@ -25,6 +25,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunStatus, R
 from mlflow.environment_variables import MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from gatelab import stopping
 from gatelab.redaction import redact_output
@@ -40,6 +41,9 @@ PARALLEL_FROM = 500
 MAX_WRITERS = 4
 # Runs a writer takes at a time: few enough that Ctrl-C stops the writing within a second.
 CHUNK = 25
+# Seconds a writer has to exit once every chunk returned, before it is taken as stuck (on a lock
+# a killed writer held) and killed: an idle writer exits in milliseconds.
+EXIT_SECONDS = 10
 
 
 def write(client: MlflowClient, experiment_id: str, record: RunRecord) -> str:
@@ -55,13 +59,20 @@ def write(client: MlflowClient, experiment_id: str, record: RunRecord) -> str:
             params=[Param(key, value) for key, value in record.params.items()],
             tags=[RunTag(key, value) for key, value in result_tags(record).items()],
         )
-        if record.dataset is not None and record.predictions is not None:
-            client.log_inputs(run_id, datasets=[dataset_input(record)])
+        if run_inputs(record):
+            client.log_inputs(run_id, datasets=run_inputs(record))
     except BaseException:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
     client.set_terminated(run_id, record.status, end_time=record.end_time)
     return run_id
+
+
+def run_inputs(record: RunRecord) -> list[DatasetInput]:
+    """The inputs a record logs: its truth table, when it has one (a run that trained)."""
+    if record.dataset is None or record.predictions is None:
+        return []
+    return [dataset_input(record)]
 
 
 def dataset_input(record: RunRecord) -> DatasetInput:
@@ -83,13 +94,17 @@ def result_tags(record: RunRecord) -> dict[str, str]:
     """What a record logs at its end as tags: its result tags, weights and predictions.
 
     Weights and predictions as tags of the same write: two artifacts per child cost as much
-    again as the rest of the run (benchmarks/bench_child_logging.py).
+    again as the rest of the run (benchmarks/bench_child_logging.py). A tag longer than MLflow
+    keeps (it cuts the value, which would no longer be JSON) is left out: every member's arrays
+    are in the parent's `members.npz` as well (the `arrays` tag says so).
     """
     tags = dict(record.result_tags)
-    if record.weights is not None:
-        tags["weights"] = json.dumps(record.weights)
-    if record.predictions is not None:
-        tags["predictions"] = table_json(record.predictions)
+    for key, text in (
+        ("weights", None if record.weights is None else json.dumps(record.weights)),
+        ("predictions", None if record.predictions is None else table_json(record.predictions)),
+    ):
+        if text is not None and len(text) <= MAX_TAG_VAL_LENGTH:
+            tags[key] = text
     return tags
 
 
@@ -175,6 +190,7 @@ def _write_in_processes(
         initargs=(mlflow.get_tracking_uri(),),
     )
     run_ids: dict[int, str] = {}
+    pending: set = set()
     others = set(multiprocessing.active_children())
     broken = False
     writer_processes: set = set()
@@ -195,16 +211,31 @@ def _write_in_processes(
                 run_ids.update(written)
                 on_written(written)
     finally:
+        # And any the pool started since (a writer may be spawned after the first submits).
+        writer_processes |= set(multiprocessing.active_children()) - others
         if broken or any(process.exitcode not in (None, 0) for process in writer_processes):
             # The dead writer may have held the pool's queue lock, on which the others would
-            # then wait forever: they end here, their unfinished runs found by the caller.
+            # then wait forever: they end here, their unfinished runs found by the caller. Killed
+            # before the shutdown: the pool's manager thread joins them, and would wait too.
+            _end(writer_processes, 0)
             pool.shutdown(wait=False, cancel_futures=True)
-            for process in writer_processes:
-                process.kill()
-                process.join()
+        elif not pending:
+            # Every chunk returned: the writers have only to exit. One killed after its last
+            # chunk (its death not seen yet) may have held the lock the others need to.
+            pool.shutdown(wait=False)
+            _end(writer_processes, EXIT_SECONDS)
         # On an error or Ctrl-C, the chunks being written finish (or end KILLED); no more start.
         pool.shutdown(wait=True, cancel_futures=True)
     return run_ids
+
+
+def _end(processes: set, seconds: float) -> None:
+    """Let `processes` exit for `seconds`, then kill the ones still there."""
+    for process in processes:
+        process.join(seconds)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def _whole_runs(experiment_id: str, records: list[RunRecord]) -> dict[int, str]:

@@ -12,6 +12,9 @@ class VectorizedSweeperConf:
     params: dict[str, str] | None = None
     # A bigger grid is refused before anything runs (`gatelab.sweeps.plan.MAX_JOBS`).
     max_jobs: int = 100_000
+    # Children a transaction on an SQL store (`gatelab.tracking.bulk`): a stop or a crash
+    # leaves whole transactions; elsewhere MLflow's client writes them one by one.
+    runs_per_transaction: int = 500
 
 
 ConfigStore.instance().store(

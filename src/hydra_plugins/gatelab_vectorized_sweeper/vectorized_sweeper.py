@@ -10,10 +10,15 @@ from omegaconf import DictConfig
 
 
 class VectorizedSweeper(Sweeper):
-    def __init__(self, params: dict[str, str] | None = None, max_jobs: int = 100_000):
+    def __init__(
+        self,
+        params: dict[str, str] | None = None,
+        max_jobs: int = 100_000,
+        runs_per_transaction: int = 500,
+    ):
         from gatelab.sweeps.vectorized import VectorizedSweeperImpl
 
-        self.sweeper = VectorizedSweeperImpl(params, max_jobs)
+        self.sweeper = VectorizedSweeperImpl(params, max_jobs, runs_per_transaction)
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig

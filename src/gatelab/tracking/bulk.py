@@ -1,0 +1,312 @@
+"""Children written straight into an SQL store's own tables, a batch of runs per transaction.
+
+MLflow's client writes a run in three ORM sessions, each with its look-ups and its commit: about
+20 ms a child, nearly all of it MLflow's Python. The rows themselves are few (the run, its tags,
+params, metric points, latest metrics and its dataset input), so where the tracking URI is a
+database MLflow's SQL store serves, the same `RunRecord`s become the same rows inserted with
+SQLAlchemy Core into MLflow's table models, `BATCH` runs a transaction: a stop or a crash leaves
+whole children or none of a batch, never a run without its params or one left RUNNING.
+
+The rows are the ones `writer.write` makes MLflow write (`tests/tracking/test_bulk.py` holds the
+two equal), for the MLflow version and schema they were tested with. Anything else (a tracking
+server, Databricks, a folder, another MLflow or schema) is written by MLflow's client.
+"""
+
+import logging
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import mlflow
+import sqlalchemy
+from mlflow.entities import LifecycleStage, Param, RunTag, SourceType
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_STATE
+from mlflow.store.tracking.abstract_store import AbstractStore
+from mlflow.store.tracking.dbmodels.models import (
+    SqlDataset,
+    SqlExperiment,
+    SqlInput,
+    SqlInputTag,
+    SqlLatestMetric,
+    SqlMetric,
+    SqlParam,
+    SqlRun,
+    SqlTag,
+)
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflow.tracking._tracking_service.utils import _get_store
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_USER
+from mlflow.utils.uri import append_to_uri_path
+from mlflow.utils.validation import (
+    _validate_batch_log_data,
+    _validate_dataset_inputs,
+    _validate_param_keys_unique,
+)
+
+from gatelab.redaction import redact
+from gatelab.tracking import writer
+from gatelab.tracking.records import RunRecord
+
+log = logging.getLogger(__name__)
+
+# The MLflow and the schema (its alembic head) whose rows the conformance test compared.
+TESTED_MLFLOW = "3.17.2"
+TESTED_SCHEMA = "dc11669786a5"
+SQL_SCHEMES = ("sqlite", "postgresql", "mysql")
+# Runs a transaction: about 90 rows each, a fraction of a second a batch.
+BATCH = 500
+# MLflow's store replaces an infinite metric by the largest float (SQL has no infinity).
+LARGEST = 1.7976931348623157e308
+
+
+def write_all(
+    experiment_id: str,
+    records: list[RunRecord],
+    *,
+    on_written: Callable[[dict[int, str]], None] = lambda written: None,
+    batch: int = BATCH,
+) -> dict[int, str]:
+    """Write `records` into the store MLflow is set to, in bulk where it can (`batch` runs a
+    transaction); return run ids by job number (`writer.write_all`'s contract: `on_written` as
+    each batch is committed)."""
+    uri = mlflow.get_tracking_uri()
+    reason = unsupported_reason(uri)
+    if reason is not None:
+        log.info("%d child runs written by MLflow's client: %s", len(records), reason)
+        return writer.write_all(experiment_id, records, on_written=on_written)
+    log.info(
+        "%d child runs written by the SQL bulk writer (%d runs a transaction)",
+        len(records),
+        batch,
+    )
+    return BulkWriter(_store(uri).engine, experiment_id).write_all(records, on_written, batch)
+
+
+def unsupported_reason(uri: str) -> str | None:
+    """Why the runs of this tracking URI cannot be written in bulk, or None if they can."""
+    scheme = urllib.parse.urlsplit(uri).scheme.partition("+")[0]
+    if scheme not in SQL_SCHEMES:
+        return f"{redact(uri)!r} is not an SQL store ({', '.join(SQL_SCHEMES)})"
+    if mlflow.__version__ != TESTED_MLFLOW:
+        return f"MLflow {mlflow.__version__}; the bulk writer is tested with {TESTED_MLFLOW}"
+    store = _store(uri)
+    if type(store) is not SqlAlchemyStore:
+        return f"MLflow serves it with {type(store).__name__}, not its SQL store"
+    with store.engine.connect() as connection:
+        schema = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    if schema != TESTED_SCHEMA:
+        return f"its schema is {schema}; the bulk writer is tested with {TESTED_SCHEMA}"
+    return None
+
+
+def _store(uri: str) -> AbstractStore:
+    """The store MLflow itself would use for `uri` (cached by MLflow, one engine per URI)."""
+    return _get_store(uri)
+
+
+@dataclass
+class Rows:
+    """The rows of some runs, by table, in the order their foreign keys need."""
+
+    tables: dict[sqlalchemy.Table, list[dict]] = field(
+        default_factory=lambda: {
+            model.__table__: []
+            for model in (
+                SqlDataset,
+                SqlRun,
+                SqlTag,
+                SqlParam,
+                SqlMetric,
+                SqlLatestMetric,
+                SqlInput,
+                SqlInputTag,
+            )
+        }
+    )
+
+    def add(self, model: type, **row) -> None:
+        self.tables[model.__table__].append(row)
+
+
+class BulkWriter:
+    """Writes the runs of one experiment of an SQL store, a batch a transaction."""
+
+    def __init__(self, engine: sqlalchemy.Engine, experiment_id: str):
+        self.engine = engine
+        self.experiment_id = experiment_id
+        experiments = SqlExperiment.__table__
+        with engine.connect() as connection:
+            experiment = connection.execute(
+                sqlalchemy.select(
+                    experiments.c.artifact_location, experiments.c.lifecycle_stage
+                ).where(experiments.c.experiment_id == int(experiment_id))
+            ).one_or_none()
+        if experiment is None or experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The experiment {experiment_id} must be in the 'active' state to write runs "
+                "into it; restore it or choose another",
+                INVALID_STATE,
+            )
+        self.artifact_location = experiment.artifact_location
+        # The datasets of the experiment by (name, digest), as committed: uuid.
+        self.datasets: dict[tuple[str, str], str] = {}
+
+    def write_all(
+        self,
+        records: list[RunRecord],
+        on_written: Callable[[dict[int, str]], None] = lambda written: None,
+        batch: int = BATCH,
+    ) -> dict[int, str]:
+        """Write `records`, `batch` runs a transaction; `on_written` after each commit."""
+        run_ids: dict[int, str] = {}
+        for start in range(0, len(records), batch):
+            written = self.write_batch(records[start : start + batch])
+            run_ids.update(written)
+            on_written(written)
+        return run_ids
+
+    def write_batch(self, records: list[RunRecord]) -> dict[int, str]:
+        """Write `records` in one transaction: all of them, or (on any error) none."""
+        rows = Rows()
+        new_datasets: dict[tuple[str, str], str] = {}
+        run_ids = {}
+        now = int(time.time() * 1000)
+        for record in records:
+            run_id = _new_id()
+            self._add_run(rows, record, run_id, now)
+            self._add_inputs(rows, record, run_id, new_datasets)
+            run_ids[record.job_number] = run_id
+        with self.engine.begin() as connection:
+            for table, table_rows in rows.tables.items():
+                if table_rows:
+                    connection.execute(table.insert(), table_rows)
+        self.datasets.update(new_datasets)
+        return run_ids
+
+    def _add_run(self, rows: Rows, record: RunRecord, run_id: str, now: int) -> None:
+        """The rows `create_run`, `log_batch` and `set_terminated` write for `record`."""
+        metrics, params, result_tags = _validate_batch_log_data(
+            record.metrics(now),
+            [Param(key, value) for key, value in record.params.items()],
+            [RunTag(key, value) for key, value in writer.result_tags(record).items()],
+        )
+        _validate_param_keys_unique(params)
+        tags = {MLFLOW_RUN_NAME: record.name, **record.tags}
+        tags.update((tag.key, tag.value) for tag in result_tags)
+        rows.add(
+            SqlRun,
+            run_uuid=run_id,
+            name=record.name,
+            source_type=SourceType.to_string(SourceType.UNKNOWN),
+            source_name="",
+            entry_point_name="",
+            user_id=record.tags.get(MLFLOW_USER, "unknown"),
+            status=record.status,
+            start_time=record.start_time or now,
+            end_time=record.end_time or now,
+            deleted_time=None,
+            source_version="",
+            lifecycle_stage=LifecycleStage.ACTIVE,
+            artifact_uri=append_to_uri_path(
+                self.artifact_location, run_id, SqlAlchemyStore.ARTIFACTS_FOLDER_NAME
+            ),
+            experiment_id=int(self.experiment_id),
+        )
+        for key, value in tags.items():
+            rows.add(SqlTag, run_uuid=run_id, key=key, value=value)
+        for param in params:
+            rows.add(SqlParam, run_uuid=run_id, key=param.key, value=param.value)
+        latest: dict[str, dict] = {}
+        for metric in dict.fromkeys(metrics):  # MLflow drops a point logged twice
+            is_nan, value = _sanitized(metric.value)
+            row = dict(
+                run_uuid=run_id,
+                key=metric.key,
+                value=value,
+                timestamp=metric.timestamp,
+                step=metric.step,
+                is_nan=is_nan,
+            )
+            rows.add(SqlMetric, **row)
+            # A key's latest point: the greatest (step, timestamp, value), as MLflow's.
+            order = (metric.step, metric.timestamp, value)
+            previous = latest.get(metric.key)
+            if previous is None or order > (
+                previous["step"],
+                previous["timestamp"],
+                previous["value"],
+            ):
+                latest[metric.key] = row
+        for row in latest.values():
+            rows.add(SqlLatestMetric, **row)
+
+    def _add_inputs(
+        self, rows: Rows, record: RunRecord, run_id: str, new_datasets: dict[tuple[str, str], str]
+    ) -> None:
+        """The rows `log_inputs` writes for the record's dataset input, if it has one."""
+        inputs = writer.run_inputs(record)
+        if not inputs:
+            return
+        _validate_dataset_inputs(inputs)
+        # MLflow keeps the first of two inputs of the same dataset.
+        unique = {(item.dataset.name, item.dataset.digest): item for item in reversed(inputs)}
+        for key, item in reversed(unique.items()):
+            dataset_uuid = self.datasets.get(key) or new_datasets.get(key) or self._stored(key)
+            if dataset_uuid is None:
+                dataset_uuid = new_datasets[key] = uuid.uuid4().hex
+                rows.add(
+                    SqlDataset,
+                    dataset_uuid=dataset_uuid,
+                    experiment_id=int(self.experiment_id),
+                    name=item.dataset.name,
+                    digest=item.dataset.digest,
+                    dataset_source_type=item.dataset.source_type,
+                    dataset_source=item.dataset.source,
+                    dataset_schema=item.dataset.schema,
+                    dataset_profile=item.dataset.profile,
+                )
+            input_uuid = uuid.uuid4().hex
+            rows.add(
+                SqlInput,
+                input_uuid=input_uuid,
+                source_type="DATASET",
+                source_id=dataset_uuid,
+                destination_type="RUN",
+                destination_id=run_id,
+                step=0,
+            )
+            for tag in item.tags:
+                rows.add(SqlInputTag, input_uuid=input_uuid, name=tag.key, value=tag.value)
+
+    def _stored(self, key: tuple[str, str]) -> str | None:
+        """The uuid of the experiment's dataset of this name and digest, if it has one."""
+        datasets = SqlDataset.__table__
+        with self.engine.connect() as connection:
+            dataset_uuid = connection.execute(
+                sqlalchemy.select(datasets.c.dataset_uuid).where(
+                    datasets.c.experiment_id == int(self.experiment_id),
+                    datasets.c.name == key[0],
+                    datasets.c.digest == key[1],
+                )
+            ).scalar()
+        if dataset_uuid is not None:
+            self.datasets[key] = dataset_uuid
+        return dataset_uuid
+
+
+def _new_id() -> str:
+    """A run id as MLflow makes one."""
+    return uuid.uuid4().hex
+
+
+def _sanitized(value: float) -> tuple[bool, float]:
+    """A metric value as MLflow's SQL store keeps it: NaN as 0 (flagged), infinity as the
+    largest float."""
+    if value != value:
+        return True, 0.0
+    if value in (float("inf"), float("-inf")):
+        return False, LARGEST if value > 0 else -LARGEST
+    return False, value
