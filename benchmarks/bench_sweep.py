@@ -51,7 +51,6 @@ from gatelab.sweeps.publish import SUMMARY_FILE
 REPOSITORY = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPOSITORY / "src" / "train.py"
 LEARNING_RATES = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0]
-EXPERIMENT = "gatelab"
 SEED = 126
 LEARNING_RATE = 0.1
 EPOCHS = 2000
@@ -120,23 +119,26 @@ def run_sweep(command: list[str], directory: Path) -> float:
 def check_store(directory: Path, jobs: int) -> bool:
     """Print what the sweep left in MLflow and in its summary CSV; True if all jobs are there."""
     client = MlflowClient(tracking_uri(directory))
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        print(f"FAILED: no experiment {EXPERIMENT!r} in the store", file=sys.stderr)
-        return False
-    runs: list[Run] = client.search_runs([experiment.experiment_id], max_results=50000)
+    # A sweep of more than a page of jobs has an experiment of its own
+    # (`tracking.own_experiment_above`): every experiment of the fresh store.
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    runs: list[Run] = []
+    token = None
+    while True:  # MLflow returns at most 50,000 runs a page
+        page = client.search_runs(experiments, max_results=50_000, page_token=token)
+        runs += page
+        token = page.token
+        if not token:
+            break
     parents = [run for run in runs if "sweep.params" in run.data.tags]
-    children = [
-        run
-        for parent in parents
-        for run in runs
-        if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-    ]
+    # Each job's run is a child of its cell of the grid, itself a child of the parent.
+    children = [run for run in runs if "hydra.job.num" in run.data.tags]
+    cells = len(runs) - len(parents) - len(children)
     finished_children = [run for run in children if run.info.status == "FINISHED"]
     parent_status = parents[0].info.status if len(parents) == 1 else "-"
     print(
-        f"MLflow: {len(runs)} runs in {EXPERIMENT!r}: {len(parents)} parent ({parent_status}), "
-        f"{len(children)} children, {len(finished_children)} FINISHED"
+        f"MLflow: {len(runs)} runs: {len(parents)} parent ({parent_status}), {cells} cells, "
+        f"{len(children)} job runs, {len(finished_children)} FINISHED"
     )
 
     summaries = sorted(directory.glob(f"multirun/*/*/{SUMMARY_FILE}"))
@@ -151,7 +153,6 @@ def check_store(directory: Path, jobs: int) -> bool:
     correct = (
         len(parents) == 1
         and parent_status == "FINISHED"
-        and len(runs) == jobs + 1
         and len(children) == jobs
         and len(finished_children) == jobs
         and summary_rows == jobs

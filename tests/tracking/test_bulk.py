@@ -308,3 +308,27 @@ def test_the_console_says_which_writer_wrote(tracking_uri, monkeypatch, caplog):
     assert lines[0] == "6 child runs written by the SQL bulk writer (500 runs a transaction)"
     assert lines[1].startswith("2 child runs written by MLflow's client: MLflow ")
     assert len(MlflowClient(tracking_uri).search_runs([experiment_id])) == 8
+
+
+def test_runs_read_in_bulk_are_the_runs_mlflow_searches(store_uri):
+    _, bulk_ids, parent_run_id = written_both_ways(store_uri)
+    client = MlflowClient(store_uri)
+    experiment_id = client.get_run(bulk_ids[0]).info.experiment_id
+    client.delete_run(bulk_ids[3])  # deleted runs are not read, as `search_runs`
+    searched = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{records.SWEEP_TAG}` = '{parent_run_id}'"
+    )
+    read = bulk.runs_tagged(experiment_id, records.SWEEP_TAG, parent_run_id)
+    assert len(read) == len(searched) == 5
+    by_id = {run.info.run_id: run for run in read}
+    for run in searched:
+        ours = by_id[run.info.run_id]
+        assert ours.info.to_proto() == run.info.to_proto()
+        assert (ours.data.params, ours.data.tags) == (run.data.params, run.data.tags)
+        assert ours.data.metrics == run.data.metrics
+    assert bulk.runs_tagged(experiment_id, records.SWEEP_TAG, "another sweep") == []
+
+
+def test_runs_are_not_read_in_bulk_from_a_store_that_is_not_sql(monkeypatch):
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://127.0.0.1:5000")
+    assert bulk.runs_tagged("1", records.SWEEP_TAG, "a sweep") is None

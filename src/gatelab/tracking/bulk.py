@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 
 import mlflow
 import sqlalchemy
-from mlflow.entities import LifecycleStage, Param, RunTag, SourceType
+from mlflow.entities import (
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunTag,
+    SourceType,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_STATE
 from mlflow.store.tracking.abstract_store import AbstractStore
@@ -83,6 +92,57 @@ def write_all(
         batch,
     )
     return BulkWriter(_store(uri).engine, experiment_id).write_all(records, on_written, batch)
+
+
+def runs_tagged(experiment_id: str, key: str, value: str) -> list[Run] | None:
+    """The active runs of the experiment whose tag `key` is `value`, with their tags, params and
+    latest metrics (`search_runs`'s `Run`s, without inputs), in four queries of the SQL store
+    MLflow is set to; None where `write_all` would not write in bulk (then ask MLflow)."""
+    uri = mlflow.get_tracking_uri()
+    if unsupported_reason(uri) is not None:
+        return None
+    runs, tags, params, latest = (
+        model.__table__ for model in (SqlRun, SqlTag, SqlParam, SqlLatestMetric)
+    )
+    selected = (
+        sqlalchemy.select(runs.c.run_uuid)
+        .join(tags, tags.c.run_uuid == runs.c.run_uuid)
+        .where(
+            runs.c.experiment_id == int(experiment_id),
+            runs.c.lifecycle_stage == LifecycleStage.ACTIVE,
+            tags.c.key == key,
+            tags.c.value == value,
+        )
+    )
+    data: dict[str, tuple[list, list, list]] = {}
+    with _store(uri).engine.connect() as connection:
+        infos = connection.execute(runs.select().where(runs.c.run_uuid.in_(selected))).all()
+        for info in infos:
+            data[info.run_uuid] = ([], [], [])
+        for row in connection.execute(tags.select().where(tags.c.run_uuid.in_(selected))):
+            data[row.run_uuid][2].append(RunTag(row.key, row.value))
+        for row in connection.execute(params.select().where(params.c.run_uuid.in_(selected))):
+            data[row.run_uuid][1].append(Param(row.key, row.value))
+        for row in connection.execute(latest.select().where(latest.c.run_uuid.in_(selected))):
+            metric_value = float("nan") if row.is_nan else row.value
+            data[row.run_uuid][0].append(Metric(row.key, metric_value, row.timestamp, row.step))
+    return [
+        Run(
+            RunInfo(
+                run_id=info.run_uuid,
+                experiment_id=str(info.experiment_id),
+                user_id=info.user_id,
+                status=info.status,
+                start_time=info.start_time,
+                end_time=info.end_time,
+                lifecycle_stage=info.lifecycle_stage,
+                artifact_uri=info.artifact_uri,
+                run_name=info.name,
+            ),
+            RunData(*data[info.run_uuid]),
+        )
+        for info in infos
+    ]
 
 
 def unsupported_reason(uri: str) -> str | None:
