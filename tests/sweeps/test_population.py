@@ -47,13 +47,13 @@ def vectorized_records(compose_config, monkeypatch, jobs, values) -> list[record
     """The records a vectorized sweep writes for `jobs` (with their swept `values`)."""
     written = []
 
-    def keep(experiment_id, run_records, on_written):
+    def keep(experiment_id, run_records, on_written, batch):
         written.extend(run_records)
         run_ids = {record.job_number: f"run-{record.job_number}" for record in run_records}
         on_written(run_ids)
         return run_ids
 
-    monkeypatch.setattr(population.writer, "write_all", keep)
+    monkeypatch.setattr(population.bulk, "write_all", keep)
     cfg = compose_config(*AS_IN_A_SWEEP, "trainer.print_every=0", "trainer.epochs=300")
     members = [MemberJob(job, job_values) for job, job_values in zip(jobs, values, strict=True)]
     recorded = Recorded()
@@ -73,7 +73,12 @@ def assert_same_record(together: records.RunRecord, alone: records.RunRecord) ->
     # A member's times are its share of the population's training; a run alone's, its own.
     times = ("start_time", "end_time")
     assert together.start_time < together.end_time and alone.start_time is None
-    for field in set(together.__dataclass_fields__) - set(numbers) - set(times):
+    # A member's arrays are in its parent's members.npz too (a run alone's, its artifacts).
+    together_tags = dict(together.tags)
+    assert "members.npz" in together_tags.pop("arrays") and "arrays" not in alone.tags
+    assert together_tags == alone.tags
+    fields = set(together.__dataclass_fields__) - set(numbers) - set(times) - {"tags"}
+    for field in fields:
         assert getattr(together, field) == getattr(alone, field), field
     assert together.outcome == pytest.approx(alone.outcome)
     assert [step for step, _ in together.loss_points] == [step for step, _ in alone.loss_points]
