@@ -42,6 +42,7 @@ from gatelab.sweeps.population import (
     fallback_reason,
 )
 from gatelab.sweeps.results import read_results
+from gatelab.sweeps.search_records import TrialOutcome
 from gatelab.sweeps.search_space import SearchSpace, search_space_of
 from gatelab.sweeps.search_study import Settings, check, objective_values, open_study
 from gatelab.sweeps.summary import JobResult, group_metrics
@@ -108,7 +109,7 @@ class SearchSweeperImpl:
         )
         # A per-job trial's runs are this run's children (`pipeline.run_hydra_job`).
         sweep_folder.record_parent_run_id(sweep_dir, run_id)
-        study_run = StudyRun(client, experiment_id, run_id, config_params(task_cfg))
+        study_run = StudyRun(client, experiment_id, run_id, config_params(task_cfg), self.timings)
         if reason is not None:
             log.info("each trial's jobs run one by one: %s", reason)
         log.info(
@@ -163,21 +164,27 @@ class SearchSweeperImpl:
         checker: ValueChecker,
     ) -> None:
         """Train every trial x seed of the batch as one population; tell each trial its score."""
+        told: list[TrialOutcome] = []
         valid: list[tuple[Trial, dict[str, Any]]] = []
         for trial in trials:
             try:
-                typed = {key: checker.checked_value(key, value) for key, value in trial.params.items()}
+                typed = {
+                    key: checker.checked_value(key, value) for key, value in trial.params.items()
+                }
             except ConfigError as error:
-                self._tell_failed(study, study_run, trial, error)
+                told.append(self._tell_failed(study, trial, error))
                 continue
             valid.append((trial, typed))
         if not valid:
+            study_run.log(told)
             return
         seeds = space.seeds
         members = [
             population.Member(
                 seed=seed,
-                learning_rate=typed.get("optimizer.learning_rate", task_cfg.optimizer.learning_rate),
+                learning_rate=typed.get(
+                    "optimizer.learning_rate", task_cfg.optimizer.learning_rate
+                ),
                 momentum=typed.get("optimizer.momentum", task_cfg.optimizer.get("momentum")) or 0.0,
             )
             for _, typed in valid
@@ -203,7 +210,8 @@ class SearchSweeperImpl:
                 )
                 loss = float(member_history.loss[-1]) if member_history.loss.size else float("nan")
                 results.append(seed_result(seed, loss, outcome, self.settings.seed_key))
-            self._tell_scored(study, study_run, trial, results)
+            told.append(self._tell_scored(study, trial, results))
+        study_run.log(told)
         best = study.best_trials
         log.info(
             "trained %d trials x %d seeds (%d members); %d trials in the study, best %s",
@@ -236,31 +244,29 @@ class SearchSweeperImpl:
                 ]
             failed = [job for job in returns if job.status == JobStatus.FAILED]
             if len(failed) == len(returns):
-                self._tell_failed(study, study_run, trial, failed[0]._return_value)
+                study_run.log([self._tell_failed(study, trial, failed[0]._return_value)])
             else:
-                self._tell_scored(study, study_run, trial, results)
+                study_run.log([self._tell_scored(study, trial, results)])
 
     def _tell_scored(
-        self, study: optuna.Study, study_run: "StudyRun", trial: Trial, results: list[JobResult]
-    ) -> None:
+        self, study: optuna.Study, trial: Trial, results: list[JobResult]
+    ) -> TrialOutcome:
+        """Tell Optuna the trial's objective values, a number of its seeds' outcomes."""
         metrics = group_metrics(results)
         values = objective_values(metrics, self.settings.objective)
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
         with self.timings.timed("optuna"):
             frozen = study.tell(trial, values)
-        with self.timings.timed("mlflow"):
-            study_run.log(frozen, metrics, results)
+        return TrialOutcome(frozen, metrics, results)
 
-    def _tell_failed(
-        self, study: optuna.Study, study_run: "StudyRun", trial: Trial, error: BaseException
-    ) -> None:
+    def _tell_failed(self, study: optuna.Study, trial: Trial, error: BaseException) -> TrialOutcome:
+        """Tell Optuna the trial FAILED, its reason kept as a user attribute."""
         trial.set_user_attr(FAILURE_ATTR, one_line(error))
         log.warning("trial %d failed: %s", trial.number, one_line(error))
         with self.timings.timed("optuna"):
             frozen = study.tell(trial, state=TrialState.FAIL)
-        with self.timings.timed("mlflow"):
-            study_run.log(frozen, {}, [], error)
+        return TrialOutcome(frozen, {}, [], error)
 
     def _fail_asked(self, study: optuna.Study, asked: list[Trial], reason: str) -> None:
         """Tell the batch's untold trials FAIL: a stopped study keeps no RUNNING trial."""
@@ -283,10 +289,12 @@ class SearchSweeperImpl:
 
     def _fallback_reason(self, task_cfg: DictConfig, space: SearchSpace) -> str | None:
         if space.seeds is None:
-            return f"{self.settings.seed_key} is not swept (e.g. '{self.settings.seed_key}=range(100)')"
+            key = self.settings.seed_key
+            return f"{key} is not swept (e.g. '{key}=range(100)')"
         other = [key for key in space.distributions if key not in VALUE_KEYS]
         if other:
-            return f"{', '.join(other)} is searched (a population differs in {', '.join(VALUE_KEYS[1:])})"
+            varied = ", ".join(VALUE_KEYS[1:])
+            return f"{', '.join(other)} is searched (a population's members differ in {varied})"
         try:
             return fallback_reason(task_cfg)
         except ConfigError as error:
@@ -297,32 +305,25 @@ class StudyRun:
     """The study's parent run, and what every trial's child shares (the fixed config's params)."""
 
     def __init__(
-        self, client: MlflowClient, experiment_id: str, run_id: str, params: dict[str, str]
-    ):
-        self.client, self.experiment_id, self.run_id, self.params = (
-            client,
-            experiment_id,
-            run_id,
-            params,
-        )
-
-    def log(
         self,
-        trial: optuna.trial.FrozenTrial,
-        metrics: dict[str, float],
-        seeds: list[JobResult],
-        error: BaseException | None = None,
-    ) -> None:
-        search_records.log_trial(
-            self.client,
-            self.experiment_id,
-            self.run_id,
-            trial,
-            params=self.params,
-            metrics=metrics,
-            seeds=seeds,
-            error=error,
-        )
+        client: MlflowClient,
+        experiment_id: str,
+        run_id: str,
+        params: dict[str, str],
+        timings: Timings,
+    ):
+        self.client = client
+        self.experiment_id = experiment_id
+        self.run_id = run_id
+        self.params = params
+        self.timings = timings
+
+    def log(self, outcomes: list[TrialOutcome]) -> None:
+        """The told trials' child runs, written at once."""
+        with self.timings.timed("mlflow"):
+            search_records.log_trials(
+                self.client, self.experiment_id, self.run_id, self.params, outcomes
+            )
 
 
 def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str) -> JobResult:
@@ -337,4 +338,3 @@ def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str
         status="FINISHED",
         run_id="",
     )
-

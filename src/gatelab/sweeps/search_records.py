@@ -9,6 +9,8 @@ import csv
 import io
 import logging
 import warnings
+from dataclasses import dataclass
+from datetime import datetime
 
 import matplotlib
 
@@ -86,40 +88,64 @@ def open_study_run(
     return run.info.run_id
 
 
-def log_trial(
-    client: MlflowClient,
-    experiment_id: str,
-    parent_run_id: str,
-    trial: FrozenTrial,
-    *,
-    params: dict[str, str],
-    metrics: dict[str, float],
-    seeds: list[JobResult],
-    error: BaseException | None = None,
-) -> str:
-    """Write one trial's child run: its values, objective metrics, state and `seeds.csv`."""
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A told trial, what its child run shows: its seeds' numbers, or the error it failed with."""
+
+    trial: FrozenTrial
+    metrics: dict[str, float]
+    seeds: list[JobResult]
+    error: BaseException | None = None
+
+
+def trial_record(
+    parent_run_id: str, params: dict[str, str], outcome: TrialOutcome
+) -> records.RunRecord:
+    """A trial's child run: its values as params, the objective metrics, its Optuna state."""
+    trial = outcome.trial
     tags = {
         "mlflow.parentRunId": parent_run_id,
         SEARCH_TAG: parent_run_id,
+        "hydra.job.num": str(trial.number),
         "optuna.trial.number": str(trial.number),
         "optuna.trial.state": trial.state.name,
         "hydra.overrides": " ".join(f"{key}={value}" for key, value in trial.params.items()),
     }
-    if "success_rate" in metrics:
-        tags[records.COLOUR_TAG] = records.outcome_colour(metrics["success_rate"])
-    record = records.RunRecord(
+    if "success_rate" in outcome.metrics:
+        tags[records.COLOUR_TAG] = records.outcome_colour(outcome.metrics["success_rate"])
+    failed = outcome.error is not None
+    return records.RunRecord(
         job_number=trial.number,
         name=trial_name(trial.number, trial.params),
         tags=tags,
         params={**params, **{key: str(value) for key, value in trial.params.items()}},
-        status=records.FINISHED if error is None else records.FAILED,
-        result_tags={} if error is None else records.error_tags(error),
-        outcome=metrics,
+        status=records.FAILED if failed else records.FINISHED,
+        result_tags=records.error_tags(outcome.error) if failed else {},
+        outcome=outcome.metrics,
+        start_time=_ms(trial.datetime_start),
+        end_time=_ms(trial.datetime_complete),
     )
-    run_id = writer.write(client, experiment_id, record)
-    if seeds:
-        client.log_text(run_id, seeds_csv(seeds), SEEDS_FILE)
-    return run_id
+
+
+def log_trials(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    params: dict[str, str],
+    outcomes: list[TrialOutcome],
+) -> dict[int, str]:
+    """Write a batch's trials as child runs (`writer.write_all`), each with its `seeds.csv`."""
+    run_ids = writer.write_all(
+        experiment_id, [trial_record(parent_run_id, params, outcome) for outcome in outcomes]
+    )
+    for outcome in outcomes:
+        if outcome.seeds:
+            client.log_text(run_ids[outcome.trial.number], seeds_csv(outcome.seeds), SEEDS_FILE)
+    return run_ids
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
 
 
 def seeds_csv(seeds: list[JobResult]) -> str:
@@ -180,7 +206,10 @@ def description(
         "",
     ]
     for trial in best[:10]:
-        values = ", ".join(f"{name} {value:g}" for name, value in zip(settings.objective, trial.values, strict=True))
+        values = ", ".join(
+            f"{name} {value:g}"
+            for name, value in zip(settings.objective, trial.values, strict=True)
+        )
         lines.append(f"- best: {trial_name(trial.number, trial.params)}: {values}")
     lines += ["", f"Every trial: `{TRIALS_FILE}`; each trial's seeds: its `{SEEDS_FILE}`."]
     return "\n".join(lines)
@@ -200,9 +229,7 @@ def figures(study: optuna.Study, settings: Settings) -> dict[str, plt.Figure]:
         )
         if len(keys) >= 1 and _varied(study, keys):
             found["param_importances.png"] = _figure_of(
-                optuna_figures.plot_param_importances(
-                    study, target=target, target_name=target_name
-                )
+                optuna_figures.plot_param_importances(study, target=target, target_name=target_name)
             )
         if len(keys) == 2:
             found["contour.png"] = _figure_of(

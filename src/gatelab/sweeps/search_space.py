@@ -56,12 +56,12 @@ def search_space_of(overrides: list[Override], seed_key: str) -> SearchSpace:
     for override in overrides:
         key = override.get_key_element()
         if not override.is_sweep_override():
-            fixed.append(override.input_line or f"{key}={override.get_value_element_as_str()}")
+            fixed.append(override.input_line)
         elif key == seed_key:
             seeds = [int(seed) for seed in override.sweep_iterator()]
         else:
             distributions[key] = distribution_of(override)
-            texts[key] = override.get_value_element_as_str()
+            texts[key] = value_text(override)
     if not distributions:
         raise ConfigError(
             "hydra/sweeper=search: the search space is empty; give at least one key a range, "
@@ -71,13 +71,20 @@ def search_space_of(overrides: list[Override], seed_key: str) -> SearchSpace:
     return SearchSpace(distributions, texts, seeds, fixed)
 
 
+def value_text(override: Override) -> str:
+    """A sweep override's value as given: `tag(log, interval(0.01, 5))`."""
+    return override.input_line.split("=", 1)[1]
+
+
 def distribution_of(override: Override) -> BaseDistribution:
     """An Optuna distribution for one sweep override, as Hydra's Optuna sweeper makes it."""
     value = override.value()
     key = override.get_key_element()
     if override.is_choice_sweep():
         assert isinstance(value, ChoiceSweep)
-        return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+        return CategoricalDistribution(
+            list(override.sweep_iterator(transformer=Transformer.encode))
+        )
     if override.is_range_sweep():
         assert isinstance(value, RangeSweep)
         if value.shuffle or any(isinstance(bound, float) for bound in (value.start, value.step)):
@@ -85,21 +92,21 @@ def distribution_of(override: Override) -> BaseDistribution:
             return CategoricalDistribution(choices)
         values = list(override.sweep_iterator())
         if not values:
-            raise ConfigError(f"{key}={override.get_value_element_as_str()} has no value to search")
+            raise ConfigError(f"{key}={value_text(override)} has no value to search")
         return IntDistribution(int(values[0]), int(values[-1]), step=int(value.step))
     if override.is_interval_sweep():
         assert isinstance(value, IntervalSweep)
         log = "log" in value.tags
         if log and value.start <= 0:
             raise ConfigError(
-                f"{key}={override.get_value_element_as_str()}: a log interval starts above 0, "
+                f"{key}={value_text(override)}: a log interval starts above 0, "
                 f"not at {value.start:g}; e.g. tag(log, interval(0.01, 5))"
             )
         if isinstance(value.start, int) and isinstance(value.end, int):
             return IntDistribution(value.start, value.end, log=log)
         return FloatDistribution(float(value.start), float(value.end), log=log)
     raise ConfigError(
-        f"{key}={override.get_value_element_as_str()} is not a search range: use interval, "
+        f"{key}={value_text(override)} is not a search range: use interval, "
         "tag(log, interval(...)), range or choice"
     )
 

@@ -77,9 +77,7 @@ def check(settings: Settings, space: SearchSpace) -> None:
             )
     for direction in settings.directions:
         if direction not in DIRECTIONS:
-            raise ConfigError(
-                f"hydra.sweeper.direction={direction}: choose maximize or minimize"
-            )
+            raise ConfigError(f"hydra.sweeper.direction={direction}: choose maximize or minimize")
     if len(settings.directions) != len(settings.objective):
         raise ConfigError(
             f"hydra.sweeper.direction={settings.direction}: one direction per objective "
