@@ -25,7 +25,7 @@ from hydra.types import HydraContext, TaskFunction
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from gatelab.build import build
 from gatelab.config import validate
@@ -54,6 +54,13 @@ from gatelab.tracking.naming import config_params
 log = logging.getLogger(__name__)
 
 FAILURE_ATTR = "failure_reason"
+# A trial asked past `n_trials` by sweeps sharing the study: not trained, not counted.
+BEYOND_ATTR = "beyond_n_trials"
+
+
+def counted_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials `n_trials` counts: all but those asked beyond it."""
+    return [trial for trial in trials if not trial.user_attrs.get(BEYOND_ATTR)]
 
 
 class SearchSweeperImpl:
@@ -123,11 +130,14 @@ class SearchSweeperImpl:
         asked: list[Trial] = []
         try:
             while (batch_size := self._to_ask(study)) > 0:
-                with self.timings.timed("optuna"):
-                    asked = [
-                        study.ask(fixed_distributions=space.distributions)
-                        for _ in range(batch_size)
-                    ]
+                asked = []
+                for _ in range(batch_size):
+                    with self.timings.timed("optuna"):
+                        trial = study.ask(fixed_distributions=space.distributions)
+                    if self._within_n_trials(study, trial):
+                        asked.append(trial)
+                if not asked:
+                    break
                 if reason is None:
                     self._train_batch(study, study_run, asked, task_cfg, space, checker)
                 else:
@@ -151,8 +161,23 @@ class SearchSweeperImpl:
     def _to_ask(self, study: optuna.Study) -> int:
         """The next batch's size: `n_trials` counts the study's trials, whoever ran them."""
         with self.timings.timed("optuna"):
-            counted = len(study.get_trials(deepcopy=False))
+            counted = len(counted_trials(study.get_trials(deepcopy=False)))
         return min(self.settings.batch_size, self.settings.n_trials - counted)
+
+    def _within_n_trials(self, study: optuna.Study, trial: Trial) -> bool:
+        """Whether `trial` is one of the study's first `n_trials`; if not (another process
+        asked the last ones at the same moment), it is told PRUNED, marked as beyond them."""
+        with self.timings.timed("optuna"):
+            earlier = [
+                other
+                for other in counted_trials(study.get_trials(deepcopy=False))
+                if other.number <= trial.number
+            ]
+            if len(earlier) <= self.settings.n_trials:
+                return True
+            trial.set_user_attr(BEYOND_ATTR, True)
+            study.tell(trial, state=TrialState.PRUNED)
+        return False
 
     def _train_batch(
         self,
