@@ -5,11 +5,7 @@ runs them; the study is read back from its Optuna storage and from MLflow.
 """
 
 import csv
-import os
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import optuna
@@ -18,15 +14,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from tests.helpers import (
-    PYTHON,
     QUICK,
-    TRAIN_SCRIPT,
     all_runs,
     postgres_database,
     run_train,
     run_trains_together,
     runs_of,
-    train_environment,
 )
 
 pytestmark = pytest.mark.slow
@@ -176,54 +169,6 @@ def test_the_same_command_resumes_its_study_to_n_trials_in_total(tmp_path):
     assert len(parents) == 3
     numbers = sorted(int(run.data.tags["optuna.trial.number"]) for run in trial_runs(client))
     assert numbers == [0, 1, 2, 3, 4]
-
-
-def test_sigterm_keeps_finished_trials_marks_the_running_ones_and_the_study_resumes(tmp_path):
-    # Long trials in batches of 2: the stop comes while a batch trains.
-    long = ["-m", "hydra/sweeper=search", "model=mlp", "dataset=xor", "trainer.print_every=0"]
-    command = [*long, "seed=range(500)", *SPACE, "hydra.sweeper.batch_size=4"]
-    process = subprocess.Popen(
-        [PYTHON, str(TRAIN_SCRIPT), *command, "hydra.sweeper.n_trials=40"],
-        cwd=tmp_path,
-        env=train_environment(f"sqlite:///{tmp_path / 'mlflow.db'}"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
-            if (tmp_path / "optuna.db").exists():
-                trials = optuna_trials(tmp_path)
-                if sum(trial.state == TrialState.COMPLETE for trial in trials) >= 2:
-                    break
-            time.sleep(0.2)
-        os.kill(process.pid, signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-
-    trials = optuna_trials(tmp_path)
-    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
-    stopped = [trial for trial in trials if trial.state == TrialState.FAIL]
-    assert len(complete) >= 2
-    # The batch training when the stop came (if it came between two batches, none).
-    assert all(trial.user_attrs["failure_reason"] == "stopped" for trial in stopped)
-    assert not [trial for trial in trials if trial.state == TrialState.RUNNING]
-    client, (parent,), _ = runs_of(tmp_path)
-    assert parent.info.status == "KILLED"
-
-    total = len(trials) + 1
-    result = run_train(tmp_path, *command, f"hydra.sweeper.n_trials={total}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    resumed = optuna_trials(tmp_path)
-    assert len(resumed) == total
-    assert resumed[-1].state == TrialState.COMPLETE
-
-
-def optuna_trials(workdir: Path) -> list[optuna.trial.FrozenTrial]:
-    return study_in(workdir).get_trials(deepcopy=False)
 
 
 def test_a_trial_of_bad_values_fails_alone_and_too_many_failures_stop_the_study(tmp_path):
