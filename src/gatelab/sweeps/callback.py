@@ -76,6 +76,8 @@ class SweepCallback(Callback):
 
     def start(self, config: DictConfig) -> None:
         """Check the store, then open the parent run and leave its id where the jobs find it."""
+        if OmegaConf.select(config, "hydra.sweeper.opens_parent_run", default=False):
+            return  # the sweeper opens its own (hydra/sweeper=search: the study's run)
         overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         self.swept = swept_keys(overrides)
         refuse_swept_tracking(self.swept)

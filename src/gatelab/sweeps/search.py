@@ -1,0 +1,365 @@
+"""The search sweeper: an Optuna study, each trial scored over every seed, trained as populations.
+
+`python src/train.py -m hydra/sweeper=search 'seed=range(100)'
+'optimizer.learning_rate=tag(log, interval(0.01, 5))' 'optimizer.momentum=interval(0, 0.99)'`
+asks Optuna for `batch_size` trials at a time (ask-and-tell), trains every trial x seed of the
+batch as one population (`engine.population`: each member as its single run would train) and
+tells each trial its objective, a number of its seeds' outcomes (`summary.group_metrics`). A
+config the population engine cannot train (`optimizer=adam`), or a search without seeds, runs
+each trial's jobs through the configured launcher instead. The study lives in Optuna's storage,
+so the same command resumes it and several processes share it (docs/search.md).
+"""
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from gatelab.build import build
+from gatelab.config import validate
+from gatelab.engine import population
+from gatelab.errors import ConfigError, one_line
+from gatelab.history import outcome_metrics
+from gatelab.redaction import redact
+from gatelab.sweeps import parent as sweep_folder
+from gatelab.sweeps import search_records
+from gatelab.sweeps.population import (
+    VALUE_KEYS,
+    ValueChecker,
+    apply_sweep_defaults,
+    fallback_reason,
+)
+from gatelab.sweeps.results import read_results
+from gatelab.sweeps.search_records import TrialOutcome
+from gatelab.sweeps.search_space import SearchSpace, search_space_of
+from gatelab.sweeps.search_study import Settings, check, objective_values, open_study
+from gatelab.sweeps.summary import JobResult, group_metrics
+from gatelab.sweeps.vectorized import Timings, task_config
+from gatelab.tracking import store
+from gatelab.tracking.experiment import configure
+from gatelab.tracking.naming import config_params
+
+log = logging.getLogger(__name__)
+
+FAILURE_ATTR = "failure_reason"
+# A trial asked past `n_trials` by sweeps sharing the study: not trained, not counted.
+BEYOND_ATTR = "beyond_n_trials"
+
+
+def counted_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials `n_trials` counts: all but those asked beyond it."""
+    return [trial for trial in trials if not trial.user_attrs.get(BEYOND_ATTR)]
+
+
+class SearchSweeperImpl:
+    """What `hydra/sweeper=search` does; the plugin in `hydra_plugins` only delegates here."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Launcher | None = None
+        self.timings = Timings()
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> optuna.Study:
+        settings = self.settings
+        given = [*(f"{key}={value}" for key, value in settings.params.items()), *arguments]
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        space = search_space_of(parser.parse_overrides(given), settings.seed_key)
+        check(settings, space)
+        with self.timings.timed("compose"):
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, space.fixed)
+        apply_sweep_defaults(cfg, {override.split("=", 1)[0] for override in given})
+        task_cfg = task_config(cfg)
+        validate(task_cfg)
+        store.check(task_cfg.tracking.uri)
+        reason = self._fallback_reason(task_cfg, space)
+        checker = ValueChecker(task_cfg)
+        for seed in space.seeds or []:
+            checker.checked_value(settings.seed_key, seed)
+        with self.timings.timed("optuna"):
+            study = open_study(settings, space, given)
+        sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        experiment_id = configure(task_cfg.tracking.uri, task_cfg.tracking.experiment)
+        client = MlflowClient()
+        run_id = search_records.open_study_run(
+            client,
+            experiment_id,
+            study_name=study.study_name,
+            settings=settings,
+            space=space,
+            command=redact(shlex.join(["python", *sys.argv])),
+            sweep_dir=str(sweep_dir),
+        )
+        # A per-job trial's runs are this run's children (`pipeline.run_hydra_job`).
+        sweep_folder.record_parent_run_id(sweep_dir, run_id)
+        study_run = StudyRun(client, experiment_id, run_id, config_params(task_cfg), self.timings)
+        if reason is not None:
+            log.info("each trial's jobs run one by one: %s", reason)
+        log.info(
+            "search: study %r, %d of %d trials done, %s",
+            study.study_name,
+            len(study.get_trials(deepcopy=False)),
+            settings.n_trials,
+            f"{len(space.seeds)} seeds a trial" if space.seeds else "one job a trial",
+        )
+        status = RunStatus.to_string(RunStatus.FINISHED)
+        asked: list[Trial] = []
+        try:
+            while (batch_size := self._to_ask(study)) > 0:
+                asked = []
+                for _ in range(batch_size):
+                    with self.timings.timed("optuna"):
+                        trial = study.ask(fixed_distributions=space.distributions)
+                    if self._within_n_trials(study, trial):
+                        asked.append(trial)
+                if not asked:
+                    break
+                if reason is None:
+                    self._train_batch(study, study_run, asked, task_cfg, space, checker)
+                else:
+                    self._launch_batch(study, study_run, asked, space)
+                asked = []
+                self._check_failures(study)
+        except KeyboardInterrupt:
+            status = search_records.KILLED
+            self._fail_asked(study, asked, "stopped")
+            raise
+        except BaseException:
+            status = RunStatus.to_string(RunStatus.FAILED)
+            self._fail_asked(study, asked, "the study stopped")
+            raise
+        finally:
+            with self.timings.timed("mlflow"):
+                search_records.finish_study_run(client, run_id, study, settings, status)
+            log.info("search timings: %s", self.timings)
+        return study
+
+    def _to_ask(self, study: optuna.Study) -> int:
+        """The next batch's size: `n_trials` counts the study's trials, whoever ran them."""
+        with self.timings.timed("optuna"):
+            counted = len(counted_trials(study.get_trials(deepcopy=False)))
+        return min(self.settings.batch_size, self.settings.n_trials - counted)
+
+    def _within_n_trials(self, study: optuna.Study, trial: Trial) -> bool:
+        """Whether `trial` is one of the study's first `n_trials`; if not (another process
+        asked the last ones at the same moment), it is told PRUNED, marked as beyond them."""
+        with self.timings.timed("optuna"):
+            earlier = [
+                other
+                for other in counted_trials(study.get_trials(deepcopy=False))
+                if other.number <= trial.number
+            ]
+            if len(earlier) <= self.settings.n_trials:
+                return True
+            trial.set_user_attr(BEYOND_ATTR, True)
+            study.tell(trial, state=TrialState.PRUNED)
+        return False
+
+    def _train_batch(
+        self,
+        study: optuna.Study,
+        study_run: "StudyRun",
+        trials: list[Trial],
+        task_cfg: DictConfig,
+        space: SearchSpace,
+        checker: ValueChecker,
+    ) -> None:
+        """Train every trial x seed of the batch as one population; tell each trial its score."""
+        told: list[TrialOutcome] = []
+        valid: list[tuple[Trial, dict[str, Any]]] = []
+        for trial in trials:
+            try:
+                typed = {
+                    key: checker.checked_value(key, value) for key, value in trial.params.items()
+                }
+            except ConfigError as error:
+                told.append(self._tell_failed(study, trial, error))
+                continue
+            valid.append((trial, typed))
+        if not valid:
+            study_run.log(told)
+            return
+        seeds = space.seeds
+        members = [
+            population.Member(
+                seed=seed,
+                learning_rate=typed.get(
+                    "optimizer.learning_rate", task_cfg.optimizer.learning_rate
+                ),
+                momentum=typed.get("optimizer.momentum", task_cfg.optimizer.get("momentum")) or 0.0,
+            )
+            for _, typed in valid
+            for seed in seeds
+        ]
+        with self.timings.timed("training"):
+            built = build(task_cfg)
+            history = population.train_population(
+                built.model,
+                built.optimizer,
+                members,
+                built.dataset.inputs,
+                built.dataset.targets,
+                built.schedule,
+            )
+        for index, (trial, _) in enumerate(valid):
+            results = []
+            for offset, seed in enumerate(seeds):
+                member = index * len(seeds) + offset
+                member_history = history.member(member)
+                outcome = outcome_metrics(
+                    history.outputs[member], built.dataset.targets, member_history
+                )
+                loss = float(member_history.loss[-1]) if member_history.loss.size else float("nan")
+                results.append(seed_result(seed, loss, outcome, self.settings.seed_key))
+            told.append(self._tell_scored(study, trial, results))
+        study_run.log(told)
+        best = study.best_trials
+        log.info(
+            "trained %d trials x %d seeds (%d members); %d trials in the study, best %s",
+            len(valid),
+            len(seeds),
+            len(members),
+            len(study.get_trials(deepcopy=False)),
+            ", ".join(search_records.trial_name(t.number, t.params) for t in best[:3]) or "none",
+        )
+
+    def _launch_batch(
+        self, study: optuna.Study, study_run: "StudyRun", trials: list[Trial], space: SearchSpace
+    ) -> None:
+        """Each trial's jobs (one per seed, or one) through the launcher; scored from their runs."""
+        key = self.settings.seed_key
+        seeds = space.seeds or [None]
+        for trial in trials:
+            jobs = [
+                space.overrides(trial.params) + ([f"{key}={seed}"] if seed is not None else [])
+                for seed in seeds
+            ]
+            with self.timings.timed("training"):
+                returns = self.launcher.launch(jobs, initial_job_idx=trial.number * len(seeds))
+            numbers = set(range(trial.number * len(seeds), (trial.number + 1) * len(seeds)))
+            with self.timings.timed("mlflow"):
+                results = [
+                    result
+                    for result in read_results(study_run.client, study_run.run_id, [key])
+                    if result.number in numbers
+                ]
+            failed = [job for job in returns if job.status == JobStatus.FAILED]
+            if len(failed) == len(returns):
+                study_run.log([self._tell_failed(study, trial, failed[0]._return_value)])
+            else:
+                study_run.log([self._tell_scored(study, trial, results)])
+
+    def _tell_scored(
+        self, study: optuna.Study, trial: Trial, results: list[JobResult]
+    ) -> TrialOutcome:
+        """Tell Optuna the trial's objective values, a number of its seeds' outcomes."""
+        metrics = group_metrics(results)
+        values = objective_values(metrics, self.settings.objective)
+        for name, value in metrics.items():
+            trial.set_user_attr(name, value)
+        with self.timings.timed("optuna"):
+            frozen = study.tell(trial, values)
+        return TrialOutcome(frozen, metrics, results)
+
+    def _tell_failed(self, study: optuna.Study, trial: Trial, error: BaseException) -> TrialOutcome:
+        """Tell Optuna the trial FAILED, its reason kept as a user attribute."""
+        trial.set_user_attr(FAILURE_ATTR, one_line(error))
+        log.warning("trial %d failed: %s", trial.number, one_line(error))
+        with self.timings.timed("optuna"):
+            frozen = study.tell(trial, state=TrialState.FAIL)
+        return TrialOutcome(frozen, {}, [], error)
+
+    def _fail_asked(self, study: optuna.Study, asked: list[Trial], reason: str) -> None:
+        """Tell the batch's untold trials FAIL: a stopped study keeps no RUNNING trial."""
+        for trial in asked:
+            if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                trial.set_user_attr(FAILURE_ATTR, reason)
+                study.tell(trial, state=TrialState.FAIL)
+
+    def _check_failures(self, study: optuna.Study) -> None:
+        """`max_failure_rate`: a study whose trials fail too often stops, in one line."""
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        failed = [trial for trial in trials if trial.state == TrialState.FAIL]
+        if trials and len(failed) / len(trials) > self.settings.max_failure_rate:
+            last = failed[-1].user_attrs.get(FAILURE_ATTR, "")
+            raise ConfigError(
+                f"hydra.sweeper.max_failure_rate={self.settings.max_failure_rate:g}: "
+                f"{len(failed)} of {len(trials)} trials failed (the last: {last}); narrow the "
+                "search space, or allow more failures with hydra.sweeper.max_failure_rate"
+            )
+
+    def _fallback_reason(self, task_cfg: DictConfig, space: SearchSpace) -> str | None:
+        if space.seeds is None:
+            key = self.settings.seed_key
+            return f"{key} is not swept (e.g. '{key}=range(100)')"
+        other = [key for key in space.distributions if key not in VALUE_KEYS]
+        if other:
+            varied = ", ".join(VALUE_KEYS[1:])
+            return f"{', '.join(other)} is searched (a population's members differ in {varied})"
+        try:
+            return fallback_reason(task_cfg)
+        except ConfigError as error:
+            return f"the config fails before training ({type(error).__name__})"
+
+
+class StudyRun:
+    """The study's parent run, and what every trial's child shares (the fixed config's params)."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        experiment_id: str,
+        run_id: str,
+        params: dict[str, str],
+        timings: Timings,
+    ):
+        self.client = client
+        self.experiment_id = experiment_id
+        self.run_id = run_id
+        self.params = params
+        self.timings = timings
+
+    def log(self, outcomes: list[TrialOutcome]) -> None:
+        """The told trials' child runs, written at once."""
+        with self.timings.timed("mlflow"):
+            search_records.log_trials(
+                self.client, self.experiment_id, self.run_id, self.params, outcomes
+            )
+
+
+def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str) -> JobResult:
+    """A trial's seed member as a summary row, scored as a single run of it is."""
+    return JobResult(
+        number=seed,
+        name=f"{seed_key}={seed}",
+        values={"seed": str(seed)},
+        loss=loss,
+        accuracy=outcome["accuracy"],
+        epochs_to_solve=int(outcome["epochs_to_solve"]) if "epochs_to_solve" in outcome else None,
+        status="FINISHED",
+        run_id="",
+    )

@@ -1,0 +1,127 @@
+"""A search's space from Hydra's override grammar, read as Hydra's Optuna sweeper reads it.
+
+`optimizer.learning_rate=tag(log, interval(0.01, 5))` is a log-uniform float, `interval(0, 0.99)`
+a uniform one, `range(1, 9)` an integer range (its end excluded, as Hydra's `range`), and
+`choice(a, b)` or `a,b` a categorical. The seed key's values (`seed=range(100)`) are not
+searched: every trial trains over all of them. Any other override is fixed, passed to every trial.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from gatelab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What a search varies, over which seeds, and what it keeps fixed.
+
+    Args:
+        distributions: each searched key's Optuna distribution, in command-line order.
+        texts: each searched key's override as given (`tag(log, interval(0.01, 5))`).
+        seeds: the seed key's values, every trial trains over all of them; None: not swept.
+        fixed: the other overrides, `key=value` as given, passed to every trial.
+    """
+
+    distributions: dict[str, BaseDistribution]
+    texts: dict[str, str]
+    seeds: list[int] | None = None
+    fixed: list[str] = field(default_factory=list)
+
+    def overrides(self, values: dict[str, Any]) -> list[str]:
+        """A trial's overrides: the fixed ones, then its searched `values`."""
+        return [*self.fixed, *(f"{key}={value}" for key, value in values.items())]
+
+
+def search_space_of(overrides: list[Override], seed_key: str) -> SearchSpace:
+    """The space of `overrides`; ConfigError if nothing in them is a range to search."""
+    distributions: dict[str, BaseDistribution] = {}
+    texts: dict[str, str] = {}
+    seeds = None
+    fixed = []
+    for override in overrides:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            fixed.append(override.input_line)
+        elif key == seed_key:
+            seeds = [int(seed) for seed in override.sweep_iterator()]
+        else:
+            distributions[key] = distribution_of(override)
+            texts[key] = value_text(override)
+    if not distributions:
+        raise ConfigError(
+            "hydra/sweeper=search: the search space is empty; give at least one key a range, "
+            "e.g. 'optimizer.learning_rate=tag(log, interval(0.01, 5))' or "
+            "'optimizer.momentum=interval(0, 0.99)' (Hydra's interval, range or choice)"
+        )
+    return SearchSpace(distributions, texts, seeds, fixed)
+
+
+def value_text(override: Override) -> str:
+    """A sweep override's value as given: `tag(log, interval(0.01, 5))`."""
+    return override.input_line.split("=", 1)[1]
+
+
+def distribution_of(override: Override) -> BaseDistribution:
+    """An Optuna distribution for one sweep override, as Hydra's Optuna sweeper makes it."""
+    value = override.value()
+    key = override.get_key_element()
+    if override.is_choice_sweep():
+        assert isinstance(value, ChoiceSweep)
+        return CategoricalDistribution(
+            list(override.sweep_iterator(transformer=Transformer.encode))
+        )
+    if override.is_range_sweep():
+        assert isinstance(value, RangeSweep)
+        if value.shuffle or any(isinstance(bound, float) for bound in (value.start, value.step)):
+            choices = list(override.sweep_iterator(transformer=Transformer.encode))
+            return CategoricalDistribution(choices)
+        values = list(override.sweep_iterator())
+        if not values:
+            raise ConfigError(f"{key}={value_text(override)} has no value to search")
+        return IntDistribution(int(values[0]), int(values[-1]), step=int(value.step))
+    if override.is_interval_sweep():
+        assert isinstance(value, IntervalSweep)
+        log = "log" in value.tags
+        if log and value.start <= 0:
+            raise ConfigError(
+                f"{key}={value_text(override)}: a log interval starts above 0, "
+                f"not at {value.start:g}; e.g. tag(log, interval(0.01, 5))"
+            )
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(value.start, value.end, log=log)
+        return FloatDistribution(float(value.start), float(value.end), log=log)
+    raise ConfigError(
+        f"{key}={value_text(override)} is not a search range: use interval, "
+        "tag(log, interval(...)), range or choice"
+    )
+
+
+def grid_of(space: SearchSpace) -> dict[str, list[Any]]:
+    """The values `sampler=grid` walks through; ConfigError for a continuous interval."""
+    grid = {}
+    for key, distribution in space.distributions.items():
+        if isinstance(distribution, CategoricalDistribution):
+            grid[key] = list(distribution.choices)
+        elif isinstance(distribution, IntDistribution) and not distribution.log:
+            grid[key] = list(range(distribution.low, distribution.high + 1, distribution.step))
+        else:
+            raise ConfigError(
+                f"hydra.sweeper.sampler=grid: {key}={space.texts[key]} is continuous; give it "
+                "a range or choice (e.g. choice(0.1, 0.5, 1)), or use sampler=tpe"
+            )
+    return grid

@@ -1,0 +1,1 @@
+"""`hydra/sweeper=search`: an Optuna study whose trials are each scored over many seeds."""

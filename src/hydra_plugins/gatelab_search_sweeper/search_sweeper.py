@@ -1,0 +1,66 @@
+"""`hydra/sweeper=search`: a façade over `gatelab.sweeps.search`, in the shape of Hydra's own
+Optuna sweeper. Hydra imports this module whenever it scans its plugins, so the sweeper's code
+(Optuna, TensorFlow) is imported only when a search runs."""
+
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+class SearchSweeper(Sweeper):
+    def __init__(
+        self,
+        n_trials: int = 20,
+        batch_size: int = 20,
+        sampler: str = "tpe",
+        sampler_seed: int | None = None,
+        objective: Any = "success_rate",
+        direction: Any = None,
+        storage: str | None = None,
+        study_name: str | None = None,
+        max_failure_rate: float = 0.5,
+        seed_key: str = "seed",
+        params: dict[str, str] | None = None,
+        opens_parent_run: bool = True,
+    ):
+        from gatelab.sweeps.search import SearchSweeperImpl
+        from gatelab.sweeps.search_study import Settings
+
+        self.sweeper = SearchSweeperImpl(
+            Settings(
+                n_trials=n_trials,
+                batch_size=batch_size,
+                sampler=sampler,
+                sampler_seed=sampler_seed,
+                objective=_as_list(objective),
+                direction=_as_list(direction) if direction is not None else None,
+                storage=storage,
+                study_name=study_name,
+                max_failure_rate=max_failure_rate,
+                seed_key=seed_key,
+                params=_plain(params) or {},
+            )
+        )
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        return self.sweeper.sweep(arguments)
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, ListConfig | list | tuple):
+        return [str(item) for item in value]
+    return [str(value)]
+
+
+def _plain(params: Any) -> dict[str, str] | None:
+    if params is None:
+        return None
+    container = OmegaConf.to_container(params) if isinstance(params, DictConfig) else params
+    return {str(key): str(value) for key, value in container.items()}

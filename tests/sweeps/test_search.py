@@ -1,0 +1,274 @@
+"""`hydra/sweeper=search`: an Optuna study whose trials are each scored over the same seeds.
+
+Small studies (a few trials, 10 seeds, 300 epochs) through `python src/train.py -m`, as a user
+runs them; the study is read back from its Optuna storage and from MLflow.
+"""
+
+import csv
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from tests.helpers import (
+    QUICK,
+    all_runs,
+    postgres_database,
+    run_train,
+    run_trains_together,
+    runs_of,
+)
+
+pytestmark = pytest.mark.slow
+
+SEEDS = "seed=range(10)"
+SPACE = [
+    "optimizer.learning_rate=tag(log, interval(0.05, 5))",
+    "optimizer.momentum=interval(0, 0.9)",
+]
+SEARCH = ["-m", "hydra/sweeper=search", "model=mlp", "dataset=xor", *QUICK, SEEDS, *SPACE]
+SMALL = ["hydra.sweeper.n_trials=6", "hydra.sweeper.batch_size=3", "hydra.sweeper.sampler_seed=0"]
+
+
+def study_in(workdir: Path, storage: str | None = None) -> optuna.Study:
+    """The one study of the storage (by default the search's `optuna.db` in `workdir`)."""
+    storage = storage or f"sqlite:///{workdir / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def trial_runs(client: MlflowClient) -> list:
+    return [run for run in all_runs(client) if "optuna.trial.number" in run.data.tags]
+
+
+def seeds_of(client: MlflowClient, run_id: str) -> dict[int, int]:
+    """A trial's `seeds.csv`: solved (0 or 1) by seed."""
+    path = client.download_artifacts(run_id, "seeds.csv")
+    with open(path) as file:
+        return {int(row["seed"]): int(row["solved"]) for row in csv.DictReader(file)}
+
+
+def test_a_study_is_a_parent_run_with_a_child_per_trial_scored_over_every_seed(tmp_path):
+    result = run_train(tmp_path, *SEARCH, *SMALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    study = study_in(tmp_path)
+    assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 6
+    client, parents, _ = runs_of(tmp_path)
+    (parent,) = parents
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["sampler"] == "tpe"
+    assert parent.data.params["direction"] == "maximize"
+    assert parent.data.params["search.optimizer.momentum"] == "interval(0, 0.9)"
+    assert parent.data.tags["optuna.study_name"] == study.study_name
+    assert parent.data.tags["optuna.best_trial"] == str(study.best_trial.number)
+    assert parent.data.metrics["best_success_rate"] == study.best_value
+    assert "Optuna study" in parent.data.tags["mlflow.note.content"]
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
+    assert {"optimization_history.png", "param_importances.png", "contour.png"} <= artifacts
+    trials_csv = client.download_artifacts(parent.info.run_id, "trials.csv")
+    assert len(Path(trials_csv).read_text().splitlines()) == 1 + 6
+
+    children = trial_runs(client)
+    assert len(children) == 6
+    for run in children:
+        trial = study.trials[int(run.data.tags["optuna.trial.number"])]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna.trial.state"] == "COMPLETE"
+        assert re.fullmatch(rf"trial {trial.number} lr=\S+ momentum=\S+", run.info.run_name)
+        assert run.data.metrics["success_rate"] == trial.value
+        assert float(run.data.params["optimizer.momentum"]) == trial.params["optimizer.momentum"]
+        assert {"epochs_to_solve_median", "loss_median"} & set(run.data.metrics)
+        solved = seeds_of(client, run.info.run_id)
+        assert sorted(solved) == list(range(10))
+        assert sum(solved.values()) / 10 == trial.value
+
+
+def test_the_best_trial_is_reproduced_exactly_by_a_vectorized_grid_of_its_values(tmp_path):
+    search_dir, grid_dir = tmp_path / "search", tmp_path / "grid"
+    search_dir.mkdir()
+    grid_dir.mkdir()
+    result = run_train(search_dir, *SEARCH, *SMALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = study_in(search_dir)
+    # A trial that solved some seeds and not others: the comparison tells seeds apart.
+    scored = [trial for trial in study.trials if 0 < trial.value < 1] or [study.best_trial]
+    best = max(scored, key=lambda trial: trial.value)
+    client, _, _ = runs_of(search_dir)
+    (best_run,) = [
+        run
+        for run in trial_runs(client)
+        if run.data.tags["optuna.trial.number"] == str(best.number)
+    ]
+
+    values = [f"{key}={value!r}" for key, value in best.params.items()]
+    grid = ["-m", "hydra/sweeper=vectorized", "model=mlp", "dataset=xor", *QUICK, SEEDS, *values]
+    result = run_train(grid_dir, *grid)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, _, jobs = runs_of(grid_dir)
+    assert len(jobs) == 10
+    solved = {int(job.data.params["seed"]): int(job.data.metrics["solved"]) for job in jobs}
+    assert solved == seeds_of(client, best_run.info.run_id)
+    assert sum(solved.values()) / 10 == best.value
+
+
+def test_the_settings_show_in_cfg_hydra(tmp_path):
+    result = run_train(tmp_path, "hydra/sweeper=search", "--cfg", "hydra")
+    assert result.returncode == 0, result.stderr
+    for setting in (
+        "n_trials: 20",
+        "batch_size: 20",
+        "sampler: tpe",
+        "direction: null",
+        "storage: null",
+        "study_name: null",
+        "max_failure_rate: 0.5",
+        "objective: success_rate",
+    ):
+        assert f"    {setting}\n" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "line"),
+    [
+        (["hydra.sweeper.n_trials=0", *SPACE], "hydra.sweeper.n_trials=0: a study runs at least"),
+        (
+            ["hydra.sweeper.sampler=bayes", *SPACE],
+            "choose one of tpe, random, cmaes, gp, qmc, grid",
+        ),
+        (["hydra.sweeper.objective=accuracy", *SPACE], "objective=accuracy is not an objective"),
+        (["optimizer.learning_rate=0.1"], "the search space is empty"),
+        (["hydra.sweeper.sampler=grid", *SPACE], "sampler=grid: optimizer.learning_rate="),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2_before_anything_trains(tmp_path, arguments, line):
+    result = run_train(tmp_path, "-m", "hydra/sweeper=search", SEEDS, *arguments)
+    assert result.returncode == 2, result.stderr[-3000:]
+    (error,) = result.stderr.strip().splitlines()
+    assert error.startswith("error: ") and line in error
+    assert not (tmp_path / "optuna.db").exists()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_same_command_resumes_its_study_to_n_trials_in_total(tmp_path):
+    first = run_train(tmp_path, *SEARCH, "hydra.sweeper.n_trials=3", "hydra.sweeper.batch_size=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert len(study_in(tmp_path).trials) == 3
+    again = run_train(tmp_path, *SEARCH, "hydra.sweeper.n_trials=5", "hydra.sweeper.batch_size=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    done = run_train(tmp_path, *SEARCH, "hydra.sweeper.n_trials=5", "hydra.sweeper.batch_size=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    study = study_in(tmp_path)
+    assert [trial.number for trial in study.trials] == [0, 1, 2, 3, 4]
+    assert all(trial.state == TrialState.COMPLETE for trial in study.trials)
+    client, parents, _ = runs_of(tmp_path)
+    assert len(parents) == 3
+    numbers = sorted(int(run.data.tags["optuna.trial.number"]) for run in trial_runs(client))
+    assert numbers == [0, 1, 2, 3, 4]
+
+
+def test_a_trial_of_bad_values_fails_alone_and_too_many_failures_stop_the_study(tmp_path):
+    bad_range = ["optimizer.learning_rate=interval(-1, 1)", "hydra.sweeper.sampler=random"]
+    result = run_train(
+        tmp_path,
+        *SEARCH[:-2],
+        *bad_range,
+        *SMALL,
+        "hydra.sweeper.max_failure_rate=1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = study_in(tmp_path)
+    failed = [trial for trial in study.trials if trial.state == TrialState.FAIL]
+    complete = [trial for trial in study.trials if trial.state == TrialState.COMPLETE]
+    assert failed and complete
+    for trial in failed:
+        assert trial.params["optimizer.learning_rate"] <= 0
+        assert "optimizer.learning_rate=" in trial.user_attrs["failure_reason"]
+    client, _, _ = runs_of(tmp_path)
+    failed_runs = [run for run in trial_runs(client) if run.info.status == "FAILED"]
+    assert len(failed_runs) == len(failed)
+    assert all("greater than 0" in run.data.tags["error"] for run in failed_runs)
+
+    stopped_dir = tmp_path / "stopped"
+    stopped_dir.mkdir()
+    all_bad = ["optimizer.learning_rate=interval(-5, -1)", "hydra.sweeper.max_failure_rate=0.5"]
+    result = run_train(stopped_dir, *SEARCH[:-2], *all_bad, *SMALL)
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert "hydra.sweeper.max_failure_rate=0.5: 3 of 3 trials failed" in line
+    assert len(study_in(stopped_dir).trials) == 3
+
+
+def test_a_config_the_population_cannot_train_runs_a_job_per_trial_through_joblib(tmp_path):
+    command = [
+        "-m",
+        "hydra/sweeper=search",
+        "optimizer=adam",
+        "hydra/launcher=joblib",
+        *QUICK,
+        "optimizer.learning_rate=tag(log, interval(0.01, 0.5))",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.objective=loss",
+    ]
+    result = run_train(tmp_path, *command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = study_in(tmp_path)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 3
+    client, (parent,), jobs = runs_of(tmp_path)
+    trials = trial_runs(client)
+    jobs = [job for job in jobs if job not in trials and "optuna.trial.number" not in job.data.tags]
+    assert len(trials) == 3 and len(jobs) == 3
+    loss_by_rate = {job.data.params["optimizer.learning_rate"]: job for job in jobs}
+    for trial in study.trials:
+        job = loss_by_rate[str(trial.params["optimizer.learning_rate"])]
+        assert job.data.tags["hydra.choices.optimizer"] == "adam"
+        assert trial.value == pytest.approx(job.data.metrics["loss"], rel=1e-6)
+
+
+def test_two_processes_share_a_study_on_postgresql_with_no_trial_twice(tmp_path):
+    with postgres_database() as storage:
+        shared = [
+            *SEARCH,
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=shared",
+            "hydra.sweeper.n_trials=8",
+            "hydra.sweeper.batch_size=2",
+        ]
+        tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        results = run_trains_together(tmp_path, shared, shared, tracking_uri=tracking)
+        for result in results:
+            assert result.returncode == 0, result.stderr[-3000:]
+        study = optuna.load_study(study_name="shared", storage=storage)
+        trials = study.get_trials(deepcopy=False)
+    counted = [trial for trial in trials if not trial.user_attrs.get("beyond_n_trials")]
+    assert len(counted) == 8
+    assert all(trial.state == TrialState.COMPLETE for trial in counted)
+    numbers = [trial.number for trial in trials]
+    assert len(numbers) == len(set(numbers))
+    client, parents, _ = runs_of(tmp_path)
+    assert len(parents) == 2
+    children = trial_runs(client)
+    assert sorted(int(run.data.tags["optuna.trial.number"]) for run in children) == sorted(
+        trial.number for trial in counted
+    )
+    # Both processes trained some of the trials.
+    assert {run.data.tags["mlflow.parentRunId"] for run in children} == {
+        parent.info.run_id for parent in parents
+    }
+
+
+def test_two_objectives_make_a_pareto_front(tmp_path):
+    objectives = "hydra.sweeper.objective=[success_rate,epochs_to_solve_median]"
+    result = run_train(tmp_path, *SEARCH, *SMALL, objectives)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = study_in(tmp_path)
+    assert [direction.name for direction in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    client, (parent,), _ = runs_of(tmp_path)
+    assert "pareto_front.png" in {item.path for item in client.list_artifacts(parent.info.run_id)}
+    pareto = parent.data.tags["optuna.pareto_trials"].split(", ")
+    assert sorted(pareto) == sorted(str(trial.number) for trial in study.best_trials)
