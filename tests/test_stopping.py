@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Run
 
+from gatelab import stopping
 from tests.helpers import PYTHON, TRAIN_SCRIPT, runs_of, statuses_in_a_copy_of_the_store_file
 
 pytestmark = pytest.mark.slow
@@ -26,6 +27,32 @@ def sweep_in(workdir: Path) -> tuple[Run, list[Run]]:
     """The one sweep's parent run and its jobs' runs."""
     _, (parent,), jobs = runs_of(workdir)
     return parent, jobs
+
+
+@pytest.fixture
+def stop_handlers():
+    """gatelab's stop handlers in this process, pytest's own back after the test."""
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    stopping.install()
+    yield
+    for number, handler in before.items():
+        signal.signal(number, handler)
+
+
+def test_a_stop_inside_a_deferred_block_is_raised_when_the_block_ends(stop_handlers):
+    # As a bulk transaction is: the signal arrives mid-block, the block still runs to its end.
+    ran_to_the_end = []
+    with pytest.raises(KeyboardInterrupt), stopping.deferred():
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler runs before os.kill returns
+        assert stopping.stopping()
+        ran_to_the_end.append(True)
+    assert ran_to_the_end == [True] and stopping.first_signal() == signal.SIGTERM
+
+
+def test_a_stop_outside_a_deferred_block_interrupts_at_once(stop_handlers):
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        pytest.fail("not interrupted")
 
 
 # Minutes of training in one compiled call (10 million steps of a 67,000-weight network):

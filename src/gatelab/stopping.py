@@ -5,13 +5,21 @@ MLflow run ends KILLED and a sweep is summarised. A user pressing Ctrl-C twice, 
 sending SIGTERM again, would otherwise interrupt that ending half-way, and MLflow's exit hook
 would then mark the run FINISHED. So only the first signal interrupts; later ones are noted and
 ignored while the process ends (SIGKILL still stops it at once).
+
+A database transaction is not interrupted half-way: a KeyboardInterrupt raised inside
+SQLite's `executemany` leaves its connection holding the write lock, and every later write
+(the runs ending KILLED) then fails with "database is locked". Inside `deferred()` the first
+signal is noted, and raised when the block ends.
 """
 
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 _received: list[int] = []
+_deferring: list[bool] = []  # one entry per open `deferred()` block
 
 
 def install() -> None:
@@ -31,9 +39,22 @@ def first_signal() -> int:
     return _received[0] if _received else signal.SIGINT
 
 
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Run the block whole: a first stop signal arriving inside it is raised when it ends."""
+    received = len(_received)
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+    if not _deferring and received == 0 and _received:
+        raise KeyboardInterrupt
+
+
 def _stop(signal_number: int, frame: FrameType | None) -> None:
     _received.append(signal_number)
-    if len(_received) == 1:
+    if len(_received) == 1 and not _deferring:
         raise KeyboardInterrupt
     if len(_received) == 2:
         # os.write, not print: a signal handler may run in the middle of another print.

@@ -6,10 +6,12 @@ numbers of a trial's seeds (`sweeps.summary.group_metrics`), each with its natur
 """
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 
 from gatelab.errors import ConfigError
 from gatelab.sweeps.search_space import SearchSpace, grid_of
@@ -125,7 +127,7 @@ def open_study(settings: Settings, space: SearchSpace, overrides: list[str]) -> 
     sampler = sampler_of(settings, space)
     try:
         return optuna.create_study(
-            storage=settings.storage or DEFAULT_STORAGE,
+            storage=_storage(settings.storage or DEFAULT_STORAGE),
             study_name=study_name_of(settings, overrides),
             sampler=sampler,
             directions=settings.directions,
@@ -133,6 +135,18 @@ def open_study(settings: Settings, space: SearchSpace, overrides: list[str]) -> 
         )
     except ValueError as error:  # an existing study of other directions, say
         raise ConfigError(f"hydra.sweeper: the study cannot be opened: {error}") from error
+
+
+def _storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at `url`. Sweeps started together race to create its tables (on
+    PostgreSQL the loser's `CREATE TYPE` or `CREATE TABLE` fails): the loser tries again and
+    finds them made."""
+    for attempt in range(1, attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.2 * attempt)
+    return optuna.storages.RDBStorage(url)
 
 
 def storage_path(storage: str | None) -> Path | None:

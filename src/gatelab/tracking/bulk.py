@@ -55,6 +55,7 @@ from mlflow.utils.validation import (
     _validate_param_keys_unique,
 )
 
+from gatelab import stopping
 from gatelab.redaction import redact
 from gatelab.tracking import writer
 from gatelab.tracking.records import RunRecord
@@ -239,7 +240,8 @@ class BulkWriter:
             self._add_run(rows, record, run_id, now)
             self._add_inputs(rows, record, run_id, new_datasets)
             run_ids[record.job_number] = run_id
-        with self.engine.begin() as connection:
+        # Committed whole or rolled back whole: a stop signal waits for the transaction's end.
+        with stopping.deferred(), self.engine.begin() as connection:
             for table, table_rows in rows.tables.items():
                 if table_rows:
                     connection.execute(table.insert(), table_rows)
