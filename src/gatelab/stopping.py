@@ -39,6 +39,14 @@ def first_signal() -> int:
     return _received[0] if _received else signal.SIGINT
 
 
+def check() -> None:
+    """Raise the stop now if a signal arrived and its KeyboardInterrupt was lost: a handler that
+    raises inside a garbage-collection callback or a `__del__` only prints "Exception ignored".
+    Long loops call it between steps, so such a stop still stops them."""
+    if _received and not _deferring:
+        raise KeyboardInterrupt
+
+
 @contextmanager
 def deferred() -> Iterator[None]:
     """Run the block whole: a first stop signal arriving inside it is raised when it ends."""

@@ -5,7 +5,10 @@ runs them; the study is read back from its Optuna storage and from MLflow.
 """
 
 import csv
+import os
 import re
+import signal
+import subprocess
 from pathlib import Path
 
 import optuna
@@ -14,12 +17,15 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from tests.helpers import (
+    PYTHON,
     QUICK,
+    TRAIN_SCRIPT,
     all_runs,
     postgres_database,
     run_train,
     run_trains_together,
     runs_of,
+    train_environment,
 )
 
 pytestmark = pytest.mark.slow
@@ -169,6 +175,47 @@ def test_the_same_command_resumes_its_study_to_n_trials_in_total(tmp_path):
     assert len(parents) == 3
     numbers = sorted(int(run.data.tags["optuna.trial.number"]) for run in trial_runs(client))
     assert numbers == [0, 1, 2, 3, 4]
+
+
+def test_sigterm_keeps_finished_trials_marks_the_running_ones_and_the_study_resumes(tmp_path):
+    # Batches of 4 trials x 300 seeds: the stop comes once the first batch is told, while the
+    # second trains (or, on a slow machine, between two batches: then no trial is stopped).
+    command = [*SEARCH[:-3], "seed=range(300)", *SPACE, "hydra.sweeper.batch_size=4"]
+    process = subprocess.Popen(
+        [PYTHON, str(TRAIN_SCRIPT), *command, "hydra.sweeper.n_trials=40"],
+        cwd=tmp_path,
+        env=train_environment(f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        console = []
+        for line in process.stdout:  # the event: the console's line for a told batch
+            console.append(line)
+            if "trained 4 trials" in line:
+                break
+        os.kill(process.pid, signal.SIGTERM)
+        console.append(process.communicate(timeout=120)[0])
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, "".join(console)[-3000:]
+
+    trials = study_in(tmp_path).get_trials(deepcopy=False)
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    stopped = [trial for trial in trials if trial.state == TrialState.FAIL]
+    assert len(complete) >= 4 and len(trials) < 40
+    assert all(trial.user_attrs["failure_reason"] == "stopped" for trial in stopped)
+    assert not [trial for trial in trials if trial.state == TrialState.RUNNING]
+    client, (parent,), _ = runs_of(tmp_path)
+    assert parent.info.status == "KILLED"
+
+    total = len(trials) + 1
+    result = run_train(tmp_path, *command, f"hydra.sweeper.n_trials={total}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = study_in(tmp_path).get_trials(deepcopy=False)
+    assert len(resumed) == total
+    assert resumed[-1].state == TrialState.COMPLETE
 
 
 def test_a_trial_of_bad_values_fails_alone_and_too_many_failures_stop_the_study(tmp_path):

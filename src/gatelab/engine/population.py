@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gatelab import stopping
 from gatelab.engine.backend import keras, tf
 from gatelab.engine.batching import EpochOrders, batches, next_chunk_epochs
 from gatelab.engine.schedule import Schedule
@@ -233,6 +234,7 @@ def train_population(
         start += trained
         if on_chunk is not None:
             on_chunk(start)
+        stopping.check()
         if adaptive and start > trained:  # the first call also compiled: not a measure
             trained = next_chunk_epochs(trained, seconds, capacity)
     final_weights = [value.numpy() for value in weights]

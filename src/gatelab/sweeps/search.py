@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from gatelab import stopping
 from gatelab.build import build
 from gatelab.config import validate
 from gatelab.engine import population
@@ -130,6 +131,7 @@ class SearchSweeperImpl:
         asked: list[Trial] = []
         try:
             while (batch_size := self._to_ask(study)) > 0:
+                stopping.check()
                 asked = []
                 for _ in range(batch_size):
                     with self.timings.timed("optuna"):
@@ -144,6 +146,7 @@ class SearchSweeperImpl:
                     self._launch_batch(study, study_run, asked, space)
                 asked = []
                 self._check_failures(study)
+                stopping.check()
         except KeyboardInterrupt:
             status = search_records.KILLED
             self._fail_asked(study, asked, "stopped")
@@ -254,6 +257,7 @@ class SearchSweeperImpl:
         key = self.settings.seed_key
         seeds = space.seeds or [None]
         for trial in trials:
+            stopping.check()
             jobs = [
                 space.overrides(trial.params) + ([f"{key}={seed}"] if seed is not None else [])
                 for seed in seeds
