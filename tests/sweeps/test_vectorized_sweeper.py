@@ -20,9 +20,10 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from gatelab.errors import ConfigError
-from gatelab.sweeps.plan import plan_of
+from gatelab.sweeps.plan import estimate, plan_of
 from gatelab.sweeps.population import VALUE_KEYS
 from gatelab.sweeps.progress import Progress
+from gatelab.sweeps.vectorized import in_background
 from gatelab.tracking.store import analyze
 from tests.helpers import (
     PYTHON,
@@ -64,7 +65,7 @@ def test_jobs_get_the_runs_a_basic_sweep_gives_them(tmp_path):
     # What the grid costs, said before it trains.
     assert (
         "vectorized sweep: 4 jobs in 1 population(s); the largest holds 36 weights, about 0.0 MB; "
-        "logging 4 child runs takes about 0 s on 2 cores, plus training"
+        "logging 4 child runs (SQL bulk writer) takes about 0 s on 2 cores, plus training"
     ) in result.stdout + result.stderr
 
     basic, vectorized = children_by_job(basic_dir), children_by_job(vectorized_dir)
@@ -301,6 +302,35 @@ def test_a_grid_past_max_jobs_is_refused_saying_how_long_it_would_log_and_how_to
     )
     plan = plan_of(overrides, VALUE_KEYS, max_jobs=200_000)
     assert len(plan.jobs) == 200_000 and len(plan.groups) == 1
+
+
+def test_work_in_the_background_is_waited_for_and_its_error_raised_in_the_waiting_thread():
+    written = []
+    wait = in_background(written.append, "folders")
+    wait()
+    assert written == ["folders"]
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        in_background(fail)()
+
+
+def test_the_estimate_says_which_writer_logs_the_children_and_at_its_cost(compose_config):
+    overrides = OverridesParser.create().parse_overrides(
+        ["seed=range(10000)", "optimizer.learning_rate=0.1,0.5"]
+    )
+    plan = plan_of(overrides, VALUE_KEYS, max_jobs=100_000)
+    composed = {
+        structural: compose_config("model=mlp", "dataset=xor") for structural in plan.groups
+    }
+    assert estimate(plan, composed, 0, bulk=True).endswith(
+        "logging 20000 child runs (SQL bulk writer) takes about 40 s on 2 cores, plus training"
+    )
+    assert estimate(plan, composed, 5000, bulk=False).endswith(
+        "logging 15000 child runs (MLflow client) takes about 225 s on 2 cores, plus training"
+    )
 
 
 @pytest.mark.slow

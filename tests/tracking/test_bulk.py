@@ -2,6 +2,7 @@
 a batch a transaction, and chosen only for the SQL stores it was tested on."""
 
 import logging
+import re
 import uuid
 
 import mlflow
@@ -245,6 +246,26 @@ def test_a_batch_that_fails_half_way_leaves_none_of_its_runs(tracking_uri, monke
         inputs = connection.exec_driver_sql("SELECT COUNT(*) FROM inputs").scalar()
     engine.dispose()
     assert inputs == 5  # the first batch's children, all trained: one input each
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "refused"),
+    [("accuracy", "high", 'Invalid value "high"'), ("solved?", 1.0, 'Invalid value "solved?"')],
+)
+def test_a_metric_mlflow_would_refuse_is_refused_after_valid_runs_too(
+    tracking_uri, key, value, refused
+):
+    experiment_id = configure(tracking_uri, "bulk")
+    engine = sqlalchemy.create_engine(tracking_uri)
+    writer_ = bulk.BulkWriter(engine, experiment_id)
+    good = children("a-parent")
+    assert len(writer_.write_all(good)) == len(good)  # every name of `bad` checked once already
+    bad = good[0]
+    bad.outcome[key] = value
+    with pytest.raises(mlflow.exceptions.MlflowException, match=re.escape(refused)):
+        writer_.write_all([good[1], bad])
+    engine.dispose()
+    assert len(MlflowClient(tracking_uri).search_runs([experiment_id])) == len(good)
 
 
 def test_a_stop_while_a_batch_is_inserted_leaves_none_of_it(tracking_uri):

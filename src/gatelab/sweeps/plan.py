@@ -14,8 +14,10 @@ from gatelab.errors import ConfigError
 # The most jobs a vectorized sweep runs unless `hydra.sweeper.max_jobs` says more: at the
 # measured cost of a child run, 100,000 jobs log for about half an hour on 2 cores.
 MAX_JOBS = 100_000
-# A child run's logging time, measured on 2 cores (docs/speed.md, `bench_sweep_scale.py`).
+# A child run's logging time on 2 cores through MLflow's client, and through the SQL bulk writer
+# (docs/speed.md: `benchmarks/bench_bulk.py`, `bench_sweep.py --scale`).
 CHILD_SECONDS = 0.015
+BULK_CHILD_SECONDS = 0.002
 # A member holds its weights about this many times over: weights, velocities, gradients, outputs.
 COPIES = 4
 
@@ -92,8 +94,11 @@ def value_only(overrides: list[Override], keys: tuple[str, ...]) -> tuple[set[st
     return value_keys, typed
 
 
-def estimate(plan: Plan, composed: dict[tuple[str, ...], DictConfig], skipped: int) -> str:
-    """What the sweep will take: jobs, populations, the largest one's memory, logging time."""
+def estimate(
+    plan: Plan, composed: dict[tuple[str, ...], DictConfig], skipped: int, bulk: bool
+) -> str:
+    """What the sweep will take: jobs, populations, the largest one's memory, logging time (by
+    the SQL bulk writer if `bulk`, else MLflow's client)."""
     to_run = len(plan.jobs) - skipped
     largest = 0
     for structural, numbers in plan.groups.items():
@@ -108,6 +113,8 @@ def estimate(plan: Plan, composed: dict[tuple[str, ...], DictConfig], skipped: i
     return (
         f"vectorized sweep: {len(plan.jobs)} jobs{skipped_text} in {len(plan.groups)} "
         f"population(s); the largest holds {largest:,} weights, about "
-        f"{largest * 4 * COPIES / 1e6:,.1f} MB; logging {to_run} child runs takes about "
-        f"{to_run * CHILD_SECONDS:,.0f} s on 2 cores, plus training"
+        f"{largest * 4 * COPIES / 1e6:,.1f} MB; logging {to_run} child runs "
+        f"({'SQL bulk writer' if bulk else 'MLflow client'}) takes about "
+        f"{to_run * (BULK_CHILD_SECONDS if bulk else CHILD_SECONDS):,.0f} s on 2 cores, "
+        "plus training"
     )

@@ -4,6 +4,7 @@ record each as the child run a per-job sweep would log (`tracking.records`)."""
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,8 +165,10 @@ def run_population(
     progress: Progress,
     recorded: Recorded,
     runs_per_transaction: int = bulk.BATCH,
+    before_writing: Callable[[], None] = lambda: None,
 ) -> list[JobOutcome]:
-    """Train `jobs` (configs `cfg` with their values) as one population; log each as a child.
+    """Train `jobs` (configs `cfg` with their values) as one population; log each as a child
+    (after `before_writing` returns: the sweeper's job folders, written meanwhile).
 
     Returns each job's outcome, in the order of `jobs`. Adds to `recorded`, as each child is
     written, its full loss curve and (for the members a gallery shows) its decision boundary.
@@ -189,6 +192,7 @@ def run_population(
     trained_from = int(time.time() * 1000)
     history = _train(built, [values for _, values in valid], progress) if valid else None
     trained_until = int(time.time() * 1000)
+    before_writing()
 
     started = time.perf_counter()
     experiment_id = configure(cfg.tracking.uri, cfg.tracking.experiment, jobs[0].job.experiment_id)

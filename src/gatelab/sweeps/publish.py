@@ -46,6 +46,10 @@ GALLERY_ROWS = 8
 GALLERY_COLUMNS = 10
 # Past this many curves, `loss_curves.png` is a median and quartile band per cell.
 MAX_OVERLAID_CURVES = 100
+# A gallery's PNG, compressed lightly: a cell's 40 panels encode in half the time (0.2 s), in a
+# file 45% larger (about 1.8 MB).
+GALLERY_PNG = {"pil_kwargs": {"compress_level": 1}}
+GALLERY = "decision_boundaries.png"
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,8 @@ def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = Fal
         fetch=not interrupted,
     )
     for figure_name, figure in figures(parent, results, arrays).items():
-        parent.client.log_figure(parent.run_id, figure, figure_name)
+        save = GALLERY_PNG if figure_name == GALLERY else None
+        parent.client.log_figure(parent.run_id, figure, figure_name, save_kwargs=save)
     publish_cells(parent, results, interrupted, arrays)
     what = "this sweep's cells" if parent.cells else "this sweep's jobs"
     log.info(
@@ -134,7 +139,7 @@ def publish_cells(
         parent.client.set_tag(run_id, COLOUR_TAG, outcome_colour(metrics["success_rate"]))
         boundaries = gallery({name: jobs[:CELL_GALLERY_JOBS]}, jobs, arrays, name)
         if boundaries is not None:
-            parent.client.log_figure(run_id, boundaries, "decision_boundaries.png")
+            parent.client.log_figure(run_id, boundaries, GALLERY, save_kwargs=GALLERY_PNG)
         curves = [arrays.loss(result) for result in jobs]
         band = sweep_figures.loss_bands({name: curves}, f"loss of {len(jobs)} seeds: {name}")
         parent.client.log_figure(run_id, band, "loss_band.png")
@@ -198,7 +203,7 @@ def figures(
     rows = gallery_rows(results, parent.swept)
     boundaries = gallery(rows, results, arrays)
     if boundaries is not None:
-        pngs["decision_boundaries.png"] = boundaries
+        pngs[GALLERY] = boundaries
     return pngs
 
 

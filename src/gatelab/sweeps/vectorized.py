@@ -13,10 +13,12 @@ curves reach it through the sweep folder (`losses.npz`).
 
 import copy
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -133,7 +135,9 @@ class VectorizedSweeperImpl:
             for number, loss in (sweep.finished if sweep is not None else {}).items()
             if number < len(plan.jobs)
         }
-        log.info("%s", estimate(plan, composed, len(finished)))
+        uri = self.config.tracking.uri or mlflow.get_tracking_uri()
+        bulk_writer = bulk.unsupported_reason(uri) is None
+        log.info("%s", estimate(plan, composed, len(finished), bulk_writer))
         recorded = Recorded(
             losses=sweep_folder.read_losses(sweep_dir),
             boundaries=sweep_folder.read_boundaries(sweep_dir),
@@ -162,7 +166,7 @@ class VectorizedSweeperImpl:
             with self.timings.timed("parent losses"):
                 self._keep_arrays(sweep_dir, sweep, recorded)
         with self.timings.timed("ANALYZE"):
-            analyze(self.config.tracking.uri or mlflow.get_tracking_uri())
+            analyze(uri)
         log.info("vectorized sweep timings: %s", self.timings)
         results = [result for _, result in sorted(returns, key=lambda pair: pair[0])]
         for result in results:
@@ -207,14 +211,21 @@ class VectorizedSweeperImpl:
                 )
                 for number in numbers
             ]
-            # Before their runs: a child's `hydra.output_dir` is a folder that exists.
-            with self.timings.timed("write folders"):
-                JobFolders(cfg, VALUE_KEYS).write(
-                    [(job.job.output_dir, job.job.overrides, job.values) for job in jobs]
-                )
+            # Written while the population trains (files, then TensorFlow's threads: the two
+            # share the cores); its runs wait for them, as a child's `hydra.output_dir` is a
+            # folder that exists. "write folders" is the time they wait, if any.
+            folders = in_background(
+                JobFolders(cfg, VALUE_KEYS).write,
+                [(job.job.output_dir, job.job.overrides, job.values) for job in jobs],
+            )
+
+            def folders_written(wait=folders) -> None:
+                with self.timings.timed("write folders"):
+                    wait()
+
             with self.timings.timed("train and log"):
                 outcomes = run_population(
-                    task_cfg, jobs, progress, recorded, self.runs_per_transaction
+                    task_cfg, jobs, progress, recorded, self.runs_per_transaction, folders_written
                 )
             returns += [(outcome.job.number, job_return(outcome, cfg)) for outcome in outcomes]
         progress.done()
@@ -246,6 +257,29 @@ class VectorizedSweeperImpl:
         except ConfigError as error:
             # The config itself is bad: each job fails with that error, as with the basic sweeper.
             return f"the config fails before training ({type(error).__name__})"
+
+
+def in_background(function: Callable[..., None], *args: Any) -> Callable[[], None]:
+    """Start `function(*args)` in a thread; the function returned waits for it and raises what
+    it raised. A daemon thread: a stopped sweep does not wait for it to end."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            function(*args)
+        except BaseException as error:  # raised in the caller's thread, by `wait`
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name=getattr(function, "__qualname__", "background"))
+    thread.daemon = True
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    return wait
 
 
 def job_of(

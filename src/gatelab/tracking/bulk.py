@@ -13,6 +13,7 @@ server, Databricks, a folder, another MLflow or schema) is written by MLflow's c
 """
 
 import logging
+import numbers
 import time
 import urllib.parse
 import uuid
@@ -50,8 +51,10 @@ from mlflow.tracking._tracking_service.utils import _get_store
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_USER
 from mlflow.utils.uri import append_to_uri_path
 from mlflow.utils.validation import (
+    _is_numeric,
     _validate_batch_log_data,
     _validate_dataset_inputs,
+    _validate_metric,
     _validate_param_keys_unique,
 )
 
@@ -214,6 +217,8 @@ class BulkWriter:
         self.artifact_location = experiment.artifact_location
         # The datasets of the experiment by (name, digest), as committed: uuid.
         self.datasets: dict[tuple[str, str], str] = {}
+        # The metric names `_validate_metrics` found valid.
+        self.metric_names: set[str] = set()
 
     def write_all(
         self,
@@ -250,8 +255,10 @@ class BulkWriter:
 
     def _add_run(self, rows: Rows, record: RunRecord, run_id: str, now: int) -> None:
         """The rows `create_run`, `log_batch` and `set_terminated` write for `record`."""
-        metrics, params, result_tags = _validate_batch_log_data(
-            record.metrics(now),
+        metrics = record.metrics(now)
+        self._validate_metrics(metrics)
+        _, params, result_tags = _validate_batch_log_data(
+            [],
             [Param(key, value) for key, value in record.params.items()],
             [RunTag(key, value) for key, value in writer.result_tags(record).items()],
         )
@@ -304,6 +311,23 @@ class BulkWriter:
                 latest[metric.key] = row
         for row in latest.values():
             rows.add(SqlLatestMetric, **row)
+
+    def _validate_metrics(self, metrics: list[Metric]) -> None:
+        """MLflow's `_validate_metric` of each point (`log_batch`'s check), a name's own checks
+        once per writer: they cost most of it, and a sweep's runs log the same names."""
+        for index, metric in enumerate(metrics):
+            if (
+                metric.key in self.metric_names
+                and _is_numeric(metric.value)
+                and isinstance(metric.timestamp, numbers.Number)
+                and metric.timestamp >= 0
+                and isinstance(metric.step, numbers.Number)
+            ):
+                continue
+            _validate_metric(
+                metric.key, metric.value, metric.timestamp, metric.step, f"metrics[{index}]"
+            )
+            self.metric_names.add(metric.key)
 
     def _add_inputs(
         self, rows: Rows, record: RunRecord, run_id: str, new_datasets: dict[tuple[str, str], str]

@@ -57,12 +57,15 @@ def draw_boundary(
     targets: np.ndarray,
     small: bool = False,
     offset: float = 0.0,
+    rows: bool = True,
 ) -> matplotlib.image.AxesImage:
     """The plane coloured by output, the 0.5 contour, hidden units' lines and the table's rows.
 
     Args:
         small: a panel of many: no axis, labels or legend entries, just a frame.
         offset: drawn shifted right by this much, so several planes can share one axes.
+        rows: draw the table's rows (`draw_rows`); False when the caller draws them for many
+            planes at once.
     """
     low, high = PLANE
     image = axes.imshow(
@@ -90,19 +93,8 @@ def draw_boundary(
                 linewidth=1.3,
                 label=None if small else f"hidden unit {unit} = 0",
             )
-    for target, marker in ((1, "o"), (0, "s")):
-        rows = targets.ravel() == target
-        axes.scatter(
-            inputs[rows, 0] + offset,
-            inputs[rows, 1],
-            marker=marker,
-            s=30 if small else 90,
-            c=["#2d5f9a" if target else "#e08214"],
-            edgecolors="black",
-            linewidths=1,
-            label=None if small else f"target {target}",
-            zorder=3,
-        )
+    if rows:
+        draw_rows(axes, inputs, targets, small, [offset])
     if small:
         # No axis (drawing even an empty one costs more than the panel), just a frame.
         axes.add_patch(
@@ -117,6 +109,26 @@ def draw_boundary(
         axes.set_ylabel("input 2")
     axes.set_aspect("equal")
     return image
+
+
+def draw_rows(
+    axes: Axes, inputs: np.ndarray, targets: np.ndarray, small: bool, offsets: list[float]
+) -> None:
+    """The table's rows, targets 1 as blue dots and 0 as orange squares, on the plane drawn at
+    each of `offsets`: two scatters in all (a scatter per plane costs more than its plane)."""
+    for target, marker in ((1, "o"), (0, "s")):
+        chosen = inputs[targets.ravel() == target]
+        axes.scatter(
+            np.concatenate([chosen[:, 0] + offset for offset in offsets]),
+            np.tile(chosen[:, 1], len(offsets)),
+            marker=marker,
+            s=30 if small else 90,
+            c=["#2d5f9a" if target else "#e08214"],
+            edgecolors="black",
+            linewidths=1,
+            label=None if small else f"target {target}",
+            zorder=3,
+        )
 
 
 def decision_boundary(

@@ -1,6 +1,5 @@
 """A sweep's figures: success rates, epochs to solve, loss curves and a gallery of boundaries."""
 
-import warnings
 from dataclasses import dataclass
 
 import matplotlib
@@ -10,7 +9,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from gatelab.plane import PLANE, BoundaryView
-from gatelab.views.run_figures import SOLVED_COLOUR, UNSOLVED_COLOUR, draw_boundary, new_figure
+from gatelab.views.run_figures import (
+    SOLVED_COLOUR,
+    UNSOLVED_COLOUR,
+    draw_boundary,
+    draw_rows,
+    new_figure,
+)
 
 
 def success_rate_bars(
@@ -164,28 +169,38 @@ def boundary_gallery(
     """
     columns = max(len(panels) for panels in groups.values())
     figure = new_figure(max(1.6 * columns + 0.9, 6.0), 1.75 * len(groups) + 1.5)
-    grid = figure.subplots(len(groups), columns, squeeze=False)
-    for row, (group, panels) in zip(grid, groups.items(), strict=True):
-        for column, axes in enumerate(row):
-            axes.set_axis_off()
-            if column >= len(panels):
-                continue
-            panel = panels[column]
-            draw_boundary(axes, panel.view, inputs, targets, small=True)
-            axes.set_xlim(PLANE[0] - 0.01, PLANE[1] + 0.01)
-            axes.set_ylim(PLANE[0] - 0.01, PLANE[1] + 0.01)
+    # A row is one axes holding its panels side by side (as `boundary_epochs` does): a figure
+    # of an axes per panel spends most of its time making and drawing those axes.
+    rows = figure.subplots(len(groups), 1, squeeze=False)[:, 0]
+    low, high = PLANE
+    span = high - low
+    step = span * 1.08
+    for axes, (group, panels) in zip(rows, groups.items(), strict=True):
+        axes.set_axis_off()
+        for column, panel in enumerate(panels):
+            draw_boundary(
+                axes, panel.view, inputs, targets, small=True, offset=column * step, rows=False
+            )
             mark = "solved" if panel.solved else "not solved"
-            axes.set_title(
+            axes.text(
+                column * step + low + span / 2,
+                high + 0.04 * span,
                 f"{panel.title}: {mark}",
+                ha="center",
+                va="bottom",
                 fontsize=9,
                 color=SOLVED_COLOUR if panel.solved else UNSOLVED_COLOUR,
             )
+        draw_rows(axes, inputs, targets, True, [column * step for column in range(len(panels))])
+        # Every row as wide as the widest, so a short row's panels keep their size.
+        axes.set_xlim(low - 0.01, high + (columns - 1) * step + 0.01)
+        axes.set_ylim(low - 0.01, high + 0.01)
         if group:
-            row[0].text(
-                -0.08,
+            axes.text(
+                -0.08 / columns,
                 0.5,
                 group,
-                transform=row[0].transAxes,
+                transform=axes.transAxes,
                 rotation=90,
                 ha="right",
                 va="center",
@@ -261,9 +276,7 @@ def loss_bands(curves: dict[str, list[np.ndarray]], title: str) -> Figure:
         for index, curve in enumerate(group):
             stacked[index, : len(curve)] = np.where(np.isfinite(curve), curve, np.nan)
         epochs = np.arange(1, length + 1)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no run reached
-            low, median, high = np.nanpercentile(stacked, [25, 50, 75], axis=0)
+        low, median, high = nan_percentiles(stacked, [25, 50, 75])
         axes.fill_between(epochs, low, high, color=colour, alpha=0.25, linewidth=0)
         axes.plot(epochs, median, color=colour, label=f"{label} (median of {len(group)})")
     axes.set_yscale("log")
@@ -273,5 +286,27 @@ def loss_bands(curves: dict[str, list[np.ndarray]], title: str) -> Figure:
     if curves:
         axes.legend(fontsize="small", loc="upper right")
     axes.grid(alpha=0.3)
-    figure.tight_layout()
+    # Fixed margins: tight_layout's measuring costs more than the plot (one a cell of a grid).
+    figure.subplots_adjust(left=0.11, right=0.97, bottom=0.11, top=0.92)
     return figure
+
+
+def nan_percentiles(stacked: np.ndarray, percentiles: list[float]) -> np.ndarray:
+    """`np.nanpercentile(stacked, percentiles, axis=0)` (linear interpolation), NaN where a
+    column has no number, without the warning and in one sort: numpy's own computes column by
+    column, seconds for a cell of 1,000 curves of 2,000 epochs."""
+    ordered = np.sort(stacked, axis=0)  # NaNs last
+    counts = np.sum(~np.isnan(stacked), axis=0)
+    columns = np.arange(stacked.shape[1])
+    result = np.full((len(percentiles), stacked.shape[1]), np.nan)
+    present = counts > 0
+    for row, percentile in enumerate(percentiles):
+        position = (np.maximum(counts, 1) - 1) * percentile / 100
+        below = np.floor(position).astype(int)
+        above = np.minimum(below + 1, np.maximum(counts, 1) - 1)
+        fraction = position - below
+        values = ordered[below, columns] * (1 - fraction) + ordered[above, columns] * fraction
+        # An exact position (fraction 0) takes its value alone: an infinite neighbour stays out.
+        values = np.where(fraction == 0, ordered[below, columns], values)
+        result[row] = np.where(present, values, np.nan)
+    return result
