@@ -179,13 +179,16 @@ def fit_with_keras() -> float:
 
 # The vectorized sweeper's log lines with the parts of its time (gatelab.sweeps.vectorized and
 # gatelab.sweeps.population).
+# "write folders" is the time the children waited for their folders, written while training.
 BREAKDOWN = {
-    "compose": r"composed in ([0-9.]+) s",
+    "compose": r"timings: compose ([0-9.]+) s",
     "compile + 1st chunk": r"compile and first chunk ([0-9.]+) s",
     "train (all chunks)": r"members for \d+ epochs in ([0-9.]+) s",
     "log children": r"logged \d+ child runs in ([0-9.]+) s",
     "write folders": r"write folders ([0-9.]+) s",
-    "parent curves + ANALYZE": r"parent losses and ANALYZE ([0-9.]+) s",
+    "parent curves + ANALYZE": r"(?:parent losses|ANALYZE) ([0-9.]+) s",
+    "read results": r"summary timings: read \d+ jobs ([0-9.]+) s",
+    "summary": r"summary timings: .*publish ([0-9.]+) s",
 }
 
 
@@ -235,7 +238,10 @@ def scale(sizes: list[int], basic: bool = True) -> int:
             f"ratio at {rows[0][1]} jobs: the vectorized sweeper is "
             f"{rows[0][2] / rows[1][2]:.1f}x faster than the basic one (target >= 4x)"
         )
-    print("\nbreakdown of the vectorized sweeps (seconds; the rest is start-up and the summary):")
+    print(
+        "\nbreakdown of the vectorized sweeps (seconds; the rest is start-up and the store's "
+        "set-up):"
+    )
     parts = list(BREAKDOWN)
     print(f"{'jobs':>6}  " + "  ".join(f"{part:>23}" for part in parts))
     for sweeper, jobs, _, breakdown_of, _ in rows:

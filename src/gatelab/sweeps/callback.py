@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +210,9 @@ class SweepCallback(Callback):
         _open_sweeps.remove(self)
         os.environ.pop(sweep_folder.PARENT_RUN_ENV, None)
         try:
+            started = time.perf_counter()
             results = read_results(self.client, self.run_id, self.swept)
+            read = time.perf_counter() - started
             if interrupted:
                 results = [kill_if_running(self.client, result) for result in results]
             parent = ParentRun(
@@ -222,6 +225,12 @@ class SweepCallback(Callback):
                 self.planned,
             )
             publish(parent, results, interrupted)
+            log.info(
+                "sweep summary timings: read %d jobs %.2f s, publish %.2f s",
+                len(results),
+                read,
+                time.perf_counter() - started - read,
+            )
             # A sweep that failed before any job (its sweeper refused it) says why.
             if error is not None and not results and not isinstance(error, KeyboardInterrupt):
                 for key, value in records.error_tags(error).items():
