@@ -124,8 +124,9 @@ def check_store(directory: Path, jobs: int) -> bool:
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
     runs: list[Run] = []
     token = None
-    while True:  # MLflow returns at most 50,000 runs a page
-        page = client.search_runs(experiments, max_results=50_000, page_token=token)
+    # Pages of 10,000: MLflow reads a page's inputs with a variable a run (SQLite allows 32,766).
+    while True:
+        page = client.search_runs(experiments, max_results=10_000, page_token=token)
         runs += page
         token = page.token
         if not token:
