@@ -41,9 +41,10 @@ SEEDS_BY_RATES = ["seed=1,2", "optimizer.learning_rate=0.1,2.0"]
 DATABASE_USER = "gatelab"
 
 
-def runs_of(workdir: Path) -> tuple[MlflowClient, list[Run], list[Run]]:
-    """The store's client, its sweep parents and the other runs but cells: the jobs."""
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+def runs_of(workdir: Path) -> tuple[MlflowClient | None, list[Run], list[Run]]:
+    """The store's client (None before the store exists), its sweep parents and the jobs:
+    the other runs but cells."""
+    client = store_client(workdir)
     runs = all_runs(client)
     parents = [run for run in runs if "sweep.params" in run.data.tags]
     jobs = [run for run in runs if "sweep.params" not in run.data.tags and not is_cell(run)]
@@ -52,13 +53,24 @@ def runs_of(workdir: Path) -> tuple[MlflowClient, list[Run], list[Run]]:
 
 def cells_of(workdir: Path) -> list[Run]:
     """The runs of the cells of the store's sweeps, in creation order."""
-    runs = all_runs(MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}"))
+    runs = all_runs(store_client(workdir))
     return sorted((run for run in runs if is_cell(run)), key=lambda run: run.info.start_time)
 
 
-def all_runs(client: MlflowClient) -> list[Run]:
+def store_client(workdir: Path) -> MlflowClient | None:
+    """A client of `workdir`'s store, None while the store does not exist yet.
+
+    `MlflowClient(uri)` creates an SQLite store at once: a test polling a starting process
+    must not, or the process finds a half-created file, rebuilds it and renames the new file
+    over it, and the test's pooled connections go on reading the old one.
+    """
+    path = workdir / "mlflow.db"
+    return MlflowClient(f"sqlite:///{path}") if path.exists() else None
+
+
+def all_runs(client: MlflowClient | None) -> list[Run]:
     """Every run of the store, in every experiment (a big sweep has one of its own)."""
-    if not sqlite_path(client.tracking_uri).exists():
+    if client is None or not sqlite_path(client.tracking_uri).exists():
         return []  # not created yet
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
     return client.search_runs(experiments, max_results=50000) if experiments else []
