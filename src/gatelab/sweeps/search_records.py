@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 from mlflow.entities import Param, RunStatus  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
@@ -189,7 +190,7 @@ def finish_study_run(
     client.set_tag(run_id, "mlflow.note.content", description(study, settings, best, counts))
     if len(complete) >= 2:
         for name, figure in figures(study, settings).items():
-            client.log_figure(run_id, figure, name)
+            client.log_figure(run_id, figure, name, save_kwargs=FIGURE_PNG)
             plt.close(figure)
     client.set_terminated(run_id, status)
 
@@ -255,7 +256,18 @@ def _varied(study: optuna.Study, keys: list[str]) -> bool:
 
 
 def _figure_of(axes: object) -> plt.Figure:
-    return np.ravel(axes)[0].figure
+    """The figure of Optuna's axes, a log axis labelled at its decades only: its minor labels
+    (`4x10^-1`, `6x10^-1`) overlap one another on a range of a decade or two."""
+    figure = np.ravel(axes)[0].figure
+    for each in figure.axes:
+        for axis in (each.xaxis, each.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_minor_formatter(NullFormatter())
+    return figure
+
+
+# Cropped to what is drawn: Optuna's long parameter names run past the figure's left edge.
+FIGURE_PNG = {"bbox_inches": "tight"}
 
 
 KILLED = RunStatus.to_string(RunStatus.KILLED)
