@@ -176,6 +176,27 @@ def test_the_parent_logs_fixed_settings_rates_per_cell_and_a_description(two_by_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sweeper", ["basic", "vectorized"])
+def test_a_cell_of_a_value_typed_as_an_int_holds_its_jobs_numbers(tmp_path, sweeper):
+    # `lr=2` names the cell as typed; its jobs' param is the configured float, `2.0`.
+    arguments = ["-m", "seed=1,2", "optimizer.learning_rate=0.1,2", *QUICK]
+    result = train(tmp_path, *arguments, f"hydra/sweeper={sweeper}")
+    assert result.returncode == 0, result.stderr
+    _, _, children = runs_of(tmp_path)
+    cells = {cell.info.run_name: cell for cell in cells_of(tmp_path)}
+    assert sorted(cells) == ["lr=0.1", "lr=2"]
+    for cell in cells.values():
+        jobs = [c for c in children if c.data.tags["mlflow.parentRunId"] == cell.info.run_id]
+        assert len(jobs) == 2
+        assert cell.info.status == "FINISHED"
+        assert cell.data.metrics["jobs"] == 2
+        solved = np.mean([job.data.metrics["solved"] for job in jobs])
+        assert cell.data.metrics["success_rate"] == solved
+    # The seeds that learn XOR at 2.0 in QUICK's epochs (SEEDS_BY_RATES) are counted in `lr=2`.
+    assert cells["lr=2"].data.metrics["success_rate"] == 1.0
+
+
+@pytest.mark.slow
 def test_each_job_logs_its_truth_table_and_decision_boundary(two_by_two):
     workdir, _ = two_by_two
     client, _, children = runs_of(workdir)

@@ -130,10 +130,17 @@ def publish_cells(
     interrupted: bool,
     arrays: JobArrays,
 ) -> None:
-    """Each cell's numbers (`group_metrics`), gallery and loss band, then its end."""
+    """Each cell's numbers (`group_metrics`), gallery and loss band, then its end.
+
+    A cell's jobs are the runs that are its children: the cell is named by its jobs' overrides
+    as typed (`lr=1`), their values by their params as configured (`1.0`).
+    """
     cells = cells_of(results, parent.swept)
+    children: dict[str, list[JobResult]] = {}
+    for result in results:
+        children.setdefault(result.parent_run_id, []).append(result)
     for name, run_id in parent.cells.items():
-        jobs = cells.get(name, [])
+        jobs = children.get(run_id) or cells.get(name, [])
         metrics = group_metrics(jobs)
         log_metrics(parent.client, run_id, metrics)
         parent.client.set_tag(run_id, COLOUR_TAG, outcome_colour(metrics["success_rate"]))

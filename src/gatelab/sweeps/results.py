@@ -36,6 +36,7 @@ def _result(run: Run, swept: list[str]) -> JobResult:
     epochs_to_solve = metrics.get("epochs_to_solve")
     return JobResult(
         overrides=tags.get("hydra.overrides", ""),
+        parent_run_id=tags.get("mlflow.parentRunId", ""),
         number=int(tags.get("hydra.job.num", -1)),
         name=run.info.run_name,
         values={key: _swept_value(run, key) for key in swept},

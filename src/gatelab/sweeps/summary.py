@@ -27,6 +27,8 @@ class JobResult:
     run_id: str
     output_dir: str = ""
     overrides: str = ""
+    # The run the job's run is a child of: its cell's, or the sweep's parent.
+    parent_run_id: str = ""
 
     @property
     def solved(self) -> bool:

@@ -283,7 +283,7 @@ def loss_bands(curves: dict[str, list[np.ndarray]], title: str) -> Figure:
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss (log scale): median, quartile band")
     axes.set_title(title)
-    if curves:
+    if axes.get_legend_handles_labels()[1]:  # not for groups that all had no curve
         axes.legend(fontsize="small", loc="upper right")
     axes.grid(alpha=0.3)
     # Fixed margins: tight_layout's measuring costs more than the plot (one a cell of a grid).
