@@ -23,6 +23,9 @@ store and, in headless Chromium, takes the screenshots a user's first steps woul
       one) and the big sweep's `loss_curves.png` (a band per cell)
   07  a cell's `decision_boundaries.png` and `loss_band.png`
   08  a job's `decision_boundary.png` and `boundary_epochs.png`
+  09  a cell's seed runs, table and Chart view (`loss`), and one seed's run page: the 40-job
+      sweep's (each job wrote its own with MLflow's client) and the big sweep's (the SQL bulk
+      writer wrote them), to compare
 Each step checks the text it expects is on the page and exits 1 if not.
 """
 
@@ -175,6 +178,17 @@ def main() -> None:
         [experiment.experiment_id],
         f"tags.mlflow.parentRunId = '{cell.info.run_id}' and attributes.run_name = 'seed=0 lr=0.5'",
     )
+    # The big sweep's children, written by the SQL bulk writer, beside the 40-job sweep's,
+    # which each job wrote with MLflow's client.
+    (big_cell,) = client.search_runs(
+        [big_experiment.experiment_id],
+        f"tags.mlflow.parentRunId = '{big_parent.info.run_id}' and attributes.run_name = 'lr=0.5'",
+    )
+    (big_child,) = client.search_runs(
+        [big_experiment.experiment_id],
+        f"tags.mlflow.parentRunId = '{big_cell.info.run_id}' "
+        "and attributes.run_name = 'seed=0 lr=0.5'",
+    )
     base = f"http://127.0.0.1:{args.port}"
 
     server = start_ui(workdir, args.port)
@@ -225,6 +239,33 @@ def main() -> None:
                 page.get_by_placeholder("Search metric charts").fill("success_rate")
                 expect(page, "success_rate")
                 shoot(page, f"{name}_chart_success_rate")
+
+            for name, (run, jobs) in {
+                "09a_client_children": (cell, 10),
+                "09b_bulk_children": (big_cell, 250),
+            }.items():
+                page = fresh_page()
+                page.goto(printed_link(base, run.info.experiment_id, run.info.run_id))
+                # The seeds, folded under their cell, which the UI adds to what it shows.
+                expect(page, f"{jobs + 1} matching runs", "lr=0.5")
+                close_assistant(page)
+                page.locator(expander).first.click()
+                expect(page, "seed=0 lr=0.5", "xor (")
+                shoot(page, f"{name}_table")
+                page.locator("label").filter(has=page.locator('input[value="CHART"]')).first.click()
+                page.get_by_placeholder("Search metric charts").fill("loss")
+                expect(page, "loss", "accuracy")
+                page.wait_for_timeout(3000)
+                shoot(page, f"{name}_chart_loss")
+            for name, run in {"09c_client_child": child, "09d_bulk_child": big_child}.items():
+                page.goto(
+                    f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+                    "?workflowType=machine_learning",
+                    timeout=120_000,
+                )
+                expect(page, "seed=0 lr=0.5", "optimizer.learning_rate", "epochs_to_solve")
+                page.wait_for_timeout(2000)
+                shoot(page, name)
 
             artifacts = {
                 "06a_parent_decision_boundaries": (parent, "decision_boundaries.png"),
