@@ -79,6 +79,10 @@ def test_jobs_get_the_runs_a_basic_sweep_gives_them(tmp_path):
         assert without_tracking(together.data.params) == without_tracking(alone.data.params)
         for tag in ("hydra.overrides", "hydra.job.num", "hydra.choices.model"):
             assert together.data.tags[tag] == alone.data.tags[tag]
+        # Who ran it and from where, as `mlflow.start_run` tags a job's run (the UI's Source).
+        for tag in ("mlflow.user", "mlflow.source.name", "mlflow.source.type"):
+            assert together.data.tags[tag] == alone.data.tags[tag]
+        assert together.info.user_id == alone.info.user_id
         assert together.data.metrics["loss"] == pytest.approx(alone.data.metrics["loss"], abs=1e-5)
         for metric in ("accuracy", "epochs_to_solve"):
             assert together.data.metrics.get(metric) == alone.data.metrics.get(metric)

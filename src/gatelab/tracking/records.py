@@ -7,6 +7,7 @@ the client (`writer`), and the sweep callback writes the FAILED record of a job 
 started. A test holds the per-job and the vectorized record of the same job equal.
 """
 
+import functools
 import json
 import math
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from mlflow.entities import Metric, RunStatus
+from mlflow.tracking.context.registry import resolve_tags
 
 from gatelab.history import History, outcome_metrics
 from gatelab.redaction import redact
@@ -121,6 +123,14 @@ def run_tags(job: Job, user_tags: dict[str, str]) -> dict[str, str]:
     # Where it runs, for `python -m gatelab.runs mark-dead-killed`.
     tags.update(process_tags())
     return {key: redact(value) for key, value in tags.items()}
+
+
+@functools.cache
+def context_tags() -> dict[str, str]:
+    """What `mlflow.start_run` tags a run with from where it runs (`mlflow.user`,
+    `mlflow.source.name`, `mlflow.source.type`, `mlflow.source.git.*`): a record is written by
+    a writer, not started, so it gets them here, read once a process (git is asked once)."""
+    return {key: redact(str(value)) for key, value in resolve_tags().items()}
 
 
 def dataset_name(job: Job, gate: str | None) -> str:
@@ -232,7 +242,7 @@ def trained(
     return RunRecord(
         job_number=job.number,
         name=name,
-        tags=run_tags(job, user_tags),
+        tags={**context_tags(), **run_tags(job, user_tags)},
         params=params,
         status=FAILED if history.diverged else FINISHED,
         result_tags=result_tags,
@@ -253,7 +263,7 @@ def failed(
     return RunRecord(
         job_number=job.number,
         name=name,
-        tags=run_tags(job, user_tags),
+        tags={**context_tags(), **run_tags(job, user_tags)},
         params=params,
         status=FAILED,
         result_tags=error_tags(error),
