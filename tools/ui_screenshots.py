@@ -251,7 +251,8 @@ def main() -> None:
                 expect(page, f"{min(jobs, 200) + 1} matching runs", "lr=0.5")
                 close_assistant(page)
                 page.locator(expander).first.click()
-                expect(page, "seed=0 lr=0.5", "xor (")
+                # Newest first: the last seed heads the table.
+                expect(page, f"seed={jobs - 1} lr=0.5", "xor (")
                 shoot(page, f"{name}_table")
                 page.locator("label").filter(has=page.locator('input[value="CHART"]')).first.click()
                 page.get_by_placeholder("Search metric charts").fill("loss")
