@@ -119,5 +119,6 @@ def test_a_vectorized_child_is_the_record_its_job_logs_alone(
     failed = together[2]
     assert failed.status == "FAILED"
     assert failed.result_tags["error"].startswith("ConfigError: optimizer.learning_rate=-1")
-    assert failed.tags == {**records.context_tags(), **records.run_tags(jobs[2], {})}
+    assert failed.tags == records.record_tags(jobs[2], {})
+    assert failed.tags["mlflow.user"] == records.context_tags()["mlflow.user"]
     assert failed.params["optimizer.learning_rate"] == "-1"

@@ -133,6 +133,11 @@ def context_tags() -> dict[str, str]:
     return {key: redact(str(value)) for key, value in resolve_tags().items()}
 
 
+def record_tags(job: Job, user_tags: dict[str, str]) -> dict[str, str]:
+    """The tags of a job's run written as a record: `run_tags` over `context_tags`."""
+    return {**context_tags(), **run_tags(job, user_tags)}
+
+
 def dataset_name(job: Job, gate: str | None) -> str:
     """The name of a run's dataset: its `dataset` option (`xor`, `custom`), else the gate's."""
     return job.choices.get("dataset") or gate or "data"
@@ -242,7 +247,7 @@ def trained(
     return RunRecord(
         job_number=job.number,
         name=name,
-        tags={**context_tags(), **run_tags(job, user_tags)},
+        tags=record_tags(job, user_tags),
         params=params,
         status=FAILED if history.diverged else FINISHED,
         result_tags=result_tags,
@@ -263,7 +268,7 @@ def failed(
     return RunRecord(
         job_number=job.number,
         name=name,
-        tags={**context_tags(), **run_tags(job, user_tags)},
+        tags=record_tags(job, user_tags),
         params=params,
         status=FAILED,
         result_tags=error_tags(error),
