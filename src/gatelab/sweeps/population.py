@@ -176,6 +176,7 @@ def run_population(
     checker = ValueChecker(cfg)
     outcomes: dict[int, JobOutcome] = {}
     valid: list[tuple[MemberJob, dict[str, Any]]] = []
+    configured = {key: OmegaConf.select(cfg, key) for key in VALUE_KEYS}
     for member in jobs:
         try:
             values = {
@@ -184,9 +185,7 @@ def run_population(
         except ConfigError as error:
             outcomes[member.job.number] = JobOutcome(member.job, error=error)
             continue
-        valid.append(
-            (member, {key: values.get(key, OmegaConf.select(cfg, key)) for key in VALUE_KEYS})
-        )
+        valid.append((member, {key: values.get(key, configured[key]) for key in VALUE_KEYS}))
 
     built = build(cfg)
     trained_from = int(time.time() * 1000)
@@ -216,6 +215,7 @@ def run_population(
     ]
     layers = layer_weights(built.model)
     times = member_times(history, trained_from, trained_until) if valid else []
+    epochs, max_loss_points = cfg.trainer.epochs, cfg.tracking.max_loss_points
     for index, (member, values) in enumerate(valid):
         member_history = history.member(index)
         params = {key: str(value) for key, value in values.items() if key in base_params}
@@ -231,8 +231,8 @@ def run_population(
                 targets=built.dataset.targets,
                 layers=layers,
                 weights=[weight[index] for weight in history.weights],
-                epochs=cfg.trainer.epochs,
-                max_loss_points=cfg.tracking.max_loss_points,
+                epochs=epochs,
+                max_loss_points=max_loss_points,
                 dataset=records.dataset_name(member.job, gate),
                 start_time=times[index][0],
                 end_time=times[index][1],
