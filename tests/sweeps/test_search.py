@@ -10,12 +10,14 @@ import re
 import signal
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from gatelab.sweeps.search import consecutive_runs
 from tests.helpers import (
     PYTHON,
     QUICK,
@@ -218,6 +220,47 @@ def test_sigterm_keeps_finished_trials_marks_the_running_ones_and_the_study_resu
     assert resumed[-1].state == TrialState.COMPLETE
 
 
+def test_trials_a_killed_process_left_running_are_told_fail_when_the_study_resumes(tmp_path):
+    command = [*SEARCH[:-3], "seed=range(300)", *SPACE, "hydra.sweeper.batch_size=4"]
+    process = subprocess.Popen(
+        [PYTHON, str(TRAIN_SCRIPT), *command, "hydra.sweeper.n_trials=40"],
+        cwd=tmp_path,
+        env=train_environment(f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        console = []
+        for line in process.stdout:  # the event: the second batch asked, and training
+            console.append(line)
+            if "training trials 4, 5, 6, 7 x 300 seeds" in line:
+                break
+        process.kill()  # SIGKILL: the process can tell nothing
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    trials = study_in(tmp_path).get_trials(deepcopy=False)
+    running = [trial.number for trial in trials if trial.state == TrialState.RUNNING]
+    assert running == [4, 5, 6, 7], "".join(console)[-3000:]
+    _, (killed,), _ = runs_of(tmp_path)
+    assert killed.info.status == "RUNNING"
+
+    result = run_train(tmp_path, *command, "hydra.sweeper.n_trials=10")
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = "trial(s) 4, 5, 6, 7 were left RUNNING by a process that died: told FAIL"
+    assert line in result.stdout + result.stderr
+    resumed = study_in(tmp_path).get_trials(deepcopy=False)
+    assert [trial.state for trial in resumed] == (
+        [TrialState.COMPLETE] * 4 + [TrialState.FAIL] * 4 + [TrialState.COMPLETE] * 2
+    )
+    assert all("died" in trial.user_attrs["failure_reason"] for trial in resumed[4:8])
+    client, parents, _ = runs_of(tmp_path)
+    statuses = {run.info.run_id: run.info.status for run in parents}
+    assert statuses.pop(killed.info.run_id) == "KILLED"
+    assert list(statuses.values()) == ["FINISHED"]
+
+
 def test_a_trial_of_bad_values_fails_alone_and_too_many_failures_stop_the_study(tmp_path):
     bad_range = ["optimizer.learning_rate=interval(-1, 1)", "hydra.sweeper.sampler=random"]
     result = run_train(
@@ -259,10 +302,13 @@ def test_a_config_the_population_cannot_train_runs_a_job_per_trial_through_jobli
         *QUICK,
         "optimizer.learning_rate=tag(log, interval(0.01, 0.5))",
         "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.batch_size=3",
         "hydra.sweeper.objective=loss",
     ]
     result = run_train(tmp_path, *command)
     assert result.returncode == 0, result.stderr[-3000:]
+    # The batch's three trials in one launch: joblib's workers run them side by side.
+    assert "is launching 3 jobs" in result.stdout + result.stderr
     study = study_in(tmp_path)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 3
@@ -319,3 +365,10 @@ def test_two_objectives_make_a_pareto_front(tmp_path):
     assert "pareto_front.png" in {item.path for item in client.list_artifacts(parent.info.run_id)}
     pareto = parent.data.tags["optuna.pareto_trials"].split(", ")
     assert sorted(pareto) == sorted(str(trial.number) for trial in study.best_trials)
+
+
+def test_a_batch_is_launched_in_runs_of_consecutive_trial_numbers():
+    # A shared study leaves gaps where another sweep asked; a job's number is its trial's.
+    trials = [SimpleNamespace(number=number) for number in (6, 3, 4, 9, 10, 11)]
+    runs = [[trial.number for trial in run] for run in consecutive_runs(trials)]
+    assert runs == [[3, 4], [6], [9, 10, 11]]

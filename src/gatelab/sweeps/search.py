@@ -45,7 +45,15 @@ from gatelab.sweeps.population import (
 from gatelab.sweeps.results import read_results
 from gatelab.sweeps.search_records import TrialOutcome
 from gatelab.sweeps.search_space import SearchSpace, search_space_of
-from gatelab.sweeps.search_study import Settings, check, objective_values, open_study
+from gatelab.sweeps.search_study import (
+    FAILURE_ATTR,
+    Settings,
+    check,
+    claim,
+    fail_dead_trials,
+    objective_values,
+    open_study,
+)
 from gatelab.sweeps.summary import JobResult, group_metrics
 from gatelab.sweeps.vectorized import Timings, task_config
 from gatelab.tracking import store
@@ -54,7 +62,6 @@ from gatelab.tracking.naming import config_params
 
 log = logging.getLogger(__name__)
 
-FAILURE_ATTR = "failure_reason"
 # A trial asked past `n_trials` by sweeps sharing the study: not trained, not counted.
 BEYOND_ATTR = "beyond_n_trials"
 
@@ -101,6 +108,12 @@ class SearchSweeperImpl:
             checker.checked_value(settings.seed_key, seed)
         with self.timings.timed("optuna"):
             study = open_study(settings, space, given)
+            dead = fail_dead_trials(study)
+        if dead:
+            log.warning(
+                "trial(s) %s were left RUNNING by a process that died: told FAIL",
+                ", ".join(map(str, dead)),
+            )
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -136,6 +149,7 @@ class SearchSweeperImpl:
                 for _ in range(batch_size):
                     with self.timings.timed("optuna"):
                         trial = study.ask(fixed_distributions=space.distributions)
+                        claim(trial)
                     if self._within_n_trials(study, trial):
                         asked.append(trial)
                 if not asked:
@@ -218,6 +232,12 @@ class SearchSweeperImpl:
             for _, typed in valid
             for seed in seeds
         ]
+        log.info(
+            "training trials %s x %d seeds (%d members)",
+            ", ".join(str(trial.number) for trial, _ in valid),
+            len(seeds),
+            len(members),
+        )
         with self.timings.timed("training"):
             built = build(task_cfg)
             history = population.train_population(
@@ -253,29 +273,41 @@ class SearchSweeperImpl:
     def _launch_batch(
         self, study: optuna.Study, study_run: "StudyRun", trials: list[Trial], space: SearchSpace
     ) -> None:
-        """Each trial's jobs (one per seed, or one) through the launcher; scored from their runs."""
+        """The batch's jobs (each trial's, one per seed or one) through the launcher, as few
+        launches as the trials' numbers allow (joblib runs a launch's jobs side by side); each
+        trial scored from its jobs' runs.
+
+        A job's number is its trial's number x seeds + the seed's place, so a launch is a run
+        of consecutive trial numbers (a study shared with other sweeps may leave gaps).
+        """
         key = self.settings.seed_key
         seeds = space.seeds or [None]
-        for trial in trials:
+        for consecutive in consecutive_runs(trials):
             stopping.check()
             jobs = [
                 space.overrides(trial.params) + ([f"{key}={seed}"] if seed is not None else [])
+                for trial in consecutive
                 for seed in seeds
             ]
+            first = consecutive[0].number * len(seeds)
             with self.timings.timed("training"):
-                returns = self.launcher.launch(jobs, initial_job_idx=trial.number * len(seeds))
-            numbers = set(range(trial.number * len(seeds), (trial.number + 1) * len(seeds)))
+                returns = self.launcher.launch(jobs, initial_job_idx=first)
             with self.timings.timed("mlflow"):
-                results = [
-                    result
+                by_number = {
+                    result.number: result
                     for result in read_results(study_run.client, study_run.run_id, [key])
-                    if result.number in numbers
-                ]
-            failed = [job for job in returns if job.status == JobStatus.FAILED]
-            if len(failed) == len(returns):
-                study_run.log([self._tell_failed(study, trial, failed[0]._return_value)])
-            else:
-                study_run.log([self._tell_scored(study, trial, results)])
+                }
+            told = []
+            for index, trial in enumerate(consecutive):
+                mine = slice(index * len(seeds), (index + 1) * len(seeds))
+                numbers = range(first + mine.start, first + mine.stop)
+                results = [by_number[number] for number in numbers if number in by_number]
+                failed = [job for job in returns[mine] if job.status == JobStatus.FAILED]
+                if len(failed) == len(seeds):
+                    told.append(self._tell_failed(study, trial, failed[0]._return_value))
+                else:
+                    told.append(self._tell_scored(study, trial, results))
+            study_run.log(told)
 
     def _tell_scored(
         self, study: optuna.Study, trial: Trial, results: list[JobResult]
@@ -353,6 +385,17 @@ class StudyRun:
             search_records.log_trials(
                 self.client, self.experiment_id, self.run_id, self.params, outcomes
             )
+
+
+def consecutive_runs(trials: list[Trial]) -> list[list[Trial]]:
+    """`trials` in runs of consecutive numbers, in order: [3, 4, 6] gives [[3, 4], [6]]."""
+    runs: list[list[Trial]] = []
+    for trial in sorted(trials, key=lambda trial: trial.number):
+        if runs and runs[-1][-1].number + 1 == trial.number:
+            runs[-1].append(trial)
+        else:
+            runs.append([trial])
+    return runs
 
 
 def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str) -> JobResult:

@@ -29,7 +29,7 @@ from gatelab.redaction import redact  # noqa: E402
 from gatelab.sweeps.search_space import SearchSpace  # noqa: E402
 from gatelab.sweeps.search_study import Settings  # noqa: E402
 from gatelab.sweeps.summary import JobResult  # noqa: E402
-from gatelab.tracking import records, writer  # noqa: E402
+from gatelab.tracking import records, store, writer  # noqa: E402
 from gatelab.tracking.naming import short_keys  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,11 @@ def open_study_run(
     command: str,
     sweep_dir: str,
 ) -> str:
-    """Create the study's parent run with its settings as params; return its id."""
+    """Create the study's parent run with its settings as params; return its id. The study's
+    runs an earlier process on this host left RUNNING when it died are ended KILLED first."""
+    for run in store.dead_runs(client, [experiment_id]):
+        if run.data.tags.get("optuna.study_name") == redact(study_name):
+            store.mark_killed(client, run)
     run = client.create_run(
         experiment_id,
         run_name=f"search {' '.join(short_keys(list(space.distributions)).values())}",
@@ -72,6 +76,8 @@ def open_study_run(
             "sweep.params": ", ".join(space.distributions),
             "optuna.study_name": redact(study_name),
             "hydra.overrides": " ".join(space.fixed),
+            # Where it runs: `python -m gatelab.runs mark-dead-killed` finds it if it dies.
+            **store.process_tags(),
         },
     )
     params = {

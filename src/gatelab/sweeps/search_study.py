@@ -6,15 +6,18 @@ numbers of a trial's seeds (`sweeps.summary.group_metrics`), each with its natur
 """
 
 import math
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
+from optuna.trial import TrialState
 
 from gatelab.errors import ConfigError
 from gatelab.sweeps.search_space import SearchSpace, grid_of
+from gatelab.tracking.store import HOST_TAG, PID_TAG, process_alive, process_tags
 
 # An objective's name, the `group_metrics` number it is, and the direction it improves in.
 OBJECTIVES = {
@@ -24,6 +27,8 @@ OBJECTIVES = {
 }
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid")
 DIRECTIONS = ("maximize", "minimize")
+# A failed trial's reason, as a user attribute.
+FAILURE_ATTR = "failure_reason"
 # Without `hydra.sweeper.storage`: a SQLite file in the folder the command runs in.
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 
@@ -164,3 +169,25 @@ def objective_values(metrics: dict[str, float], objective: list[str]) -> list[fl
         worst = -math.inf if direction == "maximize" else math.inf
         values.append(float(metrics.get(key, worst)))
     return values
+
+
+def claim(trial: optuna.Trial) -> None:
+    """Note on `trial` the host and process that run it (`gatelab.host`, `gatelab.pid`, as a
+    run's tags): a trial its process leaves RUNNING when it dies can be told apart."""
+    for key, value in process_tags().items():
+        trial.set_user_attr(key, value)
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Tell FAIL the study's RUNNING trials whose process, on this host, is gone (`kill -9`, the
+    out-of-memory killer): nothing else would end them, as Optuna's heartbeat is for `optimize`.
+    Trials of live processes or of other hosts are left alone. Returns their numbers."""
+    host, dead = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = str(trial.user_attrs.get(PID_TAG, ""))
+        if trial.user_attrs.get(HOST_TAG) == host and pid.isdigit() and not process_alive(int(pid)):
+            reason = f"its process ({pid}) died before the trial was told"
+            study._storage.set_trial_user_attr(trial._trial_id, FAILURE_ATTR, reason)
+            study.tell(trial.number, state=TrialState.FAIL)
+            dead.append(trial.number)
+    return dead
