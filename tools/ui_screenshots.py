@@ -279,6 +279,9 @@ def main() -> None:
                 "08b_job_boundary_epochs": (child, "boundary_epochs.png"),
             }
             for name, (run, artifact) in artifacts.items():
+                # A page of its own: reached by a change of the address's hash from another
+                # run's page, the UI can show "No Artifacts Recorded" for a run that has them.
+                page = fresh_page()
                 address = (
                     f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
                     f"/artifacts/{artifact}?workflowType=machine_learning"

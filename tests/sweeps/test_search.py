@@ -82,6 +82,10 @@ def test_a_study_is_a_parent_run_with_a_child_per_trial_scored_over_every_seed(t
 
     children = trial_runs(client)
     assert len(children) == 6
+    # Who ran it and from where, as `mlflow.start_run` tags a job's run: the UI's User, Source.
+    for run in [parent, *children]:
+        assert run.data.tags["mlflow.source.name"].endswith("train.py")
+        assert run.info.user_id == run.data.tags["mlflow.user"] != "unknown"
     for run in children:
         trial = study.trials[int(run.data.tags["optuna.trial.number"])]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id

@@ -70,6 +70,7 @@ def open_study_run(
         experiment_id,
         run_name=f"search {' '.join(short_keys(list(space.distributions)).values())}",
         tags={
+            **records.context_tags(),
             "sweep.command": command,
             "sweep.dir": sweep_dir,
             # The searched keys name a per-job trial's run, as a sweep's swept keys do.
@@ -111,6 +112,7 @@ def trial_record(
     """A trial's child run: its values as params, the objective metrics, its Optuna state."""
     trial = outcome.trial
     tags = {
+        **records.context_tags(),  # `mlflow.user`, `mlflow.source.*`, as a job's run has them
         "mlflow.parentRunId": parent_run_id,
         SEARCH_TAG: parent_run_id,
         "hydra.job.num": str(trial.number),
