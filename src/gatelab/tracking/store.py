@@ -183,7 +183,7 @@ def prepared(uri: str) -> Iterator[None]:
         # The lock goes when the process does, SIGKILL included.
         fcntl.flock(lock, fcntl.LOCK_EX)
         _make_whole(path)
-        _write_ahead(path)
+        write_ahead(path)
         _fold_log_at_exit(path)
         yield
 
@@ -200,7 +200,10 @@ _FOLDED_AT_EXIT: set[Path] = set()
 
 
 def fold_log(path: Path) -> None:
-    """Checkpoint the store's write-ahead log into its file and empty it (SQLite's TRUNCATE)."""
+    """Checkpoint the store's write-ahead log into its file and empty it (SQLite's TRUNCATE).
+    A store deleted meanwhile (a temporary folder) is left gone, not made again empty."""
+    if not path.exists():
+        return
     try:
         with closing(sqlite3.connect(path, timeout=30)) as database:
             (busy, _, _) = database.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -214,7 +217,7 @@ def fold_log(path: Path) -> None:
         log.warning("%s: its write-ahead log was not folded in (%s)", path, error)
 
 
-def _write_ahead(path: Path) -> None:
+def write_ahead(path: Path) -> None:
     """Put the store in SQLite's write-ahead-log mode, where a commit is one append to
     `mlflow.db-wal`: a sweep child's writes take a quarter to a half less time (see
     benchmarks/bench_child_logging.py), and readers (`mlflow ui`) no longer block writers.
