@@ -3,9 +3,11 @@
 MLflow's client writes a run in three ORM sessions, each with its look-ups and its commit: about
 20 ms a child, nearly all of it MLflow's Python. The rows themselves are few (the run, its tags,
 params, metric points, latest metrics and its dataset input), so where the tracking URI is a
-database MLflow's SQL store serves, the same `RunRecord`s become the same rows inserted with
-SQLAlchemy Core into MLflow's table models, `BATCH` runs a transaction: a stop or a crash leaves
-whole children or none of a batch, never a run without its params or one left RUNNING.
+database MLflow's SQL store serves, the same `RunRecord`s become the same rows inserted into
+MLflow's tables (`COLUMNS` of its table models: tuples handed to SQLite's driver as they are,
+SQLAlchemy's multi-row insert elsewhere), `BATCH` runs a transaction: a stop or a crash leaves
+whole children or none of a batch, never a run without its params or one left RUNNING. Run ids
+rise as they are made (`_new_id`), so a batch's rows land at one end of the run-id indexes.
 
 The rows are the ones `writer.write` makes MLflow write (`tests/tracking/test_bulk.py` holds the
 two equal), for the MLflow version and schema they were tested with. Anything else (a tracking
