@@ -140,16 +140,41 @@ def printed_link(base: str, experiment_id: str, parent_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def options(description: str, port: int, prefix: str) -> tuple[argparse.Namespace, Path, Path]:
+    """The command line (`--workdir`, `--reuse`, `--port`), the work folder (a new temporary one
+    named `prefix...` unless given) and its `screenshots/` folder, both made."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true", help="use the runs already in --workdir")
-    parser.add_argument("--port", type=int, default=5055)
+    parser.add_argument("--port", type=int, default=port)
     args = parser.parse_args()
-    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="gatelab-ui-"))).absolute()
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix=prefix))).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     shots = workdir / "screenshots"
     shots.mkdir(exist_ok=True)
+    return args, workdir, shots
+
+
+def show_artifact(page: Page, base: str, run, artifact: str, name: str) -> None:
+    """Open the run's `artifact` in the UI on `page` and take its screenshot `name`.
+
+    `page` should be a page of its own: reached by a change of the address's hash from another
+    run's page, the UI can show "No Artifacts Recorded" for a run that has them.
+    """
+    address = (
+        f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        f"/artifacts/{artifact}?workflowType=machine_learning"
+    )
+    page.goto(address, timeout=120_000)
+    expect(page, artifact)
+    # The address opens the run's artifacts; the name picks the file shown.
+    page.get_by_text(artifact, exact=True).first.click()
+    page.wait_for_timeout(4000)
+    shoot(page, name)
+
+
+def main() -> None:
+    args, workdir, shots = options(__doc__.splitlines()[0], 5055, "gatelab-ui-")
     if not args.reuse:
         for preset in PRESETS:
             train(workdir, f"+experiment={preset}", "trainer.print_every=0")
@@ -279,19 +304,7 @@ def main() -> None:
                 "08b_job_boundary_epochs": (child, "boundary_epochs.png"),
             }
             for name, (run, artifact) in artifacts.items():
-                # A page of its own: reached by a change of the address's hash from another
-                # run's page, the UI can show "No Artifacts Recorded" for a run that has them.
-                page = fresh_page()
-                address = (
-                    f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
-                    f"/artifacts/{artifact}?workflowType=machine_learning"
-                )
-                page.goto(address, timeout=120_000)
-                expect(page, artifact)
-                # The address opens the run's artifacts; the name picks the file shown.
-                page.get_by_text(artifact, exact=True).first.click()
-                page.wait_for_timeout(4000)
-                shoot(page, name)
+                show_artifact(fresh_page(), base, run, artifact, name)
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -16,11 +16,9 @@ batches of 10), starts `mlflow ui` on that store and takes, in headless Chromium
 Each step checks the text it expects is on the page and exits 1 if not.
 """
 
-import argparse
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -34,8 +32,10 @@ from ui_screenshots import (  # noqa: E402
     VIEWPORT,
     close_assistant,
     expect,
+    options,
     printed_link,
     shoot,
+    show_artifact,
     start_ui,
     train,
 )
@@ -52,15 +52,7 @@ FIGURES = ["optimization_history.png", "param_importances.png", "contour.png", "
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--reuse", action="store_true", help="use the study already in --workdir")
-    parser.add_argument("--port", type=int, default=5056)
-    args = parser.parse_args()
-    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="gatelab-ui-search-"))).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
-    shots = workdir / "screenshots"
-    shots.mkdir(exist_ok=True)
+    args, workdir, shots = options(__doc__.splitlines()[0], 5056, "gatelab-ui-search-")
     if not args.reuse:
         train(workdir, *SEARCH)
 
@@ -121,18 +113,8 @@ def main() -> None:
             shoot(page, "13b_trial_seeds_csv")
 
             for number, figure in enumerate(FIGURES):
-                # A page of its own: reached by a change of the address's hash from another
-                # run's page, the UI can show "No Artifacts Recorded" for a run that has them.
-                page = context.new_page()
-                page.goto(
-                    f"{base}/#/experiments/{experiment.experiment_id}/runs/{study.info.run_id}"
-                    f"/artifacts/{figure}?workflowType=machine_learning",
-                    timeout=120_000,
-                )
-                expect(page, figure)
-                page.get_by_text(figure, exact=True).first.click()
-                page.wait_for_timeout(4000)
-                shoot(page, f"14{'abcd'[number]}_study_{figure.removesuffix('.png')}")
+                name = f"14{'abcd'[number]}_study_{figure.removesuffix('.png')}"
+                show_artifact(context.new_page(), base, study, figure, name)
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -183,18 +183,27 @@ def test_the_same_command_resumes_its_study_to_n_trials_in_total(tmp_path):
     assert numbers == [0, 1, 2, 3, 4]
 
 
-def test_sigterm_keeps_finished_trials_marks_the_running_ones_and_the_study_resumes(tmp_path):
-    # Batches of 4 trials x 300 seeds: the stop comes once the first batch is told, while the
-    # second trains (or, on a slow machine, between two batches: then no trial is stopped).
-    command = [*SEARCH[:-3], "seed=range(300)", *SPACE, "hydra.sweeper.batch_size=4"]
-    process = subprocess.Popen(
-        [PYTHON, str(TRAIN_SCRIPT), *command, "hydra.sweeper.n_trials=40"],
-        cwd=tmp_path,
-        env=train_environment(f"sqlite:///{tmp_path / 'mlflow.db'}"),
+# Batches of 4 trials x 300 seeds: a stop while the second trains.
+STOPPED = [*SEARCH[:-3], "seed=range(300)", *SPACE, "hydra.sweeper.batch_size=4"]
+
+
+def start_search(workdir: Path, arguments: list[str]) -> subprocess.Popen:
+    """`src/train.py` started in `workdir` with its store, its console on `stdout`, line by line."""
+    return subprocess.Popen(
+        [PYTHON, str(TRAIN_SCRIPT), *arguments],
+        cwd=workdir,
+        env=train_environment(f"sqlite:///{workdir / 'mlflow.db'}"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_sigterm_keeps_finished_trials_marks_the_running_ones_and_the_study_resumes(tmp_path):
+    # The stop comes once the first batch is told, while the second trains (or, on a slow
+    # machine, between two batches: then no trial is stopped).
+    command = STOPPED
+    process = start_search(tmp_path, [*command, "hydra.sweeper.n_trials=40"])
     try:
         console = []
         for line in process.stdout:  # the event: the console's line for a told batch
@@ -225,15 +234,8 @@ def test_sigterm_keeps_finished_trials_marks_the_running_ones_and_the_study_resu
 
 
 def test_trials_a_killed_process_left_running_are_told_fail_when_the_study_resumes(tmp_path):
-    command = [*SEARCH[:-3], "seed=range(300)", *SPACE, "hydra.sweeper.batch_size=4"]
-    process = subprocess.Popen(
-        [PYTHON, str(TRAIN_SCRIPT), *command, "hydra.sweeper.n_trials=40"],
-        cwd=tmp_path,
-        env=train_environment(f"sqlite:///{tmp_path / 'mlflow.db'}"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    command = STOPPED
+    process = start_search(tmp_path, [*command, "hydra.sweeper.n_trials=40"])
     try:
         console = []
         for line in process.stdout:  # the event: the second batch asked, and training
