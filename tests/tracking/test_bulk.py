@@ -230,7 +230,7 @@ def test_a_batch_that_fails_half_way_leaves_none_of_its_runs(tracking_uri, monke
     ids = iter([uuid.uuid4().hex for _ in range(7)] + ["same"] * 20)
     # The 8th run (the 3rd of the second batch) and those after it share an id: the database
     # refuses the 9th, after the second batch's first runs went in.
-    monkeypatch.setattr(bulk, "_new_id", lambda: next(ids))
+    monkeypatch.setattr(bulk, "new_id", lambda: next(ids))
     written: dict[int, str] = {}
     engine = sqlalchemy.create_engine(tracking_uri)
     with pytest.raises(sqlalchemy.exc.IntegrityError):
@@ -358,7 +358,7 @@ def test_runs_are_not_read_in_bulk_from_a_store_that_is_not_sql(monkeypatch):
 
 def test_run_ids_rise_as_they_are_made_and_are_uuid7_as_mlflow_spells_ids():
     # Rising ids put a batch's rows at one end of the store's run-id indexes (docs/speed.md).
-    made = [bulk._new_id() for _ in range(2000)]
+    made = [bulk.new_id() for _ in range(2000)]
     assert made == sorted(made) and len(set(made)) == len(made)
     assert all(re.fullmatch(r"[0-9a-f]{32}", run_id) for run_id in made)
     assert {uuid.UUID(run_id).version for run_id in made} == {7}

@@ -43,7 +43,7 @@ from gatelab.sweeps.population import (
     fallback_reason,
 )
 from gatelab.sweeps.results import read_results
-from gatelab.sweeps.search_records import TrialOutcome
+from gatelab.sweeps.search_records import StudyRun, TrialOutcome, seed_result
 from gatelab.sweeps.search_space import SearchSpace, search_space_of
 from gatelab.sweeps.search_study import (
     FAILURE_ATTR,
@@ -199,7 +199,7 @@ class SearchSweeperImpl:
     def _train_batch(
         self,
         study: optuna.Study,
-        study_run: "StudyRun",
+        study_run: StudyRun,
         trials: list[Trial],
         task_cfg: DictConfig,
         space: SearchSpace,
@@ -271,7 +271,7 @@ class SearchSweeperImpl:
         )
 
     def _launch_batch(
-        self, study: optuna.Study, study_run: "StudyRun", trials: list[Trial], space: SearchSpace
+        self, study: optuna.Study, study_run: StudyRun, trials: list[Trial], space: SearchSpace
     ) -> None:
         """The batch's jobs (each trial's, one per seed or one) through the launcher, as few
         launches as the trials' numbers allow (joblib runs a launch's jobs side by side); each
@@ -362,31 +362,6 @@ class SearchSweeperImpl:
             return f"the config fails before training ({type(error).__name__})"
 
 
-class StudyRun:
-    """The study's parent run, and what every trial's child shares (the fixed config's params)."""
-
-    def __init__(
-        self,
-        client: MlflowClient,
-        experiment_id: str,
-        run_id: str,
-        params: dict[str, str],
-        timings: Timings,
-    ):
-        self.client = client
-        self.experiment_id = experiment_id
-        self.run_id = run_id
-        self.params = params
-        self.timings = timings
-
-    def log(self, outcomes: list[TrialOutcome]) -> None:
-        """The told trials' child runs, written at once."""
-        with self.timings.timed("mlflow"):
-            search_records.log_trials(
-                self.client, self.experiment_id, self.run_id, self.params, outcomes
-            )
-
-
 def consecutive_runs(trials: list[Trial]) -> list[list[Trial]]:
     """`trials` in runs of consecutive numbers, in order: [3, 4, 6] gives [[3, 4], [6]]."""
     runs: list[list[Trial]] = []
@@ -396,17 +371,3 @@ def consecutive_runs(trials: list[Trial]) -> list[list[Trial]]:
         else:
             runs.append([trial])
     return runs
-
-
-def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str) -> JobResult:
-    """A trial's seed member as a summary row, scored as a single run of it is."""
-    return JobResult(
-        number=seed,
-        name=f"{seed_key}={seed}",
-        values={"seed": str(seed)},
-        loss=loss,
-        accuracy=outcome["accuracy"],
-        epochs_to_solve=int(outcome["epochs_to_solve"]) if "epochs_to_solve" in outcome else None,
-        status="FINISHED",
-        run_id="",
-    )

@@ -29,6 +29,7 @@ from gatelab.redaction import redact  # noqa: E402
 from gatelab.sweeps.search_space import SearchSpace  # noqa: E402
 from gatelab.sweeps.search_study import Settings  # noqa: E402
 from gatelab.sweeps.summary import JobResult  # noqa: E402
+from gatelab.sweeps.vectorized import Timings  # noqa: E402
 from gatelab.tracking import records, store, writer  # noqa: E402
 from gatelab.tracking.naming import short_keys  # noqa: E402
 
@@ -279,3 +280,40 @@ FIGURE_PNG = {"bbox_inches": "tight"}
 
 
 KILLED = RunStatus.to_string(RunStatus.KILLED)
+
+
+class StudyRun:
+    """The study's parent run, and what every trial's child shares (the fixed config's params)."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        experiment_id: str,
+        run_id: str,
+        params: dict[str, str],
+        timings: Timings,
+    ):
+        self.client = client
+        self.experiment_id = experiment_id
+        self.run_id = run_id
+        self.params = params
+        self.timings = timings
+
+    def log(self, outcomes: list[TrialOutcome]) -> None:
+        """The told trials' child runs, written at once."""
+        with self.timings.timed("mlflow"):
+            log_trials(self.client, self.experiment_id, self.run_id, self.params, outcomes)
+
+
+def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str) -> JobResult:
+    """A trial's seed member as a summary row, scored as a single run of it is."""
+    return JobResult(
+        number=seed,
+        name=f"{seed_key}={seed}",
+        values={"seed": str(seed)},
+        loss=loss,
+        accuracy=outcome["accuracy"],
+        epochs_to_solve=int(outcome["epochs_to_solve"]) if "epochs_to_solve" in outcome else None,
+        status="FINISHED",
+        run_id="",
+    )

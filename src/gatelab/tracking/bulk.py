@@ -4,24 +4,21 @@ MLflow's client writes a run in three ORM sessions, each with its look-ups and i
 20 ms a child, nearly all of it MLflow's Python. The rows themselves are few (the run, its tags,
 params, metric points, latest metrics and its dataset input), so where the tracking URI is a
 database MLflow's SQL store serves, the same `RunRecord`s become the same rows inserted into
-MLflow's tables (`COLUMNS` of its table models: tuples handed to SQLite's driver as they are,
-SQLAlchemy's multi-row insert elsewhere), `BATCH` runs a transaction: a stop or a crash leaves
-whole children or none of a batch, never a run without its params or one left RUNNING. Run ids
-rise as they are made (`_new_id`), so a batch's rows land at one end of the run-id indexes.
+MLflow's tables (`sql_rows.Rows`: tuples handed to SQLite's driver as they are, SQLAlchemy's
+multi-row insert elsewhere), `BATCH` runs a transaction: a stop or a crash leaves whole children
+or none of a batch, never a run without its params or one left RUNNING. Run ids rise as they
+are made (`sql_rows.new_id`), so a batch's rows land at one end of the run-id indexes.
 
 The rows are the ones `writer.write` makes MLflow write (`tests/tracking/test_bulk.py` holds the
 two equal), for the MLflow version and schema they were tested with. Anything else (a tracking
 server, Databricks, a folder, another MLflow or schema) is written by MLflow's client.
 """
 
-import itertools
 import logging
-import os
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import mlflow
 import sqlalchemy
@@ -64,6 +61,7 @@ from gatelab import stopping
 from gatelab.redaction import redact
 from gatelab.tracking import writer
 from gatelab.tracking.records import RunRecord
+from gatelab.tracking.sql_rows import Rows, new_id, sanitized
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +72,6 @@ SQL_SCHEMES = ("sqlite", "postgresql", "mysql")
 # Runs a transaction: about 90 rows each, a fraction of a second a batch.
 BATCH = 500
 SOURCE_TYPE = SourceType.to_string(SourceType.UNKNOWN)
-# MLflow's store replaces an infinite metric by the largest float (SQL has no infinity).
-LARGEST = 1.7976931348623157e308
 
 
 def write_all(
@@ -174,80 +170,6 @@ def _store(uri: str) -> AbstractStore:
     return _get_store(uri)
 
 
-# The columns of each table a run's rows fill, in the order their foreign keys need: every
-# column of MLflow's models but `deleted_time` (NULL, as MLflow leaves it for an active run).
-COLUMNS: dict[type, tuple[str, ...]] = {
-    SqlDataset: (
-        "dataset_uuid",
-        "experiment_id",
-        "name",
-        "digest",
-        "dataset_source_type",
-        "dataset_source",
-        "dataset_schema",
-        "dataset_profile",
-    ),
-    SqlRun: (
-        "run_uuid",
-        "name",
-        "source_type",
-        "source_name",
-        "entry_point_name",
-        "user_id",
-        "status",
-        "start_time",
-        "end_time",
-        "source_version",
-        "lifecycle_stage",
-        "artifact_uri",
-        "experiment_id",
-    ),
-    SqlTag: ("run_uuid", "key", "value"),
-    SqlParam: ("run_uuid", "key", "value"),
-    SqlMetric: ("run_uuid", "key", "value", "timestamp", "step", "is_nan"),
-    SqlLatestMetric: ("run_uuid", "key", "value", "timestamp", "step", "is_nan"),
-    SqlInput: (
-        "input_uuid",
-        "source_type",
-        "source_id",
-        "destination_type",
-        "destination_id",
-        "step",
-    ),
-    SqlInputTag: ("input_uuid", "name", "value"),
-}
-
-
-@dataclass
-class Rows:
-    """The rows of some runs, by table, each a tuple of that table's `COLUMNS`."""
-
-    tables: dict[type, list[tuple]] = field(
-        default_factory=lambda: {model: [] for model in COLUMNS}
-    )
-
-    def insert(self, connection: sqlalchemy.Connection) -> None:
-        """Insert every row, table by table. SQLite's driver is handed the tuples as they are
-        (`executemany`: a tenth of the time SQLAlchemy takes to bind each row); any other
-        database gets SQLAlchemy's own insert, which batches rows into multi-row statements."""
-        sqlite = connection.dialect.name == "sqlite"
-        for model, rows in self.tables.items():
-            if not rows:
-                continue
-            columns = COLUMNS[model]
-            if sqlite:
-                table = model.__tablename__
-                connection.exec_driver_sql(
-                    f"INSERT INTO {table} ({', '.join(columns)}) "
-                    f"VALUES ({', '.join('?' * len(columns))})",
-                    rows,
-                )
-            else:
-                connection.execute(
-                    model.__table__.insert(), [dict(zip(columns, row, strict=True)) for row in rows]
-                )
-
-
 class BulkWriter:
     """Writes the runs of one experiment of an SQL store, a batch a transaction."""
 
@@ -296,7 +218,7 @@ class BulkWriter:
         run_ids = {}
         now = int(time.time() * 1000)
         for record in records:
-            run_id = _new_id()
+            run_id = new_id()
             self._add_run(rows, record, run_id, now)
             self._add_inputs(rows, record, run_id, new_datasets)
             run_ids[record.job_number] = run_id
@@ -338,7 +260,7 @@ class BulkWriter:
         latest: dict[str, tuple] = {}
         points = rows.tables[SqlMetric]
         for metric in dict.fromkeys(metrics):  # MLflow drops a point logged twice
-            is_nan, value = _sanitized(metric.value)
+            is_nan, value = sanitized(metric.value)
             row = (run_id, metric.key, value, metric.timestamp, metric.step, is_nan)
             points.append(row)
             # A key's latest point: the greatest (step, timestamp, value), as MLflow's.
@@ -429,38 +351,3 @@ class BulkWriter:
         if dataset_uuid is not None:
             self.datasets[key] = dataset_uuid
         return dataset_uuid
-
-
-def _new_id() -> str:
-    """A run id as MLflow writes one (32 hex digits), laid out as a UUIDv7 (RFC 9562): the time
-    in ms, then a counter from a random start, so ids rise in the order they are made.
-
-    MLflow's own are random (`uuid4`). The store indexes runs' rows by run id, and random ids
-    land all over those indexes: each insert touches a page of its own, and more of them as the
-    store grows. Rising ids append at the end: a bulk child costs 0.76 ms instead of 1.18 in a
-    fresh store (`benchmarks/bench_bulk.py`), and no more in a large one.
-    """
-    milliseconds = time.time_ns() // 1_000_000
-    tail = next(_ID_COUNTER) & ((1 << 74) - 1)
-    value = (
-        (milliseconds & ((1 << 48) - 1)) << 80
-        | 0x7 << 76  # the version
-        | (tail >> 62) << 64
-        | 0b10 << 62  # the variant
-        | tail & ((1 << 62) - 1)
-    )
-    return uuid.UUID(int=value).hex
-
-
-# Where this process's ids count from: two processes writing in the same millisecond do not meet.
-_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(10), "big"))
-
-
-def _sanitized(value: float) -> tuple[bool, float]:
-    """A metric value as MLflow's SQL store keeps it: NaN as 0 (flagged), infinity as the
-    largest float."""
-    if value != value:
-        return True, 0.0
-    if value in (float("inf"), float("-inf")):
-        return False, LARGEST if value > 0 else -LARGEST
-    return False, value
