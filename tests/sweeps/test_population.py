@@ -122,3 +122,14 @@ def test_a_vectorized_child_is_the_record_its_job_logs_alone(
     assert failed.tags == records.record_tags(jobs[2], {})
     assert failed.tags["mlflow.user"] == records.context_tags()["mlflow.user"]
     assert failed.params["optimizer.learning_rate"] == "-1"
+
+
+def test_the_logging_progress_line_says_nothing_of_a_rate_before_a_child_is_logged():
+    # A writer process killed before it wrote anything leaves 0 written: no rate, no ETA.
+    assert population.logging_progress(0, 500, 0.0) == "child runs logged: 0/500"
+    assert population.logging_progress(0, 500, 12.5) == "child runs logged: 0/500"
+    assert population.logging_progress(100, 500, 2.0) == (
+        "child runs logged: 100/500 (50/s, ETA 8 s)"
+    )
+    # Written at once (a clock that has not moved): a rate, not a division by zero.
+    assert population.logging_progress(500, 500, 0.0).startswith("child runs logged: 500/500 (")

@@ -4,6 +4,9 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
+import time
+from collections.abc import Callable
 
 import mlflow
 import pytest
@@ -71,24 +74,61 @@ def test_a_record_mlflow_refuses_stops_the_writing_and_leaves_nothing_running(
     assert len(runs) < 40
 
 
-def test_the_runs_of_a_writer_killed_mid_write_are_written_again(tracking_uri):
+def kill_the_first_writer_once_started() -> Callable[[], list[int]]:
+    """Kill (SIGKILL, as the kernel's OOM killer) the first writer process as soon as it exists,
+    before it has written anything; return a wait for the pid killed."""
+    known = set(multiprocessing.active_children())
+    killed: list[int] = []
+
+    def kill() -> None:
+        while not killed:
+            started = set(multiprocessing.active_children()) - known
+            if started:
+                killed.append(started.pop().pid)
+                os.kill(killed[0], signal.SIGKILL)
+            else:
+                time.sleep(0.01)  # polled: a writer appears within seconds of the first submit
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+
+    def wait() -> list[int]:
+        thread.join()
+        return killed
+
+    return wait
+
+
+@pytest.mark.parametrize("when", ["after its first chunk", "before it wrote anything"])
+def test_the_runs_of_a_writer_killed_mid_write_are_written_again(tracking_uri, when):
     experiment_id = configure(tracking_uri, "bulk")
     wanted = records(600)
-    killed = []
+    killed: list[int] = []
+    calls: list[dict[int, str]] = []
+    waited = kill_the_first_writer_once_started() if when != "after its first chunk" else None
 
     def kill_a_writer(written: dict[int, str]) -> None:
-        # SIGKILL (the kernel's OOM killer): the writer cannot end its run.
-        if not killed:
+        calls.append(dict(written))
+        if not killed and waited is None:
             killed.append(multiprocessing.active_children()[0].pid)
             os.kill(killed[0], signal.SIGKILL)
 
     run_ids = writer.write_all(experiment_id, wanted, on_written=kill_a_writer, writers=2)
+    if waited is not None:
+        killed += waited()
     assert killed
     assert sorted(run_ids) == list(range(600))
+    # The writer's contract: `on_written` is told run ids, never nothing, and each job once.
+    assert all(calls)
+    told = [number for written in calls for number in written]
+    assert sorted(told) == list(range(600))
+    assert {number: run_id for written in calls for number, run_id in written.items()} == run_ids
     runs = mlflow.search_runs([experiment_id], output_format="list", max_results=5000)
-    # Each job once, whole: what the dead writer began is deleted and written again.
+    # Each job once, whole, ended as its record says (no RUNNING, no KILLED): what the dead
+    # writer began is deleted and written again.
     numbers = sorted(int(run.data.tags["hydra.job.num"]) for run in runs)
     assert numbers == list(range(600))
     assert {run.info.run_id for run in runs} == set(run_ids.values())
-    assert {run.info.status for run in runs} == {"FINISHED", "FAILED"}
+    status_of = {record.job_number: record.status for record in wanted}
+    assert all(run.info.status == status_of[int(run.data.tags["hydra.job.num"])] for run in runs)
     assert all(run.data.params for run in runs)

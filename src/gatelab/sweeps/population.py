@@ -262,11 +262,7 @@ def run_population(
             if number in shown:
                 weights = [weight[index] for weight in history.weights]
                 recorded.boundaries[run_id] = boundary_arrays(built, weights)
-        rate = written / max(time.perf_counter() - started, 1e-9)
-        progress.show(
-            f"child runs logged: {written}/{total} "
-            f"({rate:.0f}/s, ETA {(total - written) / rate:.0f} s)"
-        )
+        progress.show(logging_progress(written, total, time.perf_counter() - started))
 
     bulk.write_all(experiment_id, run_records, on_written=on_written, batch=runs_per_transaction)
     seconds = time.perf_counter() - started
@@ -277,6 +273,16 @@ def run_population(
         1000 * seconds / max(total, 1),
     )
     return [outcomes[member.job.number] for member in jobs]
+
+
+def logging_progress(written: int, total: int, seconds: float) -> str:
+    """The progress line of a population's child runs: how many are logged of `total` after
+    `seconds`, at what rate, and (once one is) how long the rest will take."""
+    if written <= 0:
+        return f"child runs logged: 0/{total}"
+    rate = written / max(seconds, 1e-9)
+    eta = (total - written) / rate
+    return f"child runs logged: {written}/{total} ({rate:.0f}/s, ETA {eta:.0f} s)"
 
 
 def member_times(

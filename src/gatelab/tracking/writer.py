@@ -119,7 +119,8 @@ def write_all(
 
     Args:
         on_written: called with the run ids just written, by job number, as they are written
-            (what a stop leaves written is known to the caller).
+            (what a stop leaves written is known to the caller); never with none, and each
+            job once, also when a writer process died and its runs were written again.
         writers: processes writing at once; by default one per core (at most `MAX_WRITERS`)
             from `PARALLEL_FROM` runs on, else this process alone.
     """
@@ -165,7 +166,8 @@ def _write_all(
         # A writer process died (killed, out of memory): what it had started is found again.
         found = _whole_runs(experiment_id, rest)
         run_ids.update(found)
-        on_written(found)
+        if found:  # `on_written` is told run ids, never nothing
+            on_written(found)
         rest = [record for record in rest if record.job_number not in found]
         log.warning(
             "a writer process died: %d run(s) it left unfinished are written again here",
