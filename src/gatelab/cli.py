@@ -81,6 +81,15 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
         exit_with(reported, EXIT_FAILURE)
 
 
+def run_command(command: Callable[[], Any]) -> None:
+    """Run a command that is not Hydra's (`python -m gatelab.runs`), reporting a config or
+    store error as one line and exit 2, as `run_reporting_config_errors` does."""
+    try:
+        command()
+    except CONFIG_ERRORS as error:
+        exit_with(error)
+
+
 # An output folder or store file the user cannot write: the environment, not a bug to trace.
 UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
