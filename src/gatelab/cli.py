@@ -23,7 +23,7 @@ from gatelab import stopping
 from gatelab.config.checks import refuse_targets
 from gatelab.errors import CONFIG_ERRORS, ConfigError, SweepNotStarted, one_line
 from gatelab.redaction import redact, redact_output
-from gatelab.sweeps.callback import finish_open_sweeps
+from gatelab.sweeps.sweep_run import finish_open_sweeps
 
 EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from gatelab.sweeps.callback import sweep_experiment
+from gatelab.sweeps.sweep_run import sweep_experiment
 from gatelab.sweeps.cells import cell_name, planned_cells
 from gatelab.sweeps.parent import Sweep
 

@@ -150,3 +150,29 @@ def test_a_vectorized_sweep_leaks_no_credential_from_any_process(server, tmp_pat
     assert len(children) == 600
     assert {child.info.status for child in children} == {"FINISHED"}
     assert len(list(tmp_path.rglob(".hydra/overrides.yaml"))) == 600
+
+
+@pytest.mark.slow
+def test_a_search_leaks_no_credential_into_its_study_runs_or_files(server, tmp_path):
+    # The study's default name is the command's overrides, tracking.uri included.
+    uri, server_dir = server
+    console = run_with_credentials(
+        tmp_path,
+        uri,
+        "-m",
+        "hydra/sweeper=search",
+        "seed=range(3)",
+        "optimizer.learning_rate=interval(0.05, 2)",
+        "hydra.sweeper.n_trials=2",
+    )
+    secrets = [PASSWORD, ENV_PASSWORD]
+    assert [secret for secret in secrets if secret in console] == []
+    assert files_holding(server_dir, secrets) == []
+    # The Optuna storage (optuna.db) and the sweep folder are in the working directory.
+    assert (tmp_path / "optuna.db").is_file()
+    assert files_holding(tmp_path, secrets) == []
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("gatelab")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    (study,) = [run for run in runs if str(tmp_path) in run.data.tags.get("sweep.dir", "")]
+    assert "tracking.uri=http://***@127.0.0.1:" in study.data.tags["optuna.study_name"]

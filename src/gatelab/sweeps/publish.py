@@ -33,7 +33,7 @@ from gatelab.sweeps.summary import (
     sweep_metrics,
     sweep_status,
 )
-from gatelab.tracking.links import runs_url, sweep_filter, ui_command
+from gatelab.tracking.links import runs_url, sweep_filter
 from gatelab.tracking.records import COLOUR_TAG, outcome_colour
 from gatelab.views import sweep_figures
 from gatelab.views.sweep_figures import Panel
@@ -66,9 +66,9 @@ class ParentRun:
     planned: int | None = None
 
 
-def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = False) -> None:
+def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = False) -> Path:
     """Print the summary, write it as CSV in the sweep folder, log it with its figures, and
-    give each cell its numbers and figures and end it."""
+    give each cell its numbers and figures and end it; return the CSV's path."""
     rows = [summary_row(result, parent.swept) for result in results]
     parent.sweep_dir.mkdir(parents=True, exist_ok=True)
     summary_path = parent.sweep_dir / SUMMARY_FILE
@@ -106,15 +106,7 @@ def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = Fal
         save = GALLERY_PNG if figure_name == GALLERY else None
         parent.client.log_figure(parent.run_id, figure, figure_name, save_kwargs=save)
     publish_cells(parent, results, interrupted, arrays)
-    what = "this sweep's cells" if parent.cells else "this sweep's jobs"
-    log.info(
-        "sweep run %s; summary %s; to compare: %s, then open %s at %s",
-        parent.run_id,
-        summary_path,
-        ui_command(),
-        what,
-        link,
-    )
+    return summary_path
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:

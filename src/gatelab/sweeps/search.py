@@ -11,8 +11,6 @@ so the same command resumes it and several processes share it (docs/search.md).
 """
 
 import logging
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,6 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from mlflow.entities import RunStatus
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
@@ -33,8 +29,7 @@ from gatelab.config import validate
 from gatelab.engine import population
 from gatelab.errors import ConfigError, one_line
 from gatelab.history import outcome_metrics
-from gatelab.redaction import redact
-from gatelab.sweeps import parent as sweep_folder
+from gatelab.redaction import redact_files
 from gatelab.sweeps import search_records
 from gatelab.sweeps.population import (
     VALUE_KEYS,
@@ -56,9 +51,7 @@ from gatelab.sweeps.search_study import (
 )
 from gatelab.sweeps.summary import JobResult, group_metrics
 from gatelab.sweeps.vectorized import Timings, task_config
-from gatelab.tracking import store
-from gatelab.tracking.experiment import configure
-from gatelab.tracking.naming import config_params
+from gatelab.tracking.naming import config_params, short_keys
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +94,7 @@ class SearchSweeperImpl:
         apply_sweep_defaults(cfg, {override.split("=", 1)[0] for override in given})
         task_cfg = task_config(cfg)
         validate(task_cfg)
-        store.check(task_cfg.tracking.uri)
+        StudyRun.check(self.config, list(space.distributions))
         reason = self._fallback_reason(task_cfg, space)
         checker = ValueChecker(task_cfg)
         for seed in space.seeds or []:
@@ -117,20 +110,26 @@ class SearchSweeperImpl:
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        experiment_id = configure(task_cfg.tracking.uri, task_cfg.tracking.experiment)
-        client = MlflowClient()
-        run_id = search_records.open_study_run(
-            client,
-            experiment_id,
-            study_name=study.study_name,
-            settings=settings,
-            space=space,
-            command=redact(shlex.join(["python", *sys.argv])),
-            sweep_dir=str(sweep_dir),
+        redact_files([sweep_dir / "multirun.yaml"])
+        searched = list(space.distributions)
+        # What every trial shares: the composed config but the values a trial or seed varies.
+        shared = {
+            key: value
+            for key, value in config_params(task_cfg).items()
+            if key not in (*searched, settings.seed_key)
+        }
+        seeds = len(space.seeds) if space.seeds is not None else 1
+        study_run = StudyRun.open(
+            self.config,
+            swept=searched,
+            name=f"search {' '.join(short_keys(searched).values())}",
+            params={**shared, **search_records.study_params(study.study_name, settings, space)},
+            # Its children: a run per trial, or per trial x seed when its jobs run one by one.
+            planned=settings.n_trials * (seeds if reason is not None else 1),
+            tags={"optuna.study_name": study.study_name},
+            resume_folder=False,
         )
-        # A per-job trial's runs are this run's children (`pipeline.run_hydra_job`).
-        sweep_folder.record_parent_run_id(sweep_dir, run_id)
-        study_run = StudyRun(client, experiment_id, run_id, config_params(task_cfg), self.timings)
+        study_run.start(study, settings, shared, dict(cfg.hydra.runtime.choices), self.timings)
         if reason is not None:
             log.info("each trial's jobs run one by one: %s", reason)
         log.info(
@@ -140,7 +139,6 @@ class SearchSweeperImpl:
             settings.n_trials,
             f"{len(space.seeds)} seeds a trial" if space.seeds else "one job a trial",
         )
-        status = RunStatus.to_string(RunStatus.FINISHED)
         asked: list[Trial] = []
         try:
             while (batch_size := self._to_ask(study)) > 0:
@@ -162,17 +160,15 @@ class SearchSweeperImpl:
                 self._check_failures(study)
                 stopping.check()
         except KeyboardInterrupt:
-            status = search_records.KILLED
             self._fail_asked(study, asked, "stopped")
+            study_run.finish(interrupted=True)
             raise
-        except BaseException:
-            status = RunStatus.to_string(RunStatus.FAILED)
+        except BaseException as error:
             self._fail_asked(study, asked, "the study stopped")
+            study_run.finish(error=error)
             raise
-        finally:
-            with self.timings.timed("mlflow"):
-                search_records.finish_study_run(client, run_id, study, settings, status)
-            log.info("search timings: %s", self.timings)
+        log.info("search timings: %s", self.timings)
+        study_run.finish()
         return study
 
     def _to_ask(self, study: optuna.Study) -> int:

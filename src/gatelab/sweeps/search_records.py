@@ -8,30 +8,20 @@ parent holds the study's settings, every trial as `trials.csv`, the best trial a
 import csv
 import io
 import logging
-import warnings
 from dataclasses import dataclass
 from datetime import datetime
 
-import matplotlib
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-from mlflow.entities import Param, RunStatus  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
-from optuna.visualization import matplotlib as optuna_figures  # noqa: E402
-
-from gatelab.redaction import redact  # noqa: E402
-from gatelab.sweeps.search_space import SearchSpace  # noqa: E402
-from gatelab.sweeps.search_study import Settings  # noqa: E402
-from gatelab.sweeps.summary import JobResult  # noqa: E402
-from gatelab.sweeps.vectorized import Timings  # noqa: E402
-from gatelab.tracking import records, store, writer  # noqa: E402
-from gatelab.tracking.naming import short_keys  # noqa: E402
+from gatelab.redaction import redact
+from gatelab.sweeps.search_space import SearchSpace
+from gatelab.sweeps.search_study import Settings
+from gatelab.sweeps.summary import JobResult
+from gatelab.sweeps.sweep_run import SweepRun
+from gatelab.tracking import records, store, writer
+from gatelab.tracking.naming import short_keys
+from gatelab.views.study_figures import FIGURE_PNG, close, study_figures
 
 log = logging.getLogger(__name__)
 
@@ -52,37 +42,9 @@ def _short(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def open_study_run(
-    client: MlflowClient,
-    experiment_id: str,
-    *,
-    study_name: str,
-    settings: Settings,
-    space: SearchSpace,
-    command: str,
-    sweep_dir: str,
-) -> str:
-    """Create the study's parent run with its settings as params; return its id. The study's
-    runs an earlier process on this host left RUNNING when it died are ended KILLED first."""
-    for run in store.dead_runs(client, [experiment_id]):
-        if run.data.tags.get("optuna.study_name") == redact(study_name):
-            store.mark_killed(client, run)
-    run = client.create_run(
-        experiment_id,
-        run_name=f"search {' '.join(short_keys(list(space.distributions)).values())}",
-        tags={
-            **records.context_tags(),
-            "sweep.command": command,
-            "sweep.dir": sweep_dir,
-            # The searched keys name a per-job trial's run, as a sweep's swept keys do.
-            "sweep.params": ", ".join(space.distributions),
-            "optuna.study_name": redact(study_name),
-            "hydra.overrides": " ".join(space.fixed),
-            # Where it runs: `python -m gatelab.runs mark-dead-killed` finds it if it dies.
-            **store.process_tags(),
-        },
-    )
-    params = {
+def study_params(study_name: str, settings: Settings, space: SearchSpace) -> dict[str, str]:
+    """The study's settings, as its parent run's params."""
+    return {
         "sampler": settings.sampler,
         "direction": ", ".join(settings.directions),
         "objective": ", ".join(settings.objective),
@@ -93,8 +55,6 @@ def open_study_run(
         "seeds": str(len(space.seeds)) if space.seeds is not None else "none",
         **{f"search.{key}": text for key, text in space.texts.items()},
     }
-    client.log_batch(run.info.run_id, params=[Param(key, value) for key, value in params.items()])
-    return run.info.run_id
 
 
 @dataclass(frozen=True)
@@ -107,19 +67,22 @@ class TrialOutcome:
     error: BaseException | None = None
 
 
-def trial_record(
-    parent_run_id: str, params: dict[str, str], outcome: TrialOutcome
-) -> records.RunRecord:
-    """A trial's child run: its values as params, the objective metrics, its Optuna state."""
+def trial_record(study_run: "StudyRun", outcome: TrialOutcome) -> records.RunRecord:
+    """A trial's child run: its values as params, the objective metrics, its Optuna state; its
+    tags as a job's run has them (`records.record_tags`: the user's, MLflow's, the host's)."""
     trial = outcome.trial
+    job = records.Job(
+        overrides=[f"{key}={value}" for key, value in trial.params.items()],
+        choices=study_run.choices,
+        parent_run_id=study_run.run_id,
+        number=trial.number,
+        swept=study_run.swept,
+    )
     tags = {
-        **records.context_tags(),  # `mlflow.user`, `mlflow.source.*`, as a job's run has them
-        "mlflow.parentRunId": parent_run_id,
-        SEARCH_TAG: parent_run_id,
-        "hydra.job.num": str(trial.number),
+        **records.record_tags(job, study_run.tags),
+        SEARCH_TAG: study_run.run_id,
         "optuna.trial.number": str(trial.number),
         "optuna.trial.state": trial.state.name,
-        "hydra.overrides": " ".join(f"{key}={value}" for key, value in trial.params.items()),
     }
     if "success_rate" in outcome.metrics:
         tags[records.COLOUR_TAG] = records.outcome_colour(outcome.metrics["success_rate"])
@@ -128,7 +91,10 @@ def trial_record(
         job_number=trial.number,
         name=trial_name(trial.number, trial.params),
         tags=tags,
-        params={**params, **{key: str(value) for key, value in trial.params.items()}},
+        params={
+            **study_run.params,
+            **{key: redact(str(value)) for key, value in trial.params.items()},
+        },
         status=records.FAILED if failed else records.FINISHED,
         result_tags=records.error_tags(outcome.error) if failed else {},
         outcome=outcome.metrics,
@@ -137,20 +103,16 @@ def trial_record(
     )
 
 
-def log_trials(
-    client: MlflowClient,
-    experiment_id: str,
-    parent_run_id: str,
-    params: dict[str, str],
-    outcomes: list[TrialOutcome],
-) -> dict[int, str]:
+def log_trials(study_run: "StudyRun", outcomes: list[TrialOutcome]) -> dict[int, str]:
     """Write a batch's trials as child runs (`writer.write_all`), each with its `seeds.csv`."""
     run_ids = writer.write_all(
-        experiment_id, [trial_record(parent_run_id, params, outcome) for outcome in outcomes]
+        study_run.experiment_id, [trial_record(study_run, outcome) for outcome in outcomes]
     )
     for outcome in outcomes:
         if outcome.seeds:
-            client.log_text(run_ids[outcome.trial.number], seeds_csv(outcome.seeds), SEEDS_FILE)
+            study_run.client.log_text(
+                run_ids[outcome.trial.number], seeds_csv(outcome.seeds), SEEDS_FILE
+            )
     return run_ids
 
 
@@ -176,10 +138,15 @@ def seeds_csv(seeds: list[JobResult]) -> str:
     return text.getvalue()
 
 
-def finish_study_run(
-    client: MlflowClient, run_id: str, study: optuna.Study, settings: Settings, status: str
-) -> None:
-    """The study's summary on its parent run (every trial, the best, figures), then its end."""
+def log_study(study_run: "StudyRun") -> list[FrozenTrial]:
+    """The study's summary on its parent run: every trial, counts by state, the best trial(s),
+    Optuna's figures; return the best trials."""
+    study, settings, client, run_id = (
+        study_run.study,
+        study_run.settings,
+        study_run.client,
+        study_run.run_id,
+    )
     trials = study.get_trials(deepcopy=False)
     client.log_text(run_id, study.trials_dataframe().to_csv(index=False), TRIALS_FILE)
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
@@ -198,10 +165,25 @@ def finish_study_run(
         client.set_tag(run_id, "optuna.pareto_trials", ", ".join(str(t.number) for t in best))
     client.set_tag(run_id, "mlflow.note.content", description(study, settings, best, counts))
     if len(complete) >= 2:
-        for name, figure in figures(study, settings).items():
+        for name, figure in study_figures(study, settings.objective).items():
             client.log_figure(run_id, figure, name, save_kwargs=FIGURE_PNG)
-            plt.close(figure)
-    client.set_terminated(run_id, status)
+            close(figure)
+    return best
+
+
+def best_line(best: list[FrozenTrial], settings: Settings) -> str:
+    """The study's answer, said last on the console: its best trial(s) and their scores."""
+    if not best:
+        return "no trial finished"
+    shown = []
+    # One objective: the first of the trials that tie for best; two: up to 3 of the front.
+    for trial in best[: 1 if len(settings.objective) == 1 else 3]:
+        values = ", ".join(
+            f"{name} {value:.4g}"
+            for name, value in zip(settings.objective, trial.values, strict=True)
+        )
+        shown.append(f"{trial_name(trial.number, trial.params)}: {values}")
+    return f"best {'; '.join(shown)}"
 
 
 def description(
@@ -225,84 +207,42 @@ def description(
     return "\n".join(lines)
 
 
-def figures(study: optuna.Study, settings: Settings) -> dict[str, plt.Figure]:
-    """Optuna's own matplotlib figures of the study, by artifact name."""
-    found: dict[str, plt.Figure] = {}
-    single = len(settings.objective) == 1
-    target = None if single else (lambda trial: trial.values[0])
-    target_name = settings.objective[0]
-    keys = list(study.best_trials[0].params) if study.best_trials else []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        found["optimization_history.png"] = _figure_of(
-            optuna_figures.plot_optimization_history(study, target=target, target_name=target_name)
-        )
-        if len(keys) >= 1 and _varied(study, keys):
-            found["param_importances.png"] = _figure_of(
-                optuna_figures.plot_param_importances(study, target=target, target_name=target_name)
-            )
-        if len(keys) == 2:
-            found["contour.png"] = _figure_of(
-                optuna_figures.plot_contour(study, target=target, target_name=target_name)
-            )
-        found["slice.png"] = _figure_of(
-            optuna_figures.plot_slice(study, target=target, target_name=target_name)
-        )
-        if not single:
-            found["pareto_front.png"] = _figure_of(
-                optuna_figures.plot_pareto_front(study, target_names=settings.objective)
-            )
-    return found
+class StudyRun(SweepRun):
+    """A study's parent run: the sweep's run of a search, its trials as children."""
 
+    what = "this study's trials"
 
-def _varied(study: optuna.Study, keys: list[str]) -> bool:
-    """Whether the complete trials' values and objective vary: importances need both."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    objective = {trial.values[0] for trial in complete}
-    return len(objective) > 1 and all(
-        len({trial.params.get(key) for trial in complete}) > 1 for key in keys
-    )
-
-
-def _figure_of(axes: object) -> plt.Figure:
-    """The figure of Optuna's axes, a log axis labelled at its decades only: its minor labels
-    (`4x10^-1`, `6x10^-1`) overlap one another on a range of a decade or two."""
-    figure = np.ravel(axes)[0].figure
-    for each in figure.axes:
-        for axis in (each.xaxis, each.yaxis):
-            if axis.get_scale() == "log":
-                axis.set_minor_formatter(NullFormatter())
-    return figure
-
-
-# Cropped to what is drawn: Optuna's long parameter names run past the figure's left edge.
-FIGURE_PNG = {"bbox_inches": "tight"}
-
-
-KILLED = RunStatus.to_string(RunStatus.KILLED)
-
-
-class StudyRun:
-    """The study's parent run, and what every trial's child shares (the fixed config's params)."""
-
-    def __init__(
+    def start(
         self,
-        client: MlflowClient,
-        experiment_id: str,
-        run_id: str,
+        study: optuna.Study,
+        settings: Settings,
         params: dict[str, str],
-        timings: Timings,
-    ):
-        self.client = client
-        self.experiment_id = experiment_id
-        self.run_id = run_id
-        self.params = params
-        self.timings = timings
+        choices: dict[str, str],
+        timings: dict,
+    ) -> None:
+        """What the trials' runs share: the study, the fixed config's params, its options.
+
+        Its runs an earlier process on this host left RUNNING when it died are ended KILLED."""
+        self.study, self.settings, self.params = study, settings, params
+        self.choices, self.timings = choices, timings
+        for run in store.dead_runs(self.client, [self.experiment_id]):
+            if run.data.tags.get("optuna.study_name") == redact(study.study_name):
+                store.mark_killed(self.client, run)
 
     def log(self, outcomes: list[TrialOutcome]) -> None:
         """The told trials' child runs, written at once."""
         with self.timings.timed("mlflow"):
-            log_trials(self.client, self.experiment_id, self.run_id, self.params, outcomes)
+            log_trials(self, outcomes)
+
+    def summarise(self, interrupted: bool, error: BaseException | None) -> tuple[str, str]:
+        with self.timings.timed("mlflow"):
+            best = log_study(self)
+        if error is not None and not interrupted:
+            self.tag_error(error)
+        status = records.KILLED if interrupted else records.FINISHED
+        return (records.FAILED if error and not interrupted else status), best_line(
+            best, self.settings
+        )
 
 
 def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str) -> JobResult:
@@ -314,6 +254,6 @@ def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str
         loss=loss,
         accuracy=outcome["accuracy"],
         epochs_to_solve=int(outcome["epochs_to_solve"]) if "epochs_to_solve" in outcome else None,
-        status="FINISHED",
+        status=records.FINISHED,
         run_id="",
     )

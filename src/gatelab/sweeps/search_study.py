@@ -16,6 +16,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from gatelab.errors import ConfigError
+from gatelab.redaction import redact
 from gatelab.sweeps.search_space import SearchSpace, grid_of
 from gatelab.tracking import store
 from gatelab.tracking.store import HOST_TAG, PID_TAG, process_alive, process_tags
@@ -125,7 +126,8 @@ def sampler_of(settings: Settings, space: SearchSpace) -> optuna.samplers.BaseSa
 
 def study_name_of(settings: Settings, overrides: list[str]) -> str:
     """The study's name: as given, else the command's overrides, so the same command resumes it."""
-    return settings.study_name or "search " + " ".join(overrides)
+    # Redacted: the name is stored in Optuna's storage and shown by its dashboard.
+    return redact(settings.study_name or "search " + " ".join(overrides))
 
 
 def open_study(settings: Settings, space: SearchSpace, overrides: list[str]) -> optuna.Study:

@@ -30,8 +30,11 @@ SWEEP_TAG = "gatelab.sweep"
 COLOUR_TAG = "mlflow.runColor"
 SOLVED_COLOUR = (0x1A, 0x7F, 0x37)
 UNSOLVED_COLOUR = (0xB4, 0x23, 0x18)
+# A run's status, the only spelling of MLflow's four in gatelab.
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
+KILLED = RunStatus.to_string(RunStatus.KILLED)
 # The `failure_reason` of a run whose loss became infinite or NaN: it trained to its end.
 DIVERGED = "diverged"
 

@@ -30,8 +30,6 @@ class SearchSweeperConf:
     seed_key: str = "seed"
     # The search space as in the command line, e.g. optimizer.momentum: interval(0, 0.99).
     params: dict[str, str] | None = None
-    # The study opens its own MLflow parent run (the mlflow_sweep callback leaves it alone).
-    opens_parent_run: bool = True
 
 
 ConfigStore.instance().store(

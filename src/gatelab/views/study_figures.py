@@ -1,0 +1,75 @@
+"""An Optuna study's figures: Optuna's own matplotlib plots, cropped and labelled for a run page."""
+
+import warnings
+
+import matplotlib
+import numpy as np
+import optuna
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+from optuna.trial import TrialState
+
+# Cropped to what is drawn: Optuna's long parameter names run past the figure's left edge.
+FIGURE_PNG = {"bbox_inches": "tight"}
+
+
+def study_figures(study: optuna.Study, objective: list[str]) -> dict[str, Figure]:
+    """Optuna's figures of the study (history, importances, contour, slice, Pareto front), by
+    artifact name; close each with `close` once saved."""
+    # Optuna draws with pyplot: off screen, whatever display the machine has.
+    matplotlib.use("Agg")
+    from optuna.visualization import matplotlib as optuna_figures
+
+    found: dict[str, Figure] = {}
+    single = len(objective) == 1
+    target = None if single else (lambda trial: trial.values[0])
+    target_name = objective[0]
+    keys = list(study.best_trials[0].params) if study.best_trials else []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        found["optimization_history.png"] = _figure_of(
+            optuna_figures.plot_optimization_history(study, target=target, target_name=target_name)
+        )
+        if len(keys) >= 1 and _varied(study, keys):
+            found["param_importances.png"] = _figure_of(
+                optuna_figures.plot_param_importances(study, target=target, target_name=target_name)
+            )
+        if len(keys) == 2:
+            found["contour.png"] = _figure_of(
+                optuna_figures.plot_contour(study, target=target, target_name=target_name)
+            )
+        found["slice.png"] = _figure_of(
+            optuna_figures.plot_slice(study, target=target, target_name=target_name)
+        )
+        if not single:
+            found["pareto_front.png"] = _figure_of(
+                optuna_figures.plot_pareto_front(study, target_names=objective)
+            )
+    return found
+
+
+def close(figure: Figure) -> None:
+    """Free a figure Optuna drew through pyplot."""
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+def _varied(study: optuna.Study, keys: list[str]) -> bool:
+    """Whether the complete trials' values and objective vary: importances need both."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    objective = {trial.values[0] for trial in complete}
+    return len(objective) > 1 and all(
+        len({trial.params.get(key) for trial in complete}) > 1 for key in keys
+    )
+
+
+def _figure_of(axes: object) -> Figure:
+    """The figure of Optuna's axes, a log axis labelled at its decades only: its minor labels
+    (`4x10^-1`, `6x10^-1`) overlap one another on a range of a decade or two."""
+    figure = np.ravel(axes)[0].figure
+    for each in figure.axes:
+        for axis in (each.xaxis, each.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_minor_formatter(NullFormatter())
+    return figure
