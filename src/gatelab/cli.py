@@ -16,7 +16,6 @@ from typing import Any, NoReturn
 
 import mlflow
 from hydra.types import RunMode
-from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
 from gatelab import stopping
@@ -24,6 +23,7 @@ from gatelab.config.checks import refuse_targets
 from gatelab.errors import CONFIG_ERRORS, ConfigError, SweepNotStarted, one_line
 from gatelab.redaction import redact, redact_output
 from gatelab.sweeps.sweep_run import finish_open_sweeps
+from gatelab.tracking.statuses import KILLED
 
 EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
@@ -51,7 +51,7 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
             # A run stopped before its own handler could end it (as it started, say) ends
             # KILLED here, not FINISHED by MLflow's exit hook.
             while mlflow.active_run() is not None:
-                mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+                mlflow.end_run(KILLED)
             finish_open_sweeps(interrupted=True)
             raise
         except BaseException as error:

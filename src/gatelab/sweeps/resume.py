@@ -13,19 +13,17 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.entities import LifecycleStage, RunStatus
+from mlflow.entities import LifecycleStage
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from gatelab.errors import ConfigError
 from gatelab.sweeps import parent as sweep_folder
 from gatelab.tracking.experiment import every_run
-from gatelab.tracking.records import DIVERGED, FINISHED, SWEEP_TAG
+from gatelab.tracking.records import DIVERGED, FINISHED, RUNNING, SWEEP_TAG
 from gatelab.tracking.store import HOST_TAG, PID_TAG, process_alive, process_tags
 
 log = logging.getLogger(__name__)
-
-RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 
 from gatelab.history import SOLVED_THRESHOLD
 from gatelab.tracking.naming import child_run_name, metric_key, short_keys
+from gatelab.tracking.statuses import FAILED, FINISHED, KILLED, RUNNING
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,18 @@ class JobResult:
 def sweep_status(results: list[JobResult], interrupted: bool) -> str:
     """KILLED when stopped before its jobs ended, FAILED when a job raised, else FINISHED."""
     # A diverged job is a result of the sweep, not a failure of it.
-    if interrupted or any(result.status in ("KILLED", "RUNNING") for result in results):
-        return "KILLED"
+    if interrupted or any(result.status in (KILLED, RUNNING) for result in results):
+        return KILLED
     if not results:
-        return "FAILED"  # it failed before its first job: a sweep has at least one
-    if any(result.status == "FAILED: error" for result in results):
-        return "FAILED"
-    return "FINISHED"
+        return FAILED  # it failed before its first job: a sweep has at least one
+    if any(result.status == f"{FAILED}: error" for result in results):
+        return FAILED
+    return FINISHED
 
 
 def stopped_line(results: list[JobResult], planned: int | None, sweep_dir: str) -> str:
     """What a stopped sweep recorded, and how to finish it (`sweeps.resume`)."""
-    recorded = sum(result.status not in ("KILLED", "RUNNING") for result in results)
+    recorded = sum(result.status not in (KILLED, RUNNING) for result in results)
     of = f" of {planned}" if planned is not None else ""
     return (
         f"stopped: {recorded}{of} jobs recorded; to finish the rest, run the same command "

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric
 from mlflow.tracking.context.registry import resolve_tags
 
 from gatelab.history import History, outcome_metrics
 from gatelab.redaction import redact
 from gatelab.tracking.naming import child_run_name, overrides_text, single_run_name, swept_values
+from gatelab.tracking.statuses import FAILED, FINISHED, KILLED, RUNNING  # noqa: F401 (re-used as records.*)
 from gatelab.tracking.store import process_tags
 
 # On every job of a sweep: its parent run, one filter for all its jobs whatever their cell.
@@ -30,11 +31,6 @@ SWEEP_TAG = "gatelab.sweep"
 COLOUR_TAG = "mlflow.runColor"
 SOLVED_COLOUR = (0x1A, 0x7F, 0x37)
 UNSOLVED_COLOUR = (0xB4, 0x23, 0x18)
-# A run's status, the only spelling of MLflow's four in gatelab.
-RUNNING = RunStatus.to_string(RunStatus.RUNNING)
-FINISHED = RunStatus.to_string(RunStatus.FINISHED)
-FAILED = RunStatus.to_string(RunStatus.FAILED)
-KILLED = RunStatus.to_string(RunStatus.KILLED)
 # The `failure_reason` of a run whose loss became infinite or NaN: it trained to its end.
 DIVERGED = "diverged"
 

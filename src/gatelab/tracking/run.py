@@ -22,7 +22,7 @@ from urllib.request import url2pathname
 
 import mlflow
 import numpy as np
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric
 from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -30,6 +30,7 @@ from gatelab.data import Dataset
 from gatelab.history import LOSS_FILE, save_losses
 from gatelab.tracking.experiment import retried_on_conflict
 from gatelab.tracking.records import RunRecord, error_tags
+from gatelab.tracking.statuses import FAILED, FINISHED, KILLED
 
 if TYPE_CHECKING:
     import keras
@@ -57,17 +58,17 @@ def tracked_run(
     try:
         yield run, outcome
     except KeyboardInterrupt:
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        mlflow.end_run(KILLED)
         raise
     except BaseException as error:
         mlflow.set_tags(error_tags(error))
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        mlflow.end_run(FAILED)
         raise
     if outcome.failure_reason:
         mlflow.set_tag("failure_reason", outcome.failure_reason)
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        mlflow.end_run(FAILED)
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        mlflow.end_run(FINISHED)
 
 
 def log_dataset(dataset: Dataset, name: str) -> None:

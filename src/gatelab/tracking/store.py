@@ -25,11 +25,12 @@ from typing import Any
 import mlflow
 import requests
 import sqlalchemy
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from gatelab.errors import StoreError
 from gatelab.redaction import redact
+from gatelab.tracking.statuses import KILLED
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +338,7 @@ def dead_runs(client: MlflowClient, experiment_ids: list[str]) -> list[Run]:
 
 def mark_killed(client: MlflowClient, run: Run) -> None:
     client.set_tag(run.info.run_id, "failure_reason", "process died")
-    client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+    client.set_terminated(run.info.run_id, KILLED)
 
 
 def analyze(uri: str) -> bool:
