@@ -10,7 +10,7 @@ from gatelab.errors import CONFIG_ERRORS, one_line
 from tests.helpers import REPO
 
 PAGES = sorted(REPO.glob("docs/*.md")) + [REPO / "README.md"]
-# A repository path standing alone in backticks (`tests/sweeps/test_parent.py`, `conf/experiment/`);
+# A repository path standing alone in backticks (`tests/test_docs.py`, `conf/experiment/`);
 # one inside a command (`git log -- benchmarks/...`) may name a file that is gone on purpose.
 NAMED_PATH = re.compile(r"`((?:src|tests|conf|tools|benchmarks|docs)/[^`\s]*)`")
 # `$ python src/train.py OVERRIDE` followed by the line it prints.

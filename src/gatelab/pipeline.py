@@ -18,7 +18,7 @@ from gatelab.engine import single
 from gatelab.engine.models import boundary_view, draw_tensors, layer_weights, reset
 from gatelab.history import LOSS_FILE, History, save_losses
 from gatelab.plane import BOUNDARY_FILE
-from gatelab.sweeps.parent import Sweep, sweep_of
+from gatelab.sweeps.sweep_folder import Sweep, sweep_of
 from gatelab.tracking import records
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.links import run_url, ui_command

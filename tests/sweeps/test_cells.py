@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from gatelab.sweeps.sweep_run import sweep_experiment
 from gatelab.sweeps.cells import cell_name, planned_cells
-from gatelab.sweeps.parent import Sweep
+from gatelab.sweeps.sweep_folder import Sweep
+from gatelab.sweeps.sweep_run import sweep_experiment
 
 
 def test_the_cells_are_each_combination_of_the_values_other_than_the_seed():

@@ -3,8 +3,9 @@
 `SweepCallback` is a Hydra callback (conf/hydra/callbacks/mlflow_sweep.yaml). Its multirun
 hooks run in the launching process and its job hooks wherever the job runs, so it works the same
 for the basic launcher and for joblib, Ray or SLURM: the parent run id reaches the jobs through
-the sweep folder (`parent`), and the summary is read back from MLflow, which every job wrote to
-(`results`), then published on the parent (`publish`).
+the sweep folder (`sweep_folder`), and the summary is read back from MLflow, which every job
+wrote to (`results`), then published on the parent (`publish`). The parent run itself is a
+`GridRun`, the sweep core's `SweepRun` (`sweep_run`).
 """
 
 import gc
@@ -21,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gatelab.errors import SweepNotStarted
 from gatelab.redaction import redact_files, redact_output
-from gatelab.sweeps import parent as sweep_folder
+from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.cells import create_cells, planned_cells
 from gatelab.sweeps.publish import ParentRun, publish
 from gatelab.sweeps.results import kill_if_running, read_results

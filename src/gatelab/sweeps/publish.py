@@ -13,7 +13,6 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from gatelab.plane import BoundaryView
-from gatelab.sweeps.parent import read_boundaries, read_losses
 from gatelab.sweeps.results import JobArrays
 from gatelab.sweeps.summary import (
     CELL_GALLERY_JOBS,
@@ -33,6 +32,7 @@ from gatelab.sweeps.summary import (
     sweep_metrics,
     sweep_status,
 )
+from gatelab.sweeps.sweep_folder import read_boundaries, read_losses
 from gatelab.tracking.links import runs_url, sweep_filter
 from gatelab.tracking.records import COLOUR_TAG, outcome_colour
 from gatelab.views import sweep_figures

@@ -1,7 +1,7 @@
 """Resume instead of rework: an interrupted sweep is finished by re-running its command with
 `hydra.sweep.dir=<its folder>`.
 
-The folder names the sweep's parent run (`parent`). Re-opened, the sweep keeps its parent and
+The folder names the sweep's parent run (`sweep_folder`). Re-opened, the sweep keeps its parent and
 cells; the jobs whose child run FINISHED are skipped (their numbers and final losses go into the
 folder, where every sweeper and every job process reads them); the other children (KILLED,
 FAILED, left RUNNING by a dead process) are deleted, and their jobs run again under the same
@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from gatelab.errors import ConfigError
-from gatelab.sweeps import parent as sweep_folder
+from gatelab.sweeps import sweep_folder
 from gatelab.tracking.experiment import every_run
 from gatelab.tracking.records import DIVERGED, FINISHED, RUNNING, SWEEP_TAG
 from gatelab.tracking.store import HOST_TAG, PID_TAG, process_alive, process_tags

@@ -25,8 +25,7 @@ from gatelab.config.checks import refuse_swept_tracking
 from gatelab.config.schemas import MAX_EXPERIMENT_NAME_LENGTH
 from gatelab.errors import one_line
 from gatelab.redaction import redact
-from gatelab.sweeps import parent as sweep_folder
-from gatelab.sweeps import resume
+from gatelab.sweeps import resume, sweep_folder
 from gatelab.tracking import records, store
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.links import runs_url, sweep_filter, ui_command

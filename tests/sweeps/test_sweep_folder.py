@@ -4,7 +4,7 @@ Hydra's RQ or Ray launchers or SLURM with `--export=NONE`: through a file in the
 import numpy as np
 import pytest
 
-from gatelab.sweeps.parent import (
+from gatelab.sweeps.sweep_folder import (
     PARENT_RUN_ENV,
     PARENT_RUN_FILE,
     parent_run_id,
