@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import IO
 
 import psycopg
 import pytest
@@ -90,29 +91,78 @@ def summary_rows(workdir: Path, sweep_dir: Path | None = None) -> list[dict[str,
         return list(csv.DictReader(file))
 
 
-def train_environment(tracking_uri: str | None) -> dict[str, str]:
-    """The environment of `python src/train.py` in tests; None: no `MLFLOW_TRACKING_URI` at all."""
-    environment = {**os.environ}
-    environment.pop("HYDRA_FULL_ERROR", None)
-    environment.pop("MLFLOW_TRACKING_URI", None)
+# What a caller's shell may have set that changes how `train.py` runs: Hydra's full tracebacks,
+# MLflow's variables (a store, an experiment, a run, credentials), a sweep's parent run.
+CALLER_VARIABLES = ("HYDRA_FULL_ERROR",)
+CALLER_PREFIXES = ("MLFLOW_", "GATELAB_")
+# A test's store, beside its outputs: `{workdir}` is the folder the command runs in.
+WORKDIR_STORE = "sqlite:///{workdir}/mlflow.db"
+
+
+def train_environment(
+    tracking_uri: str | None, variables: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a test's `python src/train.py`: this one's without what a caller's
+    shell could leak (`CALLER_VARIABLES`, `CALLER_PREFIXES`), then `MLFLOW_TRACKING_URI` (None:
+    not set) and the test's own `variables`."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in CALLER_VARIABLES and not key.startswith(CALLER_PREFIXES)
+    }
     if tracking_uri is not None:
         environment["MLFLOW_TRACKING_URI"] = tracking_uri
-    return environment
+    return {**environment, **(variables or {})}
+
+
+def start_train(
+    workdir: Path,
+    *arguments: str,
+    tracking_uri: str | None = WORKDIR_STORE,
+    env: dict[str, str] | None = None,
+    merge_output: bool = False,
+    new_session: bool = False,
+    stdout: IO[str] | int = subprocess.PIPE,
+    stderr: IO[str] | int = subprocess.PIPE,
+) -> subprocess.Popen:
+    """`python src/train.py ARGUMENTS` started in `workdir`, its console read as text.
+
+    Args:
+        tracking_uri: its `MLFLOW_TRACKING_URI` (`{workdir}` filled in); None: not set, so the
+            command's `tracking.uri=` or MLflow's default decides.
+        env: variables of the test's own, over the cleaned environment (`train_environment`).
+        merge_output: its stderr into its stdout, one stream in the order it was written.
+        new_session: in a process group of its own, which a signal to the group reaches whole
+            (its writer processes too), as a SLURM time limit does.
+        stdout, stderr: where its console goes: pipes, or files for a process that must not
+            block on a full pipe.
+    """
+    uri = tracking_uri.format(workdir=workdir) if tracking_uri is not None else None
+    return subprocess.Popen(
+        [PYTHON, str(TRAIN_SCRIPT), *arguments],
+        cwd=workdir,
+        env=train_environment(uri, env),
+        stdout=stdout,
+        stderr=subprocess.STDOUT if merge_output else stderr,
+        text=True,
+        start_new_session=new_session,
+    )
 
 
 def run_train(
-    workdir: Path, *arguments: str, environment: dict[str, str] | None = None
+    workdir: Path,
+    *arguments: str,
+    tracking_uri: str | None = WORKDIR_STORE,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """`python src/train.py ARGUMENTS` in `workdir`, tracking to `workdir/mlflow.db` unless
-    `environment` (`train_environment(...)`) says otherwise."""
-    return subprocess.run(
-        [PYTHON, str(TRAIN_SCRIPT), *arguments],
-        cwd=workdir,
-        env=environment or train_environment(f"sqlite:///{workdir / 'mlflow.db'}"),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    """`python src/train.py ARGUMENTS` in `workdir` to its end (`start_train` says the rest)."""
+    with start_train(workdir, *arguments, tracking_uri=tracking_uri, env=env) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def run_trains_together(
@@ -126,13 +176,8 @@ def run_trains_together(
             stdout = stack.enter_context(tempfile.TemporaryFile("w+"))
             stderr = stack.enter_context(tempfile.TemporaryFile("w+"))
             process = stack.enter_context(
-                subprocess.Popen(
-                    [PYTHON, str(TRAIN_SCRIPT), *arguments],
-                    cwd=workdir,
-                    env=train_environment(tracking_uri),
-                    stdout=stdout,
-                    stderr=stderr,
-                    text=True,
+                start_train(
+                    workdir, *arguments, tracking_uri=tracking_uri, stdout=stdout, stderr=stderr
                 )
             )
             # Leaving early (a timeout) ends them all; Popen's own exit only waits.
@@ -287,7 +332,7 @@ def mlflow_server(directory: Path, backend_store_uri: str | None = None) -> Iter
             cwd=directory,
             # Without MLflow's job runner (GenAI scorers, trace rollups; gatelab uses none of
             # them): one process fewer to start and stop.
-            env={**train_environment(None), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            env=train_environment(None, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -406,15 +451,7 @@ def stopped_once_written(
     """Run `python src/train.py ARGUMENTS` on `workdir/mlflow.db`, and send `stop` to its
     process group (its writers too, as a SLURM time limit does) once the store holds `runs`
     runs. Returns its exit status, its console and the seconds from the signal to its exit."""
-    process = subprocess.Popen(
-        [PYTHON, str(TRAIN_SCRIPT), *arguments],
-        cwd=workdir,
-        env=train_environment(f"sqlite:///{workdir / 'mlflow.db'}"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_train(workdir, *arguments, merge_output=True, new_session=True)
     deadline = time.monotonic() + 300
     while runs_written(workdir / "mlflow.db") < runs:
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]

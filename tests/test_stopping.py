@@ -10,7 +10,7 @@ import pytest
 from mlflow.entities import Run
 
 from gatelab import stopping
-from tests.helpers import PYTHON, TRAIN_SCRIPT, runs_of, statuses_in_a_copy_of_the_store_file
+from tests.helpers import runs_of, start_train, statuses_in_a_copy_of_the_store_file
 
 pytestmark = pytest.mark.slow
 
@@ -76,15 +76,7 @@ def start_and_terminate(
             user pressing Ctrl-C repeatedly or a scheduler insisting would.
     The returned result's `seconds` is the time from the first SIGTERM to the process's end.
     """
-    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
-    process = subprocess.Popen(
-        [PYTHON, str(TRAIN_SCRIPT), *arguments],
-        cwd=workdir,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_train(workdir, *arguments)
     try:
         deadline = time.monotonic() + 120
         while not any(

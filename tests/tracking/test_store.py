@@ -19,12 +19,14 @@ from gatelab.tracking import store
 from gatelab.tracking.experiment import configure
 from tests.helpers import (
     PYTHON,
-    TRAIN_SCRIPT,
     all_runs,
     free_port,
     run_train,
     run_trains_together,
+    start_train,
     statuses_in_a_copy_of_the_store_file,
+    store_client,
+    train_environment,
 )
 
 QUICK = ["trainer.epochs=50", "trainer.print_every=0"]
@@ -193,19 +195,6 @@ def store_runs(workdir: Path) -> list:
     return all_runs(MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}"))
 
 
-def start_train(workdir: Path, *arguments: str) -> subprocess.Popen:
-    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
-    environment.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen(
-        [PYTHON, str(TRAIN_SCRIPT), *arguments],
-        cwd=workdir,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.slow
 def test_an_unreachable_server_is_one_line_and_exit_2_with_nothing_created(tmp_path):
     port = free_port()
@@ -252,11 +241,14 @@ def test_after_kill_9_the_next_command_works_and_the_dead_run_can_be_marked_kill
     first.communicate()
     # Killed while training, its run RUNNING.
     second = start_train(tmp_path, "trainer.epochs=1000000", "trainer.print_every=0")
-    while second.poll() is None and not (
-        (tmp_path / "mlflow.db").exists() and [run for run in store_runs(tmp_path)]
-    ):
+    # The event: its run is in the store, naming its process.
+    while not [
+        run
+        for run in all_runs(store_client(tmp_path))
+        if run.data.tags.get(store.PID_TAG) == str(second.pid)
+    ]:
+        assert second.poll() is None, second.communicate()
         time.sleep(0.2)
-    time.sleep(1)
     second.kill()
     second.communicate()
     (left_running,) = store_runs(tmp_path)
@@ -268,7 +260,7 @@ def test_after_kill_9_the_next_command_works_and_the_dead_run_can_be_marked_kill
     marked = subprocess.run(
         [PYTHON, "-m", "gatelab.runs", "mark-dead-killed"],
         cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+        env=train_environment(f"sqlite:///{tmp_path / 'mlflow.db'}"),
         capture_output=True,
         text=True,
         timeout=300,

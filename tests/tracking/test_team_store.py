@@ -17,7 +17,6 @@ from tests.helpers import (
     run_train,
     run_trains_together,
     sweeps_in,
-    train_environment,
 )
 
 pytestmark = pytest.mark.slow
@@ -64,7 +63,7 @@ def test_a_two_worker_joblib_sweep_lands_whole_on_a_postgresql_server(team_serve
         f"tracking.uri={team_server.uri}",
         "tracking.experiment=joblib",
         *QUICK,
-        environment=train_environment(None),
+        tracking_uri=None,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -1,13 +1,12 @@
 """The same code against an MLflow tracking server: runs go through its REST API, not a file."""
 
-import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import PYTHON, TRAIN_SCRIPT, mlflow_server, run_train, train_environment
+from tests.helpers import mlflow_server, run_train, start_train
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +28,7 @@ def test_a_sweep_against_a_tracking_server_logs_as_to_a_local_store(server_uri, 
         "seed=1,2",
         f"tracking.uri={server_uri}",
         *QUICK,
-        environment=train_environment(None),
+        tracking_uri=None,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"open {server_uri}" in result.stdout + result.stderr
@@ -62,13 +61,8 @@ def test_a_server_that_dies_during_a_run_is_one_line_and_exit_1(tmp_path):
     directory.mkdir()
     server = mlflow_server(directory)
     uri = server.__enter__()
-    process = subprocess.Popen(
-        [PYTHON, str(TRAIN_SCRIPT), f"tracking.uri={uri}", "trainer.epochs=2500000"],
-        cwd=tmp_path,
-        env=train_environment(uri),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_train(
+        tmp_path, f"tracking.uri={uri}", "trainer.epochs=2500000", tracking_uri=uri
     )
     try:
         client = MlflowClient(uri)
