@@ -11,31 +11,22 @@ so the same command resumes it and several processes share it (docs/search.md).
 """
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from gatelab import stopping
-from gatelab.build import build
 from gatelab.config import validate
-from gatelab.engine import population
 from gatelab.errors import ConfigError, one_line
-from gatelab.history import outcome_metrics
-from gatelab.redaction import redact_files
 from gatelab.sweeps import search_records
-from gatelab.sweeps.population import (
+from gatelab.sweeps.members import (
     VALUE_KEYS,
     ValueChecker,
     apply_sweep_defaults,
-    fallback_reason,
+    train_members,
 )
 from gatelab.sweeps.results import read_results
 from gatelab.sweeps.search_records import StudyRun, TrialOutcome, seed_result
@@ -50,7 +41,7 @@ from gatelab.sweeps.search_study import (
     open_study,
 )
 from gatelab.sweeps.summary import JobResult, group_metrics
-from gatelab.sweeps.vectorized import Timings, task_config
+from gatelab.sweeps.sweeper import SweeperImpl, one_by_one_reason, task_config
 from gatelab.tracking.naming import config_params, short_keys
 
 log = logging.getLogger(__name__)
@@ -64,33 +55,19 @@ def counted_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [trial for trial in trials if not trial.user_attrs.get(BEYOND_ATTR)]
 
 
-class SearchSweeperImpl:
-    """What `hydra/sweeper=search` does; the plugin in `hydra_plugins` only delegates here."""
+class SearchSweeperImpl(SweeperImpl):
+    """What `hydra/sweeper=search` does: ask -> score -> tell, a batch of trials at a time."""
 
     def __init__(self, settings: Settings):
+        super().__init__(settings.params)
         self.settings = settings
-        self.hydra_context: HydraContext | None = None
-        self.config: DictConfig | None = None
-        self.launcher: Launcher | None = None
-        self.timings = Timings()
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.hydra_context = hydra_context
-        self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def sweep(self, arguments: list[str]) -> optuna.Study:
         settings = self.settings
-        given = [*(f"{key}={value}" for key, value in settings.params.items()), *arguments]
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        space = search_space_of(parser.parse_overrides(given), settings.seed_key)
+        given = self.given(arguments)
+        space = search_space_of(self.parsed(arguments), settings.seed_key)
         check(settings, space)
-        with self.timings.timed("compose"):
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, space.fixed)
+        cfg = self.compose(space.fixed)
         apply_sweep_defaults(cfg, {override.split("=", 1)[0] for override in given})
         task_cfg = task_config(cfg)
         validate(task_cfg)
@@ -107,10 +84,7 @@ class SearchSweeperImpl:
                 "trial(s) %s were left RUNNING by a process that died: told FAIL",
                 ", ".join(map(str, dead)),
             )
-        sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        redact_files([sweep_dir / "multirun.yaml"])
+        self.save_multirun_yaml()
         searched = list(space.distributions)
         # What every trial shares: the composed config but the values a trial or seed varies.
         shared = {
@@ -217,43 +191,26 @@ class SearchSweeperImpl:
             study_run.log(told)
             return
         seeds = space.seeds
-        members = [
-            population.Member(
-                seed=seed,
-                learning_rate=typed.get(
-                    "optimizer.learning_rate", task_cfg.optimizer.learning_rate
-                ),
-                momentum=typed.get("optimizer.momentum", task_cfg.optimizer.get("momentum")) or 0.0,
-            )
-            for _, typed in valid
-            for seed in seeds
+        member_values = [
+            checker.member_values({**typed, "seed": seed}) for _, typed in valid for seed in seeds
         ]
         log.info(
             "training trials %s x %d seeds (%d members)",
             ", ".join(str(trial.number) for trial, _ in valid),
             len(seeds),
-            len(members),
+            len(member_values),
         )
         with self.timings.timed("training"):
-            built = build(task_cfg)
-            history = population.train_population(
-                built.model,
-                built.optimizer,
-                members,
-                built.dataset.inputs,
-                built.dataset.targets,
-                built.schedule,
-            )
+            members = train_members(task_cfg, member_values)
         for index, (trial, _) in enumerate(valid):
             results = []
             for offset, seed in enumerate(seeds):
                 member = index * len(seeds) + offset
-                member_history = history.member(member)
-                outcome = outcome_metrics(
-                    history.outputs[member], built.dataset.targets, member_history
+                results.append(
+                    seed_result(
+                        seed, members.loss(member), members.outcome(member), self.settings.seed_key
+                    )
                 )
-                loss = float(member_history.loss[-1]) if member_history.loss.size else float("nan")
-                results.append(seed_result(seed, loss, outcome, self.settings.seed_key))
             told.append(self._tell_scored(study, trial, results))
         study_run.log(told)
         best = study.best_trials
@@ -261,7 +218,7 @@ class SearchSweeperImpl:
             "trained %d trials x %d seeds (%d members); %d trials in the study, best %s",
             len(valid),
             len(seeds),
-            len(members),
+            len(member_values),
             len(study.get_trials(deepcopy=False)),
             ", ".join(search_records.trial_name(t.number, t.params) for t in best[:3]) or "none",
         )
@@ -352,10 +309,7 @@ class SearchSweeperImpl:
         if other:
             varied = ", ".join(VALUE_KEYS[1:])
             return f"{', '.join(other)} is searched (a population's members differ in {varied})"
-        try:
-            return fallback_reason(task_cfg)
-        except ConfigError as error:
-            return f"the config fails before training ({type(error).__name__})"
+        return one_by_one_reason(task_cfg)
 
 
 def consecutive_runs(trials: list[Trial]) -> list[list[Trial]]:

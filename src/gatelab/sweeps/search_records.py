@@ -19,6 +19,7 @@ from gatelab.sweeps.search_space import SearchSpace
 from gatelab.sweeps.search_study import Settings
 from gatelab.sweeps.summary import JobResult
 from gatelab.sweeps.sweep_run import SweepRun
+from gatelab.sweeps.sweeper import Timings
 from gatelab.tracking import records, store, writer
 from gatelab.tracking.naming import short_keys
 from gatelab.views.study_figures import FIGURE_PNG, close, study_figures
@@ -218,7 +219,7 @@ class StudyRun(SweepRun):
         settings: Settings,
         params: dict[str, str],
         choices: dict[str, str],
-        timings: dict,
+        timings: Timings,
     ) -> None:
         """What the trials' runs share: the study, the fixed config's params, its options.
 
