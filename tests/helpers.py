@@ -20,12 +20,16 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import psycopg
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from gatelab.data import truth_table
+from gatelab.history import History
 from gatelab.sweeps.cells import CELL_TAG
+from gatelab.tracking import records
 from gatelab.tracking.records import SWEEP_TAG
 from gatelab.tracking.store import sqlite_path
 
@@ -460,3 +464,86 @@ def stopped_once_written(
     stopped = time.perf_counter()
     output = process.communicate(timeout=300)[0]
     return process.returncode, output, time.perf_counter() - stopped
+
+
+# A sweep's children as `sweeps.population` builds them (nothing trained): `sweep_children`.
+CHILD_EPOCHS = 40
+CHILD_LAYERS = [("hidden", ["kernel", "bias"]), ("output", ["kernel", "bias"])]
+
+
+def trained_child(job: records.Job, learning_rate: float, diverged: bool) -> records.RunRecord:
+    """A vectorized child of `job`: a loss curve of `CHILD_EPOCHS` epochs (infinite from epoch
+    30 if `diverged`), outputs, weights, its truth table and times."""
+    table = truth_table("xor", 2)
+    loss = 0.3 * np.exp(-np.arange(1, CHILD_EPOCHS + 1) * learning_rate / 10)
+    if diverged:
+        loss[30:] = np.inf
+    history = History(loss=loss.astype(np.float32), solved=np.arange(CHILD_EPOCHS) > 20)
+    rng = np.random.default_rng(job.number)
+    return records.trained(
+        job,
+        name=records.run_name(job, "mlp-xor"),
+        params={"seed": str(job.number), "optimizer.learning_rate": str(learning_rate)},
+        user_tags={"team": "ml"},
+        history=history,
+        outputs=0.8 * table.targets + 0.1 * job.number % 2,
+        inputs=table.inputs,
+        targets=table.targets,
+        layers=CHILD_LAYERS,
+        weights=[rng.normal(size=shape) for shape in [(2, 2), (2,), (2, 1), (1,)]],
+        epochs=CHILD_EPOCHS,
+        max_loss_points=10,
+        dataset="xor",
+        start_time=1_700_000_000_000 + job.number,
+        end_time=1_700_000_000_500 + job.number,
+    )
+
+
+def sweep_children(parent_run_id: str) -> list[records.RunRecord]:
+    """Six children of one sweep: solved or not, one diverged (4), one refused before training
+    (5)."""
+    made = []
+    for number in range(6):
+        learning_rate = 0.5 if number < 3 else 2.0
+        job = records.Job(
+            overrides=[f"seed={number}", f"optimizer.learning_rate={learning_rate}"],
+            choices={"model": "mlp", "dataset": "xor"},
+            parent_run_id=parent_run_id,
+            number=number,
+            swept=["seed", "optimizer.learning_rate"],
+            sweep_run_id=parent_run_id,
+        )
+        if number == 5:
+            made.append(
+                records.failed(
+                    job,
+                    name=records.run_name(job, "mlp-xor"),
+                    params={"seed": "5", "optimizer.learning_rate": "x"},
+                    user_tags={"team": "ml"},
+                    error=ValueError("optimizer.learning_rate='x' is not a number"),
+                )
+            )
+        else:
+            made.append(trained_child(job, learning_rate, diverged=number == 4))
+    return made
+
+
+def comparable_run(run: Run) -> dict:
+    """What MLflow reads back of a run, apart from its ids and times."""
+    info = run.info
+    return {
+        "name": info.run_name,
+        "status": info.status,
+        "lifecycle_stage": info.lifecycle_stage,
+        "user_id": info.user_id,
+        "artifact_uri": info.artifact_uri.replace(info.run_id, "RUN").replace(
+            f"/{info.experiment_id}/", "/EXPERIMENT/"
+        ),
+        "params": run.data.params,
+        "tags": run.data.tags,
+        "metrics": run.data.metrics,
+        "inputs": [
+            (item.dataset.to_dictionary(), [(tag.key, tag.value) for tag in item.tags])
+            for item in run.inputs.dataset_inputs
+        ],
+    }

@@ -9,7 +9,7 @@ from gatelab import pipeline
 from gatelab.sweeps import population
 from gatelab.sweeps.population import SWEEP_DEFAULTS, MemberJob, Recorded, run_population
 from gatelab.sweeps.progress import Progress
-from gatelab.tracking import records
+from gatelab.tracking import children, records
 
 SWEPT = ["seed", "optimizer.learning_rate"]
 CHOICES = {"dataset": "xor", "model": "mlp", "optimizer": "sgd", "trainer": "default"}
@@ -47,13 +47,16 @@ def vectorized_records(compose_config, monkeypatch, jobs, values) -> list[record
     """The records a vectorized sweep writes for `jobs` (with their swept `values`)."""
     written = []
 
-    def keep(experiment_id, run_records, on_written, batch):
-        written.extend(run_records)
-        run_ids = {record.job_number: f"run-{record.job_number}" for record in run_records}
-        on_written(run_ids)
-        return run_ids
+    class Kept(children.ClientChildStore):
+        """Keeps the records it is given, as runs `run-<job number>`."""
 
-    monkeypatch.setattr(population.bulk, "write_all", keep)
+        def write_all(self, experiment_id, run_records, *, on_written, batch):
+            written.extend(run_records)
+            run_ids = {record.job_number: f"run-{record.job_number}" for record in run_records}
+            on_written(run_ids)
+            return run_ids
+
+    monkeypatch.setattr(population.children, "child_store", lambda uri=None: Kept("kept"))
     cfg = compose_config(*AS_IN_A_SWEEP, "trainer.print_every=0", "trainer.epochs=300")
     members = [MemberJob(job, job_values) for job, job_values in zip(jobs, values, strict=True)]
     recorded = Recorded()

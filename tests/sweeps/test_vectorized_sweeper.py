@@ -22,6 +22,7 @@ from gatelab.sweeps.plan import estimate, plan_of
 from gatelab.sweeps.population import VALUE_KEYS
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.vectorized import in_background
+from gatelab.tracking.children import ClientChildStore, SqlChildStore
 from gatelab.tracking.store import analyze
 from tests.helpers import (
     QUICK,
@@ -322,10 +323,10 @@ def test_the_estimate_says_which_writer_logs_the_children_and_at_its_cost(compos
     composed = {
         structural: compose_config("model=mlp", "dataset=xor") for structural in plan.groups
     }
-    assert estimate(plan, composed, 0, bulk=True).endswith(
+    assert estimate(plan, composed, 0, SqlChildStore("sqlite:///mlflow.db")).endswith(
         "logging 20000 child runs (SQL bulk writer) takes about 40 s on 2 cores, plus training"
     )
-    assert estimate(plan, composed, 5000, bulk=False).endswith(
+    assert estimate(plan, composed, 5000, ClientChildStore("http://127.0.0.1:5000")).endswith(
         "logging 15000 child runs (MLflow client) takes about 225 s on 2 cores, plus training"
     )
 

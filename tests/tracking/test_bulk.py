@@ -1,7 +1,6 @@
 """The SQL bulk writer: the same children as MLflow's client writes, read back equal by MLflow,
 a batch a transaction, and chosen only for the SQL stores it was tested on."""
 
-import logging
 import re
 import time
 import uuid
@@ -20,79 +19,9 @@ from mlflow.store.tracking.dbmodels.models import (
 )
 from mlflow.tracking import MlflowClient
 
-from gatelab.data import truth_table
-from gatelab.history import History
 from gatelab.tracking import bulk, records, writer
 from gatelab.tracking.experiment import configure
-
-EPOCHS = 40
-LAYERS = [("hidden", ["kernel", "bias"]), ("output", ["kernel", "bias"])]
-
-
-def trained_record(job: records.Job, learning_rate: float, diverged: bool) -> records.RunRecord:
-    """A vectorized child as `sweeps.population` builds it (nothing is trained)."""
-    table = truth_table("xor", 2)
-    loss = 0.3 * np.exp(-np.arange(1, EPOCHS + 1) * learning_rate / 10)
-    if diverged:
-        loss[30:] = np.inf
-    history = History(loss=loss.astype(np.float32), solved=np.arange(EPOCHS) > 20)
-    rng = np.random.default_rng(job.number)
-    return records.trained(
-        job,
-        name=records.run_name(job, "mlp-xor"),
-        params={"seed": str(job.number), "optimizer.learning_rate": str(learning_rate)},
-        user_tags={"team": "ml"},
-        history=history,
-        outputs=0.8 * table.targets + 0.1 * job.number % 2,
-        inputs=table.inputs,
-        targets=table.targets,
-        layers=LAYERS,
-        weights=[rng.normal(size=shape) for shape in [(2, 2), (2,), (2, 1), (1,)]],
-        epochs=EPOCHS,
-        max_loss_points=10,
-        dataset="xor",
-        start_time=1_700_000_000_000 + job.number,
-        end_time=1_700_000_000_500 + job.number,
-    )
-
-
-def children(parent_run_id: str) -> list[records.RunRecord]:
-    """Six children of one sweep: solved or not, one diverged, one refused before training."""
-    made = []
-    for number in range(6):
-        learning_rate = 0.5 if number < 3 else 2.0
-        job = records.Job(
-            overrides=[f"seed={number}", f"optimizer.learning_rate={learning_rate}"],
-            choices={"model": "mlp", "dataset": "xor"},
-            parent_run_id=parent_run_id,
-            number=number,
-            swept=["seed", "optimizer.learning_rate"],
-            sweep_run_id=parent_run_id,
-        )
-        if number == 5:
-            made.append(
-                records.failed(
-                    job,
-                    name=records.run_name(job, "mlp-xor"),
-                    params={"seed": "5", "optimizer.learning_rate": "x"},
-                    user_tags={"team": "ml"},
-                    error=ValueError("optimizer.learning_rate='x' is not a number"),
-                )
-            )
-        else:
-            made.append(trained_record(job, learning_rate, diverged=number == 4))
-    return made
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_uri(request: pytest.FixtureRequest) -> str:
-    """An SQLite store in tmp_path, or a database of the module's PostgreSQL cluster."""
-    if request.param == "sqlite":
-        uri = request.getfixturevalue("tracking_uri")
-    else:
-        uri = request.getfixturevalue("postgres_uri")
-    mlflow.set_tracking_uri(uri)
-    return uri
+from tests.helpers import CHILD_EPOCHS, comparable_run, sweep_children
 
 
 def written_both_ways(uri: str) -> tuple[dict[int, str], dict[int, str], str]:
@@ -103,7 +32,7 @@ def written_both_ways(uri: str) -> tuple[dict[int, str], dict[int, str], str]:
     by_client = configure(uri, f"client-{name}")
     by_bulk = configure(uri, f"bulk-{name}")
     parent_run_id = client.create_run(by_client, run_name="sweep").info.run_id
-    wanted = children(parent_run_id)
+    wanted = sweep_children(parent_run_id)
     client_ids = writer.write_all(by_client, wanted, writers=1)
     engine = sqlalchemy.create_engine(uri)
     try:
@@ -113,34 +42,13 @@ def written_both_ways(uri: str) -> tuple[dict[int, str], dict[int, str], str]:
     return client_ids, bulk_ids, parent_run_id
 
 
-def comparable(run) -> dict:
-    """What MLflow reads back of a run, apart from its ids and times."""
-    info = run.info
-    return {
-        "name": info.run_name,
-        "status": info.status,
-        "lifecycle_stage": info.lifecycle_stage,
-        "user_id": info.user_id,
-        "artifact_uri": info.artifact_uri.replace(info.run_id, "RUN").replace(
-            f"/{info.experiment_id}/", "/EXPERIMENT/"
-        ),
-        "params": run.data.params,
-        "tags": run.data.tags,
-        "metrics": run.data.metrics,
-        "inputs": [
-            (item.dataset.to_dictionary(), [(tag.key, tag.value) for tag in item.tags])
-            for item in run.inputs.dataset_inputs
-        ],
-    }
-
-
 def test_mlflow_reads_bulk_children_back_as_the_clients(store_uri):
     client_ids, bulk_ids, parent_run_id = written_both_ways(store_uri)
     client = MlflowClient(store_uri)
     assert sorted(bulk_ids) == sorted(client_ids) == list(range(6))
     for number, client_id in client_ids.items():
         by_client, by_bulk = client.get_run(client_id), client.get_run(bulk_ids[number])
-        assert comparable(by_bulk) == comparable(by_client)
+        assert comparable_run(by_bulk) == comparable_run(by_client)
         assert by_bulk.data.tags["mlflow.parentRunId"] == parent_run_id
         if number != 5:  # trained: its times are the record's (else when it is written)
             assert (by_bulk.info.start_time, by_bulk.info.end_time) == (
@@ -155,7 +63,9 @@ def test_mlflow_reads_bulk_children_back_as_the_clients(store_uri):
             assert points[1] == points[0]
     trained = client.get_run(bulk_ids[0])
     assert trained.inputs.dataset_inputs[0].dataset.name == "xor"
-    assert trained.data.metrics["loss"] == pytest.approx(0.3 * np.exp(-EPOCHS * 0.05), rel=1e-6)
+    assert trained.data.metrics["loss"] == pytest.approx(
+        0.3 * np.exp(-CHILD_EPOCHS * 0.05), rel=1e-6
+    )
     assert client.get_run(bulk_ids[4]).data.tags["failure_reason"] == records.DIVERGED
 
 
@@ -226,7 +136,7 @@ def test_search_finds_the_same_bulk_children_as_the_clients(store_uri, filter_st
 
 def test_a_batch_that_fails_half_way_leaves_none_of_its_runs(tracking_uri, monkeypatch):
     experiment_id = configure(tracking_uri, "bulk")
-    wanted = children("a-parent") * 3  # 18 runs: batches of 5, 5, 5, 3
+    wanted = sweep_children("a-parent") * 3  # 18 runs: batches of 5, 5, 5, 3
     ids = iter([uuid.uuid4().hex for _ in range(7)] + ["same"] * 20)
     # The 8th run (the 3rd of the second batch) and those after it share an id: the database
     # refuses the 9th, after the second batch's first runs went in.
@@ -259,7 +169,7 @@ def test_a_metric_mlflow_would_refuse_is_refused_after_valid_runs_too(
     experiment_id = configure(tracking_uri, "bulk")
     engine = sqlalchemy.create_engine(tracking_uri)
     writer_ = bulk.BulkWriter(engine, experiment_id)
-    good = children("a-parent")
+    good = sweep_children("a-parent")
     assert len(writer_.write_all(good)) == len(good)  # every name of `bad` checked once already
     bad = good[0]
     bad.outcome[key] = value
@@ -284,7 +194,7 @@ def test_a_stop_while_a_batch_is_inserted_leaves_none_of_it(tracking_uri):
     written: dict[int, str] = {}
     with pytest.raises(KeyboardInterrupt):
         bulk.BulkWriter(engine, experiment_id).write_all(
-            children("a-parent") * 2, written.update, batch=6
+            sweep_children("a-parent") * 2, written.update, batch=6
         )
     engine.dispose()
     runs = MlflowClient(tracking_uri).search_runs([experiment_id], max_results=100)
@@ -315,45 +225,6 @@ def test_an_sql_store_is_written_in_bulk_by_the_tested_mlflow_only(tracking_uri,
     assert "the bulk writer is tested with 0123456789ab" in bulk.unsupported_reason(tracking_uri)
     monkeypatch.setattr(bulk, "TESTED_MLFLOW", "1.0.0")
     assert "the bulk writer is tested with 1.0.0" in bulk.unsupported_reason(tracking_uri)
-
-
-def test_the_console_says_which_writer_wrote(tracking_uri, monkeypatch, caplog):
-    experiment_id = configure(tracking_uri, "bulk")
-    mlflow.set_tracking_uri(tracking_uri)
-    caplog.set_level(logging.INFO, logger=bulk.__name__)
-    written: dict[int, str] = {}
-    run_ids = bulk.write_all(experiment_id, children("a-parent"), on_written=written.update)
-    assert written == run_ids
-    monkeypatch.setattr(bulk, "TESTED_MLFLOW", "1.0.0")
-    bulk.write_all(experiment_id, children("a-parent")[:2])
-    lines = [record.getMessage() for record in caplog.records if record.name == bulk.__name__]
-    assert lines[0] == "6 child runs written by the SQL bulk writer (500 runs a transaction)"
-    assert lines[1].startswith("2 child runs written by MLflow's client: MLflow ")
-    assert len(MlflowClient(tracking_uri).search_runs([experiment_id])) == 8
-
-
-def test_runs_read_in_bulk_are_the_runs_mlflow_searches(store_uri):
-    _, bulk_ids, parent_run_id = written_both_ways(store_uri)
-    client = MlflowClient(store_uri)
-    experiment_id = client.get_run(bulk_ids[0]).info.experiment_id
-    client.delete_run(bulk_ids[3])  # deleted runs are not read, as `search_runs`
-    searched = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{records.SWEEP_TAG}` = '{parent_run_id}'"
-    )
-    read = bulk.runs_tagged(experiment_id, records.SWEEP_TAG, parent_run_id)
-    assert len(read) == len(searched) == 5
-    by_id = {run.info.run_id: run for run in read}
-    for run in searched:
-        ours = by_id[run.info.run_id]
-        assert ours.info.to_proto() == run.info.to_proto()
-        assert (ours.data.params, ours.data.tags) == (run.data.params, run.data.tags)
-        assert ours.data.metrics == run.data.metrics
-    assert bulk.runs_tagged(experiment_id, records.SWEEP_TAG, "another sweep") == []
-
-
-def test_runs_are_not_read_in_bulk_from_a_store_that_is_not_sql(monkeypatch):
-    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://127.0.0.1:5000")
-    assert bulk.runs_tagged("1", records.SWEEP_TAG, "a sweep") is None
 
 
 def test_run_ids_rise_as_they_are_made_and_are_uuid7_as_mlflow_spells_ids():

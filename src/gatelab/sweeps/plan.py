@@ -10,14 +10,14 @@ from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 
 from gatelab.errors import ConfigError
+from gatelab.tracking.children import ChildStore, ClientChildStore
 
 # The most jobs a vectorized sweep runs unless `hydra.sweeper.max_jobs` says more: at the
 # measured cost of a child run, 100,000 jobs log for about half an hour on 2 cores.
 MAX_JOBS = 100_000
-# A child run's logging time on 2 cores through MLflow's client, and through the SQL bulk writer
-# (docs/speed.md: `benchmarks/bench_bulk.py`, `bench_sweep.py --scale`).
-CHILD_SECONDS = 0.015
-BULK_CHILD_SECONDS = 0.002
+# A child run's logging time through the slower writer, MLflow's client: what the bound on jobs
+# counts on, whatever the store (each store's own in `tracking.children`).
+CHILD_SECONDS = ClientChildStore.seconds_per_child
 # A member holds its weights about this many times over: weights, velocities, gradients, outputs.
 COPIES = 4
 
@@ -95,10 +95,10 @@ def value_only(overrides: list[Override], keys: tuple[str, ...]) -> tuple[set[st
 
 
 def estimate(
-    plan: Plan, composed: dict[tuple[str, ...], DictConfig], skipped: int, bulk: bool
+    plan: Plan, composed: dict[tuple[str, ...], DictConfig], skipped: int, store: ChildStore
 ) -> str:
     """What the sweep will take: jobs, populations, the largest one's memory, logging time (by
-    the SQL bulk writer if `bulk`, else MLflow's client)."""
+    the writer of `store`, at its cost a child)."""
     to_run = len(plan.jobs) - skipped
     largest = 0
     for structural, numbers in plan.groups.items():
@@ -114,7 +114,6 @@ def estimate(
         f"vectorized sweep: {len(plan.jobs)} jobs{skipped_text} in {len(plan.groups)} "
         f"population(s); the largest holds {largest:,} weights, about "
         f"{largest * 4 * COPIES / 1e6:,.1f} MB; logging {to_run} child runs "
-        f"({'SQL bulk writer' if bulk else 'MLflow client'}) takes about "
-        f"{to_run * (BULK_CHILD_SECONDS if bulk else CHILD_SECONDS):,.0f} s on 2 cores, "
+        f"({store.name}) takes about {to_run * store.seconds_per_child:,.0f} s on 2 cores, "
         "plus training"
     )

@@ -17,10 +17,10 @@ from gatelab.engine import population
 from gatelab.engine.models import boundary_view, layer_weights
 from gatelab.errors import ConfigError, one_line
 from gatelab.sweeps.cells import cell_name
-from gatelab.sweeps.parent import LOSSES_FILE, MEMBERS_FILE
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.summary import CELL_GALLERY_JOBS, cell_keys
-from gatelab.tracking import bulk, records
+from gatelab.sweeps.sweep_folder import LOSSES_FILE, MEMBERS_FILE
+from gatelab.tracking import children, records
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.naming import config_params, user_tags
 
@@ -72,7 +72,7 @@ class Recorded:
         losses: every written member's full loss curve, by child run id.
         boundaries: the final decision boundary of the written members a gallery shows.
         members: the written members' final weights and outputs, a group per batch written
-            (`sweeps.parent.MEMBERS_FILE`).
+            (`sweeps.sweep_folder.MEMBERS_FILE`).
         written: child runs written.
         trained: jobs trained (or failed on a bad value), written or not.
     """
@@ -164,7 +164,7 @@ def run_population(
     jobs: list[MemberJob],
     progress: Progress,
     recorded: Recorded,
-    runs_per_transaction: int = bulk.BATCH,
+    runs_per_transaction: int = children.BATCH,
     before_writing: Callable[[], None] = lambda: None,
 ) -> list[JobOutcome]:
     """Train `jobs` (configs `cfg` with their values) as one population; log each as a child
@@ -264,7 +264,9 @@ def run_population(
                 recorded.boundaries[run_id] = boundary_arrays(built, weights)
         progress.show(logging_progress(written, total, time.perf_counter() - started))
 
-    bulk.write_all(experiment_id, run_records, on_written=on_written, batch=runs_per_transaction)
+    children.child_store().write_all(
+        experiment_id, run_records, on_written=on_written, batch=runs_per_transaction
+    )
     seconds = time.perf_counter() - started
     log.info(
         "logged %d child runs in %.2f s (%.1f ms each)",
@@ -316,7 +318,7 @@ def member_arrays(
     rows: list[tuple[str, int]],
 ) -> dict[str, np.ndarray]:
     """The final weights and outputs of the members at `rows` (child run id, member index), a
-    row each: the group `sweeps.parent.MEMBERS_FILE` keeps."""
+    row each: the group `sweeps.sweep_folder.MEMBERS_FILE` keeps."""
     indices = [index for _, index in rows]
     names = [f"{layer}/{weight}" for layer, weights in layers for weight in weights]
     arrays = {"run_ids": np.array([run_id for run_id, _ in rows])}

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from gatelab.config import validate
 from gatelab.config.checks import require
 from gatelab.errors import ConfigError
-from gatelab.sweeps import parent as sweep_folder
+from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.job_folders import JobFolders
 from gatelab.sweeps.plan import MAX_JOBS, Plan, estimate, plan_of
 from gatelab.sweeps.population import (
@@ -47,6 +47,7 @@ from gatelab.sweeps.population import (
 )
 from gatelab.sweeps.progress import Progress
 from gatelab.tracking import bulk, records
+from gatelab.tracking.children import child_store
 from gatelab.tracking.store import analyze
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,7 @@ class VectorizedSweeperImpl:
             if number < len(plan.jobs)
         }
         uri = self.config.tracking.uri or mlflow.get_tracking_uri()
-        bulk_writer = bulk.unsupported_reason(uri) is None
-        log.info("%s", estimate(plan, composed, len(finished), bulk_writer))
+        log.info("%s", estimate(plan, composed, len(finished), child_store(uri)))
         recorded = Recorded(
             losses=sweep_folder.read_losses(sweep_dir),
             boundaries=sweep_folder.read_boundaries(sweep_dir),

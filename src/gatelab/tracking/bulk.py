@@ -10,11 +10,11 @@ or none of a batch, never a run without its params or one left RUNNING. Run ids 
 are made (`sql_rows.new_id`), so a batch's rows land at one end of the run-id indexes.
 
 The rows are the ones `writer.write` makes MLflow write (`tests/tracking/test_bulk.py` holds the
-two equal), for the MLflow version and schema they were tested with. Anything else (a tracking
-server, Databricks, a folder, another MLflow or schema) is written by MLflow's client.
+two equal), for the MLflow version and schema they were tested with (`unsupported_reason`).
+`tracking.children` chooses this writer for such a store, and MLflow's client for anything else
+(a tracking server, Databricks, a folder, another MLflow or schema).
 """
 
-import logging
 import time
 import urllib.parse
 import uuid
@@ -63,8 +63,6 @@ from gatelab.tracking import writer
 from gatelab.tracking.records import RunRecord
 from gatelab.tracking.sql_rows import Rows, new_id, sanitized
 
-log = logging.getLogger(__name__)
-
 # The MLflow and the schema (its alembic head) whose rows the conformance test compared.
 TESTED_MLFLOW = "3.17.2"
 TESTED_SCHEMA = "dc11669786a5"
@@ -74,36 +72,10 @@ BATCH = 500
 SOURCE_TYPE = SourceType.to_string(SourceType.UNKNOWN)
 
 
-def write_all(
-    experiment_id: str,
-    records: list[RunRecord],
-    *,
-    on_written: Callable[[dict[int, str]], None] = lambda written: None,
-    batch: int = BATCH,
-) -> dict[int, str]:
-    """Write `records` into the store MLflow is set to, in bulk where it can (`batch` runs a
-    transaction); return run ids by job number (`writer.write_all`'s contract: `on_written` as
-    each batch is committed)."""
-    uri = mlflow.get_tracking_uri()
-    reason = unsupported_reason(uri)
-    if reason is not None:
-        log.info("%d child runs written by MLflow's client: %s", len(records), reason)
-        return writer.write_all(experiment_id, records, on_written=on_written)
-    log.info(
-        "%d child runs written by the SQL bulk writer (%d runs a transaction)",
-        len(records),
-        batch,
-    )
-    return BulkWriter(_store(uri).engine, experiment_id).write_all(records, on_written, batch)
-
-
-def runs_tagged(experiment_id: str, key: str, value: str) -> list[Run] | None:
+def runs_tagged(engine: sqlalchemy.Engine, experiment_id: str, key: str, value: str) -> list[Run]:
     """The active runs of the experiment whose tag `key` is `value`, with their tags, params and
     latest metrics (`search_runs`'s `Run`s, without inputs), in four queries of the SQL store
-    MLflow is set to; None where `write_all` would not write in bulk (then ask MLflow)."""
-    uri = mlflow.get_tracking_uri()
-    if unsupported_reason(uri) is not None:
-        return None
+    `engine` connects to."""
     runs, tags, params, latest = (
         model.__table__ for model in (SqlRun, SqlTag, SqlParam, SqlLatestMetric)
     )
@@ -118,7 +90,7 @@ def runs_tagged(experiment_id: str, key: str, value: str) -> list[Run] | None:
         )
     )
     data: dict[str, tuple[list, list, list]] = {}
-    with _store(uri).engine.connect() as connection:
+    with engine.connect() as connection:
         infos = connection.execute(runs.select().where(runs.c.run_uuid.in_(selected))).all()
         for info in infos:
             data[info.run_uuid] = ([], [], [])
@@ -150,8 +122,7 @@ def runs_tagged(experiment_id: str, key: str, value: str) -> list[Run] | None:
 
 def unsupported_reason(uri: str) -> str | None:
     """Why the runs of this tracking URI cannot be written in bulk, or None if they can."""
-    scheme = urllib.parse.urlsplit(uri).scheme.partition("+")[0]
-    if scheme not in SQL_SCHEMES:
+    if scheme_of(uri) not in SQL_SCHEMES:
         return f"{redact(uri)!r} is not an SQL store ({', '.join(SQL_SCHEMES)})"
     if mlflow.__version__ != TESTED_MLFLOW:
         return f"MLflow {mlflow.__version__}; the bulk writer is tested with {TESTED_MLFLOW}"
@@ -163,6 +134,16 @@ def unsupported_reason(uri: str) -> str | None:
     if schema != TESTED_SCHEMA:
         return f"its schema is {schema}; the bulk writer is tested with {TESTED_SCHEMA}"
     return None
+
+
+def scheme_of(uri: str) -> str:
+    """The scheme of a tracking URI, without its driver (`postgresql+psycopg2` is `postgresql`)."""
+    return urllib.parse.urlsplit(uri).scheme.partition("+")[0]
+
+
+def engine_of(uri: str) -> sqlalchemy.Engine:
+    """The engine of the SQL store MLflow itself uses for `uri` (one per URI)."""
+    return _store(uri).engine
 
 
 def _store(uri: str) -> AbstractStore:

@@ -114,8 +114,10 @@ def write_all(
     *,
     on_written: Callable[[dict[int, str]], None] = lambda written: None,
     writers: int | None = None,
+    tracking_uri: str | None = None,
 ) -> dict[int, str]:
-    """Write `records` into the tracking store MLflow is set to; return run ids by job number.
+    """Write `records` into the tracking store at `tracking_uri` (by default the one MLflow is
+    set to); return run ids by job number.
 
     Args:
         on_written: called with the run ids just written, by job number, as they are written
@@ -125,7 +127,9 @@ def write_all(
             from `PARALLEL_FROM` runs on, else this process alone.
     """
     with _no_run_links():
-        return _write_all(experiment_id, records, on_written, writers)
+        return _write_all(
+            tracking_uri or mlflow.get_tracking_uri(), experiment_id, records, on_written, writers
+        )
 
 
 @contextmanager
@@ -145,6 +149,7 @@ def _no_run_links():
 
 
 def _write_all(
+    tracking_uri: str,
     experiment_id: str,
     records: list[RunRecord],
     on_written: Callable[[dict[int, str]], None],
@@ -154,17 +159,17 @@ def _write_all(
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         writers = min(cores, MAX_WRITERS) if len(records) >= PARALLEL_FROM else 1
     if writers <= 1:
-        client = MlflowClient()
+        client = MlflowClient(tracking_uri)
         run_ids = {}
         for record in records:
             run_ids[record.job_number] = write(client, experiment_id, record)
             on_written({record.job_number: run_ids[record.job_number]})
         return run_ids
-    run_ids = _write_in_processes(experiment_id, records, writers, on_written)
+    run_ids = _write_in_processes(tracking_uri, experiment_id, records, writers, on_written)
     rest = [record for record in records if record.job_number not in run_ids]
     if rest:
         # A writer process died (killed, out of memory): what it had started is found again.
-        found = _whole_runs(experiment_id, rest)
+        found = _whole_runs(tracking_uri, experiment_id, rest)
         run_ids.update(found)
         if found:  # `on_written` is told run ids, never nothing
             on_written(found)
@@ -173,11 +178,12 @@ def _write_all(
             "a writer process died: %d run(s) it left unfinished are written again here",
             len(rest),
         )
-        run_ids.update(_write_all(experiment_id, rest, on_written, 1))
+        run_ids.update(_write_all(tracking_uri, experiment_id, rest, on_written, 1))
     return run_ids
 
 
 def _write_in_processes(
+    tracking_uri: str,
     experiment_id: str,
     records: list[RunRecord],
     writers: int,
@@ -189,7 +195,7 @@ def _write_in_processes(
         writers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_writer,
-        initargs=(mlflow.get_tracking_uri(),),
+        initargs=(tracking_uri,),
     )
     run_ids: dict[int, str] = {}
     pending: set = set()
@@ -240,13 +246,13 @@ def _end(processes: set, seconds: float) -> None:
             process.join()
 
 
-def _whole_runs(experiment_id: str, records: list[RunRecord]) -> dict[int, str]:
+def _whole_runs(tracking_uri: str, experiment_id: str, records: list[RunRecord]) -> dict[int, str]:
     """The runs of `records` a dead writer finished, by job number; the rest it began are
     deleted (they are written again)."""
     wanted = {record.job_number: record for record in records}
     sweeps = {record.tags.get(SWEEP_TAG) for record in records}
     (sweep,) = sweeps if len(sweeps) == 1 else (None,)
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri)
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'" if sweep else "",
