@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -14,8 +15,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from gatelab.tracking import writer
-from gatelab.tracking.experiment import configure
+from gatelab.tracking.experiment import configure, every_run
 from gatelab.tracking.records import SWEEP_TAG, RunRecord
+from tests.helpers import QUICK, is_cell, mlflow_server, start_train
 
 
 def records(count: int, sweep: str = "a-sweep") -> list[RunRecord]:
@@ -132,3 +134,66 @@ def test_the_runs_of_a_writer_killed_mid_write_are_written_again(tracking_uri, w
     status_of = {record.job_number: record.status for record in wanted}
     assert all(run.info.status == status_of[int(run.data.tags["hydra.job.num"])] for run in runs)
     assert all(run.data.params for run in runs)
+
+
+def writer_processes(pid: int) -> list[int]:
+    """The writer processes `pid` has spawned (`multiprocessing`'s spawn, not its tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue  # gone already
+            if b"spawn_main" in command:
+                found.append(int(child))
+    return found
+
+
+@pytest.mark.slow
+def test_a_vectorized_sweep_whose_writer_is_killed_records_every_job(tmp_path):
+    # 500 jobs, against a server: the children are written by spawned writer processes.
+    (tmp_path / "server").mkdir()
+    with mlflow_server(tmp_path / "server") as server_uri:
+        process = start_train(
+            tmp_path,
+            "-m",
+            "hydra/sweeper=vectorized",
+            "seed=range(500)",
+            f"tracking.uri={server_uri}",
+            *QUICK,
+            tracking_uri=None,
+            merge_output=True,
+            new_session=True,
+        )
+        killed = None
+        while killed is None and process.poll() is None:
+            # SIGKILL (the kernel's OOM killer) of the first writer as soon as it is there,
+            # before it returned a chunk: the sweep then had no child logged yet.
+            writers = writer_processes(process.pid)
+            if writers:
+                killed = writers[0]
+                os.kill(killed, signal.SIGKILL)
+            else:
+                time.sleep(0.05)  # polled: the writers start once the population trained
+        output = process.communicate(timeout=900)[0]
+        assert killed is not None, output[-3000:]
+        assert process.returncode == 0, output[-3000:]
+        assert "Traceback" not in output
+        assert "a writer process died" in output
+        client = MlflowClient(server_uri)
+        # A sweep of more than 100 jobs has an experiment of its own.
+        runs = [
+            run
+            for experiment in client.search_experiments()
+            for run in every_run(client, experiment.experiment_id)
+        ]
+    (parent,) = [run for run in runs if "sweep.params" in run.data.tags]
+    jobs = [
+        run
+        for run in runs
+        if run.data.tags.get(SWEEP_TAG) == parent.info.run_id and not is_cell(run)
+    ]
+    assert parent.info.status == "FINISHED"
+    assert sorted(int(run.data.tags["hydra.job.num"]) for run in jobs) == list(range(500))
+    assert {run.info.status for run in jobs} == {"FINISHED"}
