@@ -34,7 +34,7 @@ from gatelab.config.checks import require
 from gatelab.errors import ConfigError
 from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.job_folders import JobFolders
-from gatelab.sweeps.plan import MAX_JOBS, Plan, estimate, plan_of
+from gatelab.sweeps.plan import MAX_JOBS, JobValues, Plan, estimate, launch_batches, plan_of
 from gatelab.sweeps.population import (
     VALUE_KEYS,
     JobOutcome,
@@ -78,10 +78,12 @@ class VectorizedSweeperImpl:
         params: dict[str, str] | None = None,
         max_jobs: int = MAX_JOBS,
         runs_per_transaction: int = bulk.BATCH,
+        max_batch_size: int | None = None,
     ):
         self.params = params or {}
         self.max_jobs = max_jobs
         self.runs_per_transaction = runs_per_transaction
+        self.max_batch_size = max_batch_size
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
@@ -97,15 +99,21 @@ class VectorizedSweeperImpl:
         )
 
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(
-            [*(f"{key}={value}" for key, value in self.params.items()), *arguments]
-        )
         require(
             self.runs_per_transaction >= 1,
             "hydra.sweeper.runs_per_transaction",
             self.runs_per_transaction,
             "a number of child runs of at least 1",
+        )
+        require(
+            self.max_batch_size is None or self.max_batch_size >= 1,
+            "hydra.sweeper.max_batch_size",
+            self.max_batch_size,
+            "a number of jobs of at least 1, or null (all at once)",
+        )
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides(
+            [*(f"{key}={value}" for key, value in self.params.items()), *arguments]
         )
         plan = plan_of(overrides, VALUE_KEYS, self.max_jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -121,6 +129,11 @@ class VectorizedSweeperImpl:
                 )
                 for structural in plan.groups
             }
+            # Each job's values from its own overrides, as its composed config would hold them.
+            values = {}
+            for structural, numbers in plan.groups.items():
+                of_group = JobValues(plan, composed[structural])
+                values.update((number, of_group.of(number)) for number in numbers)
         # Every population's size, before the first one trains.
         for structural, numbers in plan.groups.items():
             try:
@@ -148,7 +161,7 @@ class VectorizedSweeperImpl:
             for number, loss in finished.items()
         ]
         try:
-            returns += self._run_populations(plan, composed, sweep, finished, recorded)
+            returns += self._run_populations(plan, composed, values, sweep, finished, recorded)
         except KeyboardInterrupt:
             log.warning(
                 "stopped: %d of %d jobs recorded (%d finished earlier, %d now); %d trained and "
@@ -178,15 +191,17 @@ class VectorizedSweeperImpl:
         self,
         plan: Plan,
         composed: dict[tuple[str, ...], DictConfig],
+        values: dict[int, dict[str, Any]],
         sweep: sweep_folder.Sweep | None,
         finished: dict[int, float],
         recorded: Recorded,
     ) -> list[tuple[int, JobReturn]]:
-        """Train each population (or run its jobs one by one) but the `finished` jobs; return
-        Hydra's record of each job, by number."""
+        """Train each population but the `finished` jobs, then run the jobs no population can
+        train through the launcher; return Hydra's record of each job, by number."""
         progress = Progress()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         returns: list[tuple[int, JobReturn]] = []
+        one_by_one: list[int] = []
         for structural, all_numbers in plan.groups.items():
             numbers = [number for number in all_numbers if number not in finished]
             if not numbers:
@@ -197,17 +212,13 @@ class VectorizedSweeperImpl:
             reason = self._fallback_reason(cfg, task_cfg)
             if reason is not None:
                 log.info("%d job(s) run one by one: %s", len(numbers), reason)
-                for number in numbers:
-                    recorded.trained += 1
-                    (result,) = self.launcher.launch([plan.jobs[number]], initial_job_idx=number)
-                    recorded.written += 1
-                    returns.append((number, result))
+                one_by_one += numbers
                 continue
             choices = dict(cfg.hydra.runtime.choices)
             jobs = [
                 MemberJob(
                     job=job_of(sweep, list(plan.jobs[number]), choices, sweep_dir, number),
-                    values=plan.values(number),
+                    values=values[number],
                 )
                 for number in numbers
             ]
@@ -229,6 +240,21 @@ class VectorizedSweeperImpl:
                 )
             returns += [(outcome.job.number, job_return(outcome, cfg)) for outcome in outcomes]
         progress.done()
+        return returns + self._launch(plan, one_by_one, recorded)
+
+    def _launch(
+        self, plan: Plan, numbers: list[int], recorded: Recorded
+    ) -> list[tuple[int, JobReturn]]:
+        """Run jobs `numbers` through the launcher, as the basic sweeper would: in batches of at
+        most `max_batch_size` (all at once if None) of consecutive jobs."""
+        returns: list[tuple[int, JobReturn]] = []
+        for batch in launch_batches(numbers, self.max_batch_size):
+            recorded.trained += len(batch)
+            results = self.launcher.launch(
+                [plan.jobs[number] for number in batch], initial_job_idx=batch[0]
+            )
+            recorded.written += len(batch)
+            returns += zip(batch, results, strict=True)
         return returns
 
     def _keep_arrays(

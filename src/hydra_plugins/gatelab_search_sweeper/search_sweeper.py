@@ -1,6 +1,7 @@
 """`hydra/sweeper=search`: a façade over `gatelab.sweeps.search`, in the shape of Hydra's own
 Optuna sweeper. Hydra imports this module whenever it scans its plugins, so the sweeper's code
-(Optuna, TensorFlow) is imported only when a search runs."""
+(Optuna, TensorFlow) is imported only when a search of gatelab's config runs; another app's
+config gets Hydra's basic sweeper (`gatelab.sweeps.foreign_apps`)."""
 
 from typing import Any
 
@@ -10,6 +11,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 class SearchSweeper(Sweeper):
+    # The study's run is the sweep's parent: the mlflow_sweep callback leaves it to this sweeper.
+    opens_parent_run = True
+
     def __init__(
         self,
         n_trials: int = 20,
@@ -23,30 +27,34 @@ class SearchSweeper(Sweeper):
         max_failure_rate: float = 0.5,
         seed_key: str = "seed",
         params: dict[str, str] | None = None,
-        opens_parent_run: bool = True,
     ):
-        from gatelab.sweeps.search import SearchSweeperImpl
-        from gatelab.sweeps.search_study import Settings
-
-        self.sweeper = SearchSweeperImpl(
-            Settings(
-                n_trials=n_trials,
-                batch_size=batch_size,
-                sampler=sampler,
-                sampler_seed=sampler_seed,
-                objective=_as_list(objective),
-                direction=_as_list(direction) if direction is not None else None,
-                storage=storage,
-                study_name=study_name,
-                max_failure_rate=max_failure_rate,
-                seed_key=seed_key,
-                params=_plain(params) or {},
-            )
+        # Settings of gatelab's search; `setup` sees whether the app's config is gatelab's.
+        self.settings = dict(
+            n_trials=n_trials,
+            batch_size=batch_size,
+            sampler=sampler,
+            sampler_seed=sampler_seed,
+            objective=_as_list(objective),
+            direction=_as_list(direction) if direction is not None else None,
+            storage=storage,
+            study_name=study_name,
+            max_failure_rate=max_failure_rate,
+            seed_key=seed_key,
+            params=_plain(params) or {},
         )
+        self.sweeper: Any = None  # set by `setup`: gatelab's, or Hydra's basic sweeper
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        from gatelab.sweeps.foreign_apps import basic_sweeper_unless_gatelab
+
+        self.sweeper = basic_sweeper_unless_gatelab(config, "search", self.settings["params"])
+        if self.sweeper is None:
+            from gatelab.sweeps.search import SearchSweeperImpl
+            from gatelab.sweeps.search_study import Settings
+
+            self.sweeper = SearchSweeperImpl(Settings(**self.settings))
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:

@@ -15,6 +15,10 @@ class VectorizedSweeperConf:
     # Children a transaction on an SQL store (`gatelab.tracking.bulk`): a stop or a crash
     # leaves whole transactions; elsewhere MLflow's client writes them one by one.
     runs_per_transaction: int = 500
+    # As the basic sweeper's: the jobs that run through the launcher (those no population can
+    # train, or every job of an app that is not gatelab's) go in batches of at most this many
+    # consecutive jobs; null: all at once.
+    max_batch_size: int | None = None
 
 
 ConfigStore.instance().store(
