@@ -28,7 +28,8 @@ from gatelab.sweeps.publish import ParentRun, publish
 from gatelab.sweeps.results import kill_if_running, read_results
 from gatelab.sweeps.summary import cell_keys, sweep_status
 from gatelab.sweeps.sweep_run import SweepRun
-from gatelab.tracking import records, writer
+from gatelab.tracking import records
+from gatelab.tracking.children import child_store
 from gatelab.tracking.naming import (
     config_params,
     fixed_overrides,
@@ -171,7 +172,7 @@ class SweepCallback(Callback):
             # The public `return_value` re-raises and prints Hydra's line about the job again.
             error=job_return._return_value,
         )
-        writer.write(client, sweep.experiment_id, record)
+        child_store(client.tracking_uri).write(sweep.experiment_id, record)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         redact_files([Path(config.hydra.sweep.dir) / "multirun.yaml"])
