@@ -37,7 +37,7 @@ from gatelab.config import register_configs
 from gatelab.data import truth_table
 from gatelab.engine.models import build_mlp, layer_weights
 from gatelab.history import History
-from gatelab.sweeps.vectorized import task_config
+from gatelab.sweeps.sweeper import task_config
 from gatelab.tracking import records, writer
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.naming import config_params

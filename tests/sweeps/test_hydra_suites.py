@@ -25,8 +25,9 @@ from omegaconf import OmegaConf
 
 from gatelab.errors import ConfigError
 from gatelab.sweeps.foreign_apps import basic_sweeper_unless_gatelab, missing_gatelab_keys
+from gatelab.sweeps.members import VALUE_KEYS
 from gatelab.sweeps.plan import plan_of
-from gatelab.sweeps.population import VALUE_KEYS, Recorded
+from gatelab.sweeps.population import Recorded
 from gatelab.sweeps.vectorized import VectorizedSweeperImpl
 
 PYTHON = sys.executable

@@ -7,8 +7,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from gatelab.sweeps.members import VALUE_KEYS
 from gatelab.sweeps.plan import JobValues, launch_batches, plan_of
-from gatelab.sweeps.population import VALUE_KEYS
 
 
 def plan_for(*overrides: str, max_jobs: int = 100_000):

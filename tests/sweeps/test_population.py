@@ -7,7 +7,8 @@ import pytest
 
 from gatelab import pipeline
 from gatelab.sweeps import population
-from gatelab.sweeps.population import SWEEP_DEFAULTS, MemberJob, Recorded, run_population
+from gatelab.sweeps.members import SWEEP_DEFAULTS
+from gatelab.sweeps.population import MemberJob, Recorded, run_population
 from gatelab.sweeps.progress import Progress
 from gatelab.tracking import children, records
 

@@ -18,8 +18,8 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from gatelab.errors import ConfigError
+from gatelab.sweeps.members import VALUE_KEYS
 from gatelab.sweeps.plan import estimate, plan_of
-from gatelab.sweeps.population import VALUE_KEYS
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.vectorized import in_background
 from gatelab.tracking.children import ClientChildStore, SqlChildStore

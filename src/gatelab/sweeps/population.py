@@ -1,7 +1,6 @@
 """A population's jobs from one composed config: check their values, train them together, and
 record each as the child run a per-job sweep would log (`tracking.records`)."""
 
-import copy
 import logging
 import time
 from collections.abc import Callable
@@ -9,14 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from gatelab.build import Built, build
-from gatelab.config import validate
 from gatelab.engine import population
 from gatelab.engine.models import boundary_view, layer_weights
-from gatelab.errors import ConfigError, one_line
+from gatelab.errors import ConfigError
 from gatelab.sweeps.cells import cell_name
+from gatelab.sweeps.members import ValueChecker, train_members
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.summary import CELL_GALLERY_JOBS, cell_keys
 from gatelab.sweeps.sweep_folder import LOSSES_FILE, MEMBERS_FILE
@@ -26,25 +25,12 @@ from gatelab.tracking.naming import config_params, user_tags
 
 log = logging.getLogger(__name__)
 
-# The overrides a population's members may differ in; any other override is structural and
-# gets its own composed config (and population).
-VALUE_KEYS = ("seed", "optimizer.learning_rate", "optimizer.momentum")
-# What a vectorized sweep changes in its jobs' configs unless the command line sets it: no Keras
-# model or PNG per child (re-run a job alone to get them), a coarse `loss` metric per child
-# (every member's full curve is in the parent's `losses.npz`).
-SWEEP_DEFAULTS = {
-    "tracking.log_model": False,
-    "tracking.log_figures": False,
-    "tracking.max_loss_points": 50,
-}
 # Where a trained member's arrays are (its `weights` and `predictions` tags, when short enough).
 ARRAYS_TAG = "arrays"
 ARRAYS_POINTER = (
     f"the parent run's {MEMBERS_FILE} (weights, outputs: the row of this run id in "
     f"<group>/run_ids) and {LOSSES_FILE} (the loss of every epoch, under this run id)"
 )
-# The most weights one population holds, members x parameters (`check_population_size`).
-MAX_POPULATION_WEIGHTS = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -84,81 +70,6 @@ class Recorded:
     trained: int = 0
 
 
-def apply_sweep_defaults(cfg: DictConfig, set_on_command_line: set[str]) -> None:
-    """Set `SWEEP_DEFAULTS` in `cfg` for the fields it has that the command line did not set."""
-    with open_dict(cfg):
-        for key, value in SWEEP_DEFAULTS.items():
-            present = OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT
-            if present and key not in set_on_command_line:
-                OmegaConf.update(cfg, key, value, merge=False)
-
-
-_ABSENT = object()
-
-
-def fallback_reason(cfg: DictConfig) -> str | None:
-    """Why this config's jobs must run one by one, or None if they can run as a population."""
-    validate(cfg)
-    for key in ("tracking.log_model", "tracking.log_figures"):
-        if OmegaConf.select(cfg, key, default=False):
-            return f"{key}=true (a Keras model or figure per child)"
-    built = build(cfg)
-    return population.unsupported_reason(built.model, built.optimizer)
-
-
-def check_population_size(cfg: DictConfig, members: int) -> None:
-    """Refuse, before anything trains, a population too large for memory.
-
-    A population holds each of its weights several times over (the weights, their velocities
-    and gradients), for every member: `MAX_POPULATION_WEIGHTS` float32 are 80 MB a copy.
-    """
-    model, dataset = OmegaConf.to_object(cfg.model), OmegaConf.to_object(cfg.dataset)
-    weights = model.parameter_count(dataset.n_inputs)
-    if members * weights > MAX_POPULATION_WEIGHTS:
-        raise ConfigError(
-            f"hydra/sweeper=vectorized: {members:,} jobs of a model of {weights:,} parameters "
-            f"are {members * weights:,} weights in one population, at most "
-            f"{MAX_POPULATION_WEIGHTS:,}; sweep at most {MAX_POPULATION_WEIGHTS // weights:,} "
-            "jobs of this model (fewer seeds or values), or a smaller model (model.hidden_units)"
-        )
-
-
-class ValueChecker:
-    """Each job's config checked by the schema, one distinct value of each key at a time.
-
-    The checks of the value-only keys are each about their own field (a seed's range, a
-    positive rate, a momentum below 1), so a job whose every value passed on its own passes.
-    Checking a value once, not each of 10,000 configs, costs milliseconds instead of a minute.
-    """
-
-    def __init__(self, cfg: DictConfig):
-        self.cfg = copy.deepcopy(cfg)
-        self.checked: dict[tuple[str, str], Any] = {}
-
-    def checked_value(self, key: str, value: Any) -> Any:
-        """`value` as the config holds it (1 becomes 1.0 in a float field); ConfigError if bad."""
-        cache_key = (key, repr(value))
-        if cache_key not in self.checked:
-            self.checked[cache_key] = self._check(key, value)
-        result = self.checked[cache_key]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def _check(self, key: str, value: Any) -> Any:
-        original = OmegaConf.select(self.cfg, key)
-        try:
-            OmegaConf.update(self.cfg, key, value, merge=False)
-            validate(self.cfg)
-            return OmegaConf.select(self.cfg, key)
-        except ConfigError as error:
-            return error
-        except Exception as error:  # OmegaConf's type errors: the one-line form of the CLI
-            return ConfigError(one_line(error))
-        finally:
-            OmegaConf.update(self.cfg, key, original, merge=False)
-
-
 def run_population(
     cfg: DictConfig,
     jobs: list[MemberJob],
@@ -176,21 +87,15 @@ def run_population(
     checker = ValueChecker(cfg)
     outcomes: dict[int, JobOutcome] = {}
     valid: list[tuple[MemberJob, dict[str, Any]]] = []
-    configured = {key: OmegaConf.select(cfg, key) for key in VALUE_KEYS}
     for member in jobs:
         try:
-            values = {
-                key: checker.checked_value(key, value) for key, value in member.values.items()
-            }
+            valid.append((member, checker.member_values(member.values)))
         except ConfigError as error:
             outcomes[member.job.number] = JobOutcome(member.job, error=error)
-            continue
-        valid.append((member, {key: values.get(key, configured[key]) for key in VALUE_KEYS}))
 
-    built = build(cfg)
-    trained_from = int(time.time() * 1000)
-    history = _train(built, [values for _, values in valid], progress) if valid else None
-    trained_until = int(time.time() * 1000)
+    members = train_members(cfg, [values for _, values in valid], progress) if valid else None
+    built = members.built if members is not None else build(cfg)
+    history = members.history if members is not None else None
     before_writing()
 
     started = time.perf_counter()
@@ -214,7 +119,7 @@ def run_population(
         if member.job.number in outcomes
     ]
     layers = layer_weights(built.model)
-    times = member_times(history, trained_from, trained_until) if valid else []
+    times = member_times(history, members.started, members.ended) if members is not None else []
     epochs, max_loss_points = cfg.trainer.epochs, cfg.tracking.max_loss_points
     for index, (member, values) in enumerate(valid):
         member_history = history.member(index)
@@ -230,7 +135,7 @@ def run_population(
                 inputs=built.dataset.inputs,
                 targets=built.dataset.targets,
                 layers=layers,
-                weights=[weight[index] for weight in history.weights],
+                weights=members.weights(index),
                 epochs=epochs,
                 max_loss_points=max_loss_points,
                 dataset=records.dataset_name(member.job, gate),
@@ -238,8 +143,7 @@ def run_population(
                 end_time=times[index][1],
             )
         )
-        loss = float(member_history.loss[-1]) if len(member_history.loss) else float("nan")
-        outcomes[member.job.number] = JobOutcome(member.job, loss=loss)
+        outcomes[member.job.number] = JobOutcome(member.job, loss=members.loss(index))
 
     recorded.trained += len(jobs)
     index_of = {member.job.number: index for index, (member, _) in enumerate(valid)}
@@ -260,8 +164,7 @@ def run_population(
             index = index_of[number]
             recorded.losses[run_id] = history.member(index).loss
             if number in shown:
-                weights = [weight[index] for weight in history.weights]
-                recorded.boundaries[run_id] = boundary_arrays(built, weights)
+                recorded.boundaries[run_id] = boundary_arrays(built, members.weights(index))
         progress.show(logging_progress(written, total, time.perf_counter() - started))
 
     children.child_store().write_all(
@@ -339,50 +242,3 @@ def boundary_arrays(built: Built, weights: list[np.ndarray]) -> dict[str, np.nda
         "inputs": built.dataset.inputs,
         "targets": built.dataset.targets,
     }
-
-
-def _train(
-    built: Built, member_values: list[dict[str, Any]], progress: Progress
-) -> population.PopulationHistory:
-    members = [
-        population.Member(
-            seed=values["seed"],
-            learning_rate=values["optimizer.learning_rate"],
-            momentum=values["optimizer.momentum"] or 0.0,
-        )
-        for values in member_values
-    ]
-    epochs = built.schedule.epochs
-    started = time.perf_counter()
-    chunk_times: list[float] = []
-
-    def on_chunk(done: int) -> None:
-        chunk_times.append(time.perf_counter())
-        if len(chunk_times) == 1:
-            log.info(
-                "training %d members: compiled, epoch %d/%d after %.2f s",
-                len(members),
-                done,
-                epochs,
-                chunk_times[0] - started,
-            )
-        progress.show(f"training {len(members)} members: epoch {done}/{epochs}")
-
-    history = population.train_population(
-        built.model,
-        built.optimizer,
-        members,
-        built.dataset.inputs,
-        built.dataset.targets,
-        built.schedule,
-        on_chunk=on_chunk,
-    )
-    # The first chunk includes tracing and XLA compiling; the others are training alone.
-    log.info(
-        "trained %d members for %d epochs in %.2f s (compile and first chunk %.2f s)",
-        len(members),
-        epochs,
-        chunk_times[-1] - started,
-        chunk_times[0] - started,
-    )
-    return history

@@ -11,41 +11,27 @@ child) run one by one through the configured launcher, exactly as without this s
 curves reach it through the sweep folder (`losses.npz`).
 """
 
-import copy
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
 
 from gatelab.config import validate
 from gatelab.config.checks import require
 from gatelab.errors import ConfigError
 from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.job_folders import JobFolders
+from gatelab.sweeps.members import VALUE_KEYS, apply_sweep_defaults, check_population_size
 from gatelab.sweeps.plan import MAX_JOBS, JobValues, Plan, estimate, launch_batches, plan_of
-from gatelab.sweeps.population import (
-    VALUE_KEYS,
-    JobOutcome,
-    MemberJob,
-    Recorded,
-    apply_sweep_defaults,
-    check_population_size,
-    fallback_reason,
-    run_population,
-)
+from gatelab.sweeps.population import JobOutcome, MemberJob, Recorded, run_population
 from gatelab.sweeps.progress import Progress
+from gatelab.sweeps.sweeper import SweeperImpl, one_by_one_reason, task_config
 from gatelab.tracking import bulk, records
 from gatelab.tracking.children import child_store
 from gatelab.tracking.store import analyze
@@ -55,23 +41,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SUBDIR = "${hydra.job.num}"
 
 
-class Timings(dict):
-    """Seconds spent in each step of a sweep, added up over its populations."""
-
-    @contextmanager
-    def timed(self, step: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self[step] = self.get(step, 0.0) + time.perf_counter() - started
-
-    def __str__(self) -> str:
-        return ", ".join(f"{step} {seconds:.2f} s" for step, seconds in self.items())
-
-
-class VectorizedSweeperImpl:
-    """What `hydra/sweeper=vectorized` does; the plugin in `hydra_plugins` only delegates here."""
+class VectorizedSweeperImpl(SweeperImpl):
+    """What `hydra/sweeper=vectorized` does: Hydra's job list, trained a population at a time."""
 
     def __init__(
         self,
@@ -80,23 +51,10 @@ class VectorizedSweeperImpl:
         runs_per_transaction: int = bulk.BATCH,
         max_batch_size: int | None = None,
     ):
-        self.params = params or {}
+        super().__init__(params)
         self.max_jobs = max_jobs
         self.runs_per_transaction = runs_per_transaction
         self.max_batch_size = max_batch_size
-        self.hydra_context: HydraContext | None = None
-        self.config: DictConfig | None = None
-        self.launcher: Launcher | None = None
-        self.timings = Timings()
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.hydra_context = hydra_context
-        self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
         require(
@@ -111,24 +69,14 @@ class VectorizedSweeperImpl:
             self.max_batch_size,
             "a number of jobs of at least 1, or null (all at once)",
         )
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(
-            [*(f"{key}={value}" for key, value in self.params.items()), *arguments]
-        )
-        plan = plan_of(overrides, VALUE_KEYS, self.max_jobs)
+        plan = plan_of(self.parsed(arguments), VALUE_KEYS, self.max_jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.save_multirun_yaml()
 
         # Compose every structural combination first: a config that cannot be composed stops
         # the sweep before any job runs, as the basic sweeper's check of its batch does.
+        composed = {structural: self.compose(list(structural)) for structural in plan.groups}
         with self.timings.timed("compose"):
-            composed = {
-                structural: self.hydra_context.config_loader.load_sweep_config(
-                    self.config, list(structural)
-                )
-                for structural in plan.groups
-            }
             # Each job's values from its own overrides, as its composed config would hold them.
             values = {}
             for structural, numbers in plan.groups.items():
@@ -278,11 +226,7 @@ class VectorizedSweeperImpl:
         subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
         if subdir != DEFAULT_SUBDIR:
             return f"hydra.sweep.subdir={subdir}"
-        try:
-            return fallback_reason(task_cfg)
-        except ConfigError as error:
-            # The config itself is bad: each job fails with that error, as with the basic sweeper.
-            return f"the config fails before training ({type(error).__name__})"
+        return one_by_one_reason(task_cfg)
 
 
 def in_background(function: Callable[..., None], *args: Any) -> Callable[[], None]:
@@ -319,14 +263,6 @@ def job_of(
     if sweep is None:
         return records.Job(overrides, choices, sweep_dir / str(number), number=number)
     return sweep.job(overrides, choices, sweep_dir / str(number), number)
-
-
-def task_config(cfg: DictConfig) -> DictConfig:
-    """The config a job's task function sees: without Hydra's own node, as `run_job` passes it."""
-    task_cfg = copy.deepcopy(cfg)
-    with read_write(task_cfg), open_dict(task_cfg):
-        del task_cfg["hydra"]
-    return task_cfg
 
 
 def skipped_return(
