@@ -209,11 +209,11 @@ def test_sigterm_keeps_finished_trials_marks_the_running_ones_and_the_study_resu
     client, (parent,), _ = runs_of(tmp_path)
     assert parent.info.status == "KILLED"
 
-    total = len(trials) + 1
-    result = run_train(tmp_path, *STOPPED, f"hydra.sweeper.n_trials={total}")
+    # `n_trials` counts the four complete trials, not the stopped ones: one more is asked.
+    result = run_train(tmp_path, *STOPPED, f"hydra.sweeper.n_trials={len(complete) + 1}")
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = study_in(tmp_path).get_trials(deepcopy=False)
-    assert len(resumed) == total
+    assert len(resumed) == len(trials) + 1
     assert resumed[-1].state == TrialState.COMPLETE
 
 
@@ -227,7 +227,8 @@ def test_trials_a_killed_process_left_running_are_told_fail_when_the_study_resum
     _, (killed,), _ = runs_of(tmp_path)
     assert killed.info.status == "RUNNING"
 
-    result = run_train(tmp_path, *STOPPED, "hydra.sweeper.n_trials=10")
+    # Four complete trials of six: the four left by the dead process are not counted.
+    result = run_train(tmp_path, *STOPPED, "hydra.sweeper.n_trials=6")
     assert result.returncode == 0, result.stderr[-3000:]
     line = "trial(s) 4, 5, 6, 7 were left RUNNING by a process that died: told FAIL"
     assert line in result.stdout + result.stderr

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import Trial, TrialState
 
 from gatelab import stopping
 from gatelab.config import validate
@@ -32,27 +32,29 @@ from gatelab.sweeps.results import read_results
 from gatelab.sweeps.search_records import StudyRun, TrialOutcome, seed_result
 from gatelab.sweeps.search_space import SearchSpace, search_space_of
 from gatelab.sweeps.search_study import (
+    BEYOND_ATTR,
     FAILURE_ATTR,
+    STOPPED,
+    STUDY_STOPPED,
     Settings,
     check,
+    check_scored_on,
     claim,
     fail_dead_trials,
+    finished_trials,
     objective_values,
     open_study,
+    scored_best,
+    scored_on,
+    to_ask,
+    trial_metrics,
+    within_n_trials,
 )
-from gatelab.sweeps.summary import JobResult, group_metrics
+from gatelab.sweeps.summary import JobResult
 from gatelab.sweeps.sweeper import SweeperImpl, one_by_one_reason, task_config
 from gatelab.tracking.naming import config_params, short_keys
 
 log = logging.getLogger(__name__)
-
-# A trial asked past `n_trials` by sweeps sharing the study: not trained, not counted.
-BEYOND_ATTR = "beyond_n_trials"
-
-
-def counted_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials `n_trials` counts: all but those asked beyond it."""
-    return [trial for trial in trials if not trial.user_attrs.get(BEYOND_ATTR)]
 
 
 class SearchSweeperImpl(SweeperImpl):
@@ -76,15 +78,6 @@ class SearchSweeperImpl(SweeperImpl):
         checker = ValueChecker(task_cfg)
         for seed in space.seeds or []:
             checker.checked_value(settings.seed_key, seed)
-        with self.timings.timed("optuna"):
-            study = open_study(settings, space, given)
-            dead = fail_dead_trials(study)
-        if dead:
-            log.warning(
-                "trial(s) %s were left RUNNING by a process that died: told FAIL",
-                ", ".join(map(str, dead)),
-            )
-        self.save_multirun_yaml()
         searched = list(space.distributions)
         # What every trial shares: the composed config but the values a trial or seed varies.
         shared = {
@@ -92,6 +85,18 @@ class SearchSweeperImpl(SweeperImpl):
             for key, value in config_params(task_cfg).items()
             if key not in (*searched, settings.seed_key)
         }
+        choices = dict(cfg.hydra.runtime.choices)
+        with self.timings.timed("optuna"):
+            study = open_study(settings, space, given)
+            # A study of other seeds, space, objective or config is refused before it changes.
+            check_scored_on(study, scored_on(settings, space, choices, shared))
+            dead = fail_dead_trials(study)
+        if dead:
+            log.warning(
+                "trial(s) %s were left RUNNING by a process that died: told FAIL",
+                ", ".join(map(str, dead)),
+            )
+        self.save_multirun_yaml()
         seeds = len(space.seeds) if space.seeds is not None else 1
         study_run = StudyRun.open(
             self.config,
@@ -103,13 +108,13 @@ class SearchSweeperImpl(SweeperImpl):
             tags={"optuna.study_name": study.study_name},
             resume_folder=False,
         )
-        study_run.start(study, settings, shared, dict(cfg.hydra.runtime.choices), self.timings)
+        study_run.start(study, settings, shared, choices, self.timings)
         if reason is not None:
             log.info("each trial's jobs run one by one: %s", reason)
         log.info(
             "search: study %r, %d of %d trials done, %s",
             study.study_name,
-            len(study.get_trials(deepcopy=False)),
+            len(finished_trials(study.get_trials(deepcopy=False))),
             settings.n_trials,
             f"{len(space.seeds)} seeds a trial" if space.seeds else "one job a trial",
         )
@@ -134,11 +139,11 @@ class SearchSweeperImpl(SweeperImpl):
                 self._check_failures(study)
                 stopping.check()
         except KeyboardInterrupt:
-            self._fail_asked(study, asked, "stopped")
+            self._fail_asked(study, asked, STOPPED)
             study_run.finish(interrupted=True)
             raise
         except BaseException as error:
-            self._fail_asked(study, asked, "the study stopped")
+            self._fail_asked(study, asked, STUDY_STOPPED)
             study_run.finish(error=error)
             raise
         log.info("search timings: %s", self.timings)
@@ -146,21 +151,18 @@ class SearchSweeperImpl(SweeperImpl):
         return study
 
     def _to_ask(self, study: optuna.Study) -> int:
-        """The next batch's size: `n_trials` counts the study's trials, whoever ran them."""
+        """The next batch's size: `n_trials` counts the study's trials that finished for their
+        own values, whoever ran them (`search_study.counted_trials`)."""
         with self.timings.timed("optuna"):
-            counted = len(counted_trials(study.get_trials(deepcopy=False)))
-        return min(self.settings.batch_size, self.settings.n_trials - counted)
+            trials = study.get_trials(deepcopy=False)
+        return to_ask(trials, self.settings.n_trials, self.settings.batch_size)
 
     def _within_n_trials(self, study: optuna.Study, trial: Trial) -> bool:
         """Whether `trial` is one of the study's first `n_trials`; if not (another process
         asked the last ones at the same moment), it is told PRUNED, marked as beyond them."""
         with self.timings.timed("optuna"):
-            earlier = [
-                other
-                for other in counted_trials(study.get_trials(deepcopy=False))
-                if other.number <= trial.number
-            ]
-            if len(earlier) <= self.settings.n_trials:
+            trials = study.get_trials(deepcopy=False)
+            if within_n_trials(trials, trial.number, self.settings.n_trials):
                 return True
             trial.set_user_attr(BEYOND_ATTR, True)
             study.tell(trial, state=TrialState.PRUNED)
@@ -213,7 +215,7 @@ class SearchSweeperImpl(SweeperImpl):
                 )
             told.append(self._tell_scored(study, trial, results))
         study_run.log(told)
-        best = study.best_trials
+        best = scored_best(study)
         log.info(
             "trained %d trials x %d seeds (%d members); %d trials in the study, best %s",
             len(valid),
@@ -266,7 +268,7 @@ class SearchSweeperImpl(SweeperImpl):
         self, study: optuna.Study, trial: Trial, results: list[JobResult]
     ) -> TrialOutcome:
         """Tell Optuna the trial's objective values, a number of its seeds' outcomes."""
-        metrics = group_metrics(results)
+        metrics = trial_metrics(results)
         values = objective_values(metrics, self.settings.objective)
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
@@ -291,7 +293,11 @@ class SearchSweeperImpl(SweeperImpl):
 
     def _check_failures(self, study: optuna.Study) -> None:
         """`max_failure_rate`: a study whose trials fail too often stops, in one line."""
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        trials = [
+            trial
+            for trial in finished_trials(study.get_trials(deepcopy=False))
+            if trial.state in (TrialState.COMPLETE, TrialState.FAIL)
+        ]
         failed = [trial for trial in trials if trial.state == TrialState.FAIL]
         if trials and len(failed) / len(trials) > self.settings.max_failure_rate:
             last = failed[-1].user_attrs.get(FAILURE_ATTR, "")

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gatelab.redaction import redact
 from gatelab.sweeps.search_space import SearchSpace
-from gatelab.sweeps.search_study import Settings
+from gatelab.sweeps.search_study import Settings, no_best_line, scored_best
 from gatelab.sweeps.summary import JobResult
 from gatelab.sweeps.sweep_run import SweepRun
 from gatelab.sweeps.sweeper import Timings
@@ -155,7 +155,7 @@ def log_study(study_run: "StudyRun") -> list[FrozenTrial]:
     for state, count in counts.items():
         if count:
             client.log_metric(run_id, f"trials_{state.lower()}", count)
-    best = study.best_trials if complete else []
+    best = scored_best(study)
     if len(settings.objective) == 1 and best:
         (trial,) = best[:1]
         client.log_metric(run_id, f"best_{settings.objective[0]}", trial.values[0])
@@ -241,9 +241,9 @@ class StudyRun(SweepRun):
         if error is not None and not interrupted:
             self.tag_error(error)
         status = records.KILLED if interrupted else records.FINISHED
-        return (records.FAILED if error and not interrupted else status), best_line(
-            best, self.settings
-        )
+        settings = self.settings
+        answer = best_line(best, settings) if best else no_best_line(self.study, settings.objective)
+        return (records.FAILED if error and not interrupted else status), answer
 
 
 def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str) -> JobResult:

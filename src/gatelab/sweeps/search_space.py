@@ -4,6 +4,7 @@
 a uniform one, `range(1, 9)` an integer range (its end excluded, as Hydra's `range`), and
 `choice(a, b)` or `a,b` a categorical. The seed key's values (`seed=range(100)`) are not
 searched: every trial trains over all of them. Any other override is fixed, passed to every trial.
+A range that cannot be searched (a reversed interval, seeds given as an interval) is one line.
 """
 
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ def search_space_of(overrides: list[Override], seed_key: str) -> SearchSpace:
         if not override.is_sweep_override():
             fixed.append(override.input_line)
         elif key == seed_key:
-            seeds = [int(seed) for seed in override.sweep_iterator()]
+            seeds = seeds_of(override)
         else:
             distributions[key] = distribution_of(override)
             texts[key] = value_text(override)
@@ -69,6 +70,35 @@ def search_space_of(overrides: list[Override], seed_key: str) -> SearchSpace:
             "'optimizer.momentum=interval(0, 0.99)' (Hydra's interval, range or choice)"
         )
     return SearchSpace(distributions, texts, seeds, fixed)
+
+
+def seeds_of(override: Override) -> list[int]:
+    """The seeds of the seed key's sweep (`seed=range(100)`, `seed=1,5,9`); ConfigError for an
+    interval (seeds are not searched) or a value that is not a whole number."""
+    given = f"{override.get_key_element()}={value_text(override)}"
+    allowed = f"e.g. {override.get_key_element()}=range(100) or {override.get_key_element()}=1,5,9"
+    if not (override.is_range_sweep() or override.is_choice_sweep()):
+        raise ConfigError(
+            f"{given}: the seeds are not searched, every trial trains over all of them; give "
+            f"them as a range or a list, {allowed}"
+        )
+    seeds = list(override.sweep_iterator())
+    whole = [
+        seed
+        for seed in seeds
+        if isinstance(seed, int | float) and not isinstance(seed, bool) and float(seed).is_integer()
+    ]
+    if not seeds or len(whole) < len(seeds):
+        raise ConfigError(f"{given}: the seeds are whole numbers, at least one; {allowed}")
+    return [int(seed) for seed in seeds]
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """Seeds as one value of Hydra's grammar, in order: `range(0, 100)` when consecutive."""
+    ordered = sorted(seeds)
+    if len(ordered) > 1 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"range({ordered[0]}, {ordered[-1] + 1})"
+    return ",".join(str(seed) for seed in ordered)
 
 
 def value_text(override: Override) -> str:
@@ -102,6 +132,12 @@ def distribution_of(override: Override) -> BaseDistribution:
                 f"{key}={value_text(override)}: a log interval starts above 0, "
                 f"not at {value.start:g}; e.g. tag(log, interval(0.01, 5))"
             )
+        if value.start > value.end:
+            raise ConfigError(
+                f"{key}={value_text(override)}: an interval goes from its low end to its high "
+                f"end, not down from {value.start:g} to {value.end:g}; e.g. "
+                f"interval({value.end:g}, {value.start:g})"
+            )
         if isinstance(value.start, int) and isinstance(value.end, int):
             return IntDistribution(value.start, value.end, log=log)
         return FloatDistribution(float(value.start), float(value.end), log=log)
@@ -109,6 +145,20 @@ def distribution_of(override: Override) -> BaseDistribution:
         f"{key}={value_text(override)} is not a search range: use interval, "
         "tag(log, interval(...)), range or choice"
     )
+
+
+def distribution_text(distribution: BaseDistribution) -> str:
+    """A distribution as Hydra's grammar gives it, one text for equal distributions however they
+    were typed (`interval(0,1)`, `interval(0, 1.0)`): `interval(0.0, 1.0)`."""
+    if isinstance(distribution, CategoricalDistribution):
+        return f"choice({', '.join(map(str, distribution.choices))})"
+    if isinstance(distribution, IntDistribution):
+        step = f", {distribution.step}" if distribution.step != 1 else ""
+        text = f"range({distribution.low}, {distribution.high + distribution.step}{step})"
+    else:
+        assert isinstance(distribution, FloatDistribution)
+        text = f"interval({distribution.low!r}, {distribution.high!r})"
+    return f"tag(log, {text})" if distribution.log else text
 
 
 def grid_of(space: SearchSpace) -> dict[str, list[Any]]:

@@ -3,23 +3,31 @@
 The settings keep the names of Hydra's Optuna sweeper where they mean the same (`sampler`,
 `direction`, `n_trials`, `storage`, `study_name`, `max_failure_rate`). The objectives are named
 numbers of a trial's seeds (`sweeps.summary.group_metrics`), each with its natural direction.
+A study records what its trials were scored on, and `n_trials` counts the trials that finished
+for their own values: a trial stopped, or left by a process that died, is asked again.
 """
 
+import logging
 import math
+import re
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy.exc
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from gatelab.errors import ConfigError
+from gatelab.errors import ConfigError, shorten
 from gatelab.redaction import redact
-from gatelab.sweeps.search_space import SearchSpace, grid_of
+from gatelab.sweeps.search_space import SearchSpace, distribution_text, grid_of, seeds_text
+from gatelab.sweeps.summary import JobResult, group_metrics
 from gatelab.tracking import store
 from gatelab.tracking.store import HOST_TAG, PID_TAG, process_alive, process_tags
+
+log = logging.getLogger(__name__)
 
 # An objective's name, the `group_metrics` number it is, and the direction it improves in.
 OBJECTIVES = {
@@ -31,6 +39,23 @@ SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid")
 DIRECTIONS = ("maximize", "minimize")
 # A failed trial's reason, as a user attribute.
 FAILURE_ATTR = "failure_reason"
+# The reasons of a trial that failed without values of its own: `n_trials` does not count it, and
+# a re-run of the command asks another in its place. Stopped by Ctrl-C or SIGTERM; ended by an
+# error of the study's (not of the trial's values); left RUNNING by a process that died.
+STOPPED = "stopped"
+STUDY_STOPPED = "the study stopped"
+DIED = "its process ({pid}) died before the trial was told"
+_DIED = re.compile(r"\d+".join(map(re.escape, DIED.split("{pid}"))))
+# A trial asked past `n_trials` by sweeps sharing the study: told PRUNED, not trained, not counted.
+BEYOND_ATTR = "beyond_n_trials"
+# The study's user attribute: what its trials were scored on (`scored_on`).
+SCORED_ON_ATTR = "gatelab.scored_on"
+# A study's best value that is the worst there is (`objective_values`) ranks no trial: why not.
+UNSCORED = {
+    "success_rate": "no trial scored",
+    "epochs_to_solve_median": "no trial solved a seed",
+    "loss": "every trial's loss diverged",
+}
 # Without `hydra.sweeper.storage`: a SQLite file in the folder the command runs in.
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 
@@ -131,18 +156,34 @@ def study_name_of(settings: Settings, overrides: list[str]) -> str:
 
 
 def open_study(settings: Settings, space: SearchSpace, overrides: list[str]) -> optuna.Study:
-    """Create the study in its storage, or load it: the same command resumes its study."""
+    """Create the study in its storage, or load it: the same command resumes its study.
+    ConfigError, naming the storage without its password, when it cannot be opened."""
     sampler = sampler_of(settings, space)
+    url = settings.storage or DEFAULT_STORAGE
+    try:
+        storage = _storage(url)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+        raise ConfigError(
+            f"hydra.sweeper.storage={redact(url)} cannot be opened ({_storage_failure(error)}): "
+            "give a database URL Optuna can open, e.g. sqlite:///optuna.db (in a folder that "
+            "exists) or postgresql://host/optuna"
+        ) from error
+    # Not Optuna's line on creating or reusing it: the search's own names the study and its
+    # trials, and a study refused (`check_scored_on`) is then one line.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return optuna.create_study(
-            storage=_storage(settings.storage or DEFAULT_STORAGE),
+            storage=storage,
             study_name=study_name_of(settings, overrides),
             sampler=sampler,
             directions=settings.directions,
             load_if_exists=True,
         )
-    except ValueError as error:  # an existing study of other directions, say
+    except ValueError as error:  # a study name or direction the storage refuses
         raise ConfigError(f"hydra.sweeper: the study cannot be opened: {error}") from error
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
@@ -164,6 +205,19 @@ def _storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             time.sleep(0.2 * attempt)
     return optuna.storages.RDBStorage(url)
+
+
+def _storage_failure(error: BaseException) -> str:
+    """Why a storage URL could not be opened, in a few words without credentials."""
+    if isinstance(error, sqlalchemy.exc.NoSuchModuleError):
+        return "no database of that name"
+    if isinstance(error, sqlalchemy.exc.ArgumentError):
+        return "not a database URL"
+    if isinstance(error, ImportError):
+        return "its database driver is not installed"
+    cause = error.orig if isinstance(error, sqlalchemy.exc.DBAPIError) else error
+    lines = str(cause).strip().splitlines()
+    return redact(lines[0]) if lines else type(cause).__name__
 
 
 def storage_path(storage: str | None) -> Path | None:
@@ -198,8 +252,127 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = str(trial.user_attrs.get(PID_TAG, ""))
         if trial.user_attrs.get(HOST_TAG) == host and pid.isdigit() and not process_alive(int(pid)):
-            reason = f"its process ({pid}) died before the trial was told"
+            reason = DIED.format(pid=pid)
             study._storage.set_trial_user_attr(trial._trial_id, FAILURE_ATTR, reason)
             study.tell(trial.number, state=TrialState.FAIL)
             dead.append(trial.number)
     return dead
+
+
+def interrupted(trial: FrozenTrial) -> bool:
+    """Whether `trial` failed without values of its own: stopped, or left by a dead process."""
+    reason = str(trial.user_attrs.get(FAILURE_ATTR, ""))
+    stopped = reason in (STOPPED, STUDY_STOPPED) or _DIED.fullmatch(reason) is not None
+    return trial.state == TrialState.FAIL and stopped
+
+
+def finished_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that finished for their own values: COMPLETE, or FAIL for a reason of their
+    own (a value the config refuses, an error of their own), as Optuna's `MaxTrialsCallback`
+    counts; not a trial stopped or left by a dead process, nor one asked beyond `n_trials`."""
+    done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+    return [
+        trial
+        for trial in trials
+        if trial.state in done and not interrupted(trial) and not trial.user_attrs.get(BEYOND_ATTR)
+    ]
+
+
+def counted_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials `n_trials` counts: the finished ones and those running now (in this process or
+    one sharing the study), which will finish for their values or be asked again."""
+    finished = {trial.number for trial in finished_trials(trials)}
+    return [
+        trial for trial in trials if trial.number in finished or trial.state == TrialState.RUNNING
+    ]
+
+
+def to_ask(trials: list[FrozenTrial], n_trials: int, batch_size: int) -> int:
+    """The next batch's size: what `n_trials` still lacks of the study's counted trials."""
+    return max(0, min(batch_size, n_trials - len(counted_trials(trials))))
+
+
+def within_n_trials(trials: list[FrozenTrial], number: int, n_trials: int) -> bool:
+    """Whether trial `number` is one of the study's first `n_trials` counted trials (another
+    process may have asked the last ones at the same moment)."""
+    earlier = [trial for trial in counted_trials(trials) if trial.number <= number]
+    return len(earlier) <= n_trials
+
+
+def trial_metrics(results: list[JobResult]) -> dict[str, float]:
+    """A trial's numbers, `group_metrics` of its seeds, its success rate exact as Optuna is told
+    it (`group_metrics` rounds it to 4 decimals for a sweep's table: 22/30 is not 0.7333)."""
+    metrics = group_metrics(results)
+    if results:
+        metrics["success_rate"] = metrics["solved_jobs"] / metrics["jobs"]
+    return metrics
+
+
+def scored_best(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's best trial(s) with a score: a value no seed has (no seed solved, so no
+    `epochs_to_solve_median`) is the worst there is and ranks no trial best."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return []
+    return [trial for trial in study.best_trials if all(map(math.isfinite, trial.values))]
+
+
+def no_best_line(study: optuna.Study, objective: list[str]) -> str:
+    """What the console says instead of a best trial: none finished, or none scored."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return "no trial finished"
+    unscored = [
+        UNSCORED[name]
+        for index, name in enumerate(objective)
+        if not any(math.isfinite(trial.values[index]) for trial in complete)
+    ]
+    return "; ".join(dict.fromkeys(unscored)) or UNSCORED["success_rate"]
+
+
+def scored_on(
+    settings: Settings, space: SearchSpace, choices: dict[str, str], params: dict[str, str]
+) -> dict[str, str]:
+    """What a trial's score depends on, as `key: value` of the command line: the config's group
+    options (`model: mlp`), the seeds, each searched range, the fixed config (`params`, as the
+    study's run logs them: the searched keys and seeds left out) and the objective.
+
+    Not the sampler, `n_trials` or `batch_size`: they choose which trials run, not their scores.
+    """
+    record = {group: option for group, option in choices.items() if not group.startswith("hydra")}
+    if space.seeds is not None:
+        record[settings.seed_key] = seeds_text(space.seeds)
+    record |= {key: distribution_text(value) for key, value in space.distributions.items()}
+    record |= params
+    record["hydra.sweeper.objective"] = ",".join(settings.objective)
+    record["hydra.sweeper.direction"] = ",".join(settings.directions)
+    return record
+
+
+def check_scored_on(study: optuna.Study, record: dict[str, str]) -> None:
+    """Record on a new study what its trials are scored on (`scored_on`); refuse, in one line
+    naming the first difference, to add trials scored on anything else to an existing one."""
+    stored: dict[str, Any] | None = study.user_attrs.get(SCORED_ON_ATTR)
+    if stored is None:
+        if study.get_trials(deepcopy=False):
+            log.warning(
+                "study %r did not record what its trials were scored on (an earlier gatelab "
+                "made it): this command's values are recorded",
+                redact(study.study_name),
+            )
+        study.set_user_attr(SCORED_ON_ATTR, record)
+        return
+    different = [key for key in {**record, **stored} if stored.get(key) != record.get(key)]
+    if not different:
+        return
+    key, more = different[0], len(different) - 1
+    raise ConfigError(
+        f"study {shorten(redact(study.study_name), 80)!r}: its trials were scored with "
+        f"{_setting(key, stored)}, this command's with {_setting(key, record)}"
+        f"{f' (and {more} more differences)' if more else ''}; run it with the study's values, "
+        "or under another name (hydra.sweeper.study_name)"
+    )
+
+
+def _setting(key: str, record: dict[str, Any]) -> str:
+    return f"{key}={shorten(redact(str(record[key])), 80)}" if key in record else f"no {key}"
