@@ -62,7 +62,7 @@ def vectorized_records(compose_config, monkeypatch, jobs, values) -> list[record
     members = [MemberJob(job, job_values) for job, job_values in zip(jobs, values, strict=True)]
     recorded = Recorded()
     outcomes = run_population(cfg, members, Progress(), recorded)
-    losses, boundaries = recorded.losses, recorded.boundaries
+    losses, boundaries = recorded.arrays.losses, recorded.arrays.boundaries
     assert (recorded.trained, recorded.written) == (len(jobs), len(jobs))
     # The trained members' boundaries, computed from their weights, for the galleries.
     assert sorted(boundaries) == sorted(losses)

@@ -7,10 +7,9 @@ import pytest
 from gatelab.sweeps.sweep_folder import (
     PARENT_RUN_ENV,
     PARENT_RUN_FILE,
+    SweepArrays,
     parent_run_id,
-    read_losses,
     record_parent_run_id,
-    write_losses,
 )
 from tests.helpers import QUICK, runs_of, summary_rows
 from tests.helpers import run_train as train
@@ -26,14 +25,20 @@ def test_a_job_reads_its_parent_from_the_sweep_folder_without_the_variable(tmp_p
     assert parent_run_id(tmp_path / "another_sweep") is None
 
 
-def test_a_sweepers_loss_curves_reach_the_summary_through_the_sweep_folder(tmp_path):
-    assert read_losses(tmp_path) == {}
+def test_a_sweepers_arrays_reach_the_summary_through_the_sweep_folder(tmp_path):
+    assert SweepArrays.load(tmp_path) == SweepArrays()
     curves = {"run-a": np.array([0.3, 0.2], np.float32), "run-b": np.array([0.5], np.float32)}
-    write_losses(tmp_path, curves)
-    read = read_losses(tmp_path)
-    assert sorted(read) == ["run-a", "run-b"]
+    boundary = {"outputs": np.zeros((3, 3), np.float16), "inputs": np.eye(2)}
+    group = {"run_ids": np.array(["run-a", "run-b"]), "dense/kernel": np.ones((2, 2, 2))}
+    SweepArrays(losses=curves, boundaries={"run-a": boundary}, members={"0": group}).save(tmp_path)
+    read = SweepArrays.load(tmp_path)
+    assert sorted(read.losses) == ["run-a", "run-b"]
     for run_id, curve in curves.items():
-        np.testing.assert_array_equal(read[run_id], curve)
+        np.testing.assert_array_equal(read.losses[run_id], curve)
+    assert sorted(read.boundaries["run-a"]) == ["inputs", "outputs"]
+    np.testing.assert_array_equal(read.boundaries["run-a"]["outputs"], boundary["outputs"])
+    np.testing.assert_array_equal(read.members["0"]["dense/kernel"], group["dense/kernel"])
+    assert list(read.members["0"]["run_ids"]) == ["run-a", "run-b"]
 
 
 @pytest.mark.slow

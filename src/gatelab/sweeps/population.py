@@ -18,7 +18,7 @@ from gatelab.sweeps.cells import cell_name
 from gatelab.sweeps.members import ValueChecker, train_members
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.summary import CELL_GALLERY_JOBS, cell_keys
-from gatelab.sweeps.sweep_folder import LOSSES_FILE, MEMBERS_FILE
+from gatelab.sweeps.sweep_folder import LOSSES_FILE, MEMBERS_FILE, SweepArrays
 from gatelab.tracking import children, records
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.naming import config_params, user_tags
@@ -55,17 +55,13 @@ class Recorded:
     """What a sweep's populations have written, kept as it is written: a stop loses none of it.
 
     Args:
-        losses: every written member's full loss curve, by child run id.
-        boundaries: the final decision boundary of the written members a gallery shows.
-        members: the written members' final weights and outputs, a group per batch written
-            (`sweeps.sweep_folder.MEMBERS_FILE`).
+        arrays: the written members' loss curves, weights and outputs, and the boundaries of
+            those a gallery shows, by child run id (`sweep_folder.SweepArrays`).
         written: child runs written.
         trained: jobs trained (or failed on a bad value), written or not.
     """
 
-    losses: dict[str, np.ndarray] = field(default_factory=dict)
-    boundaries: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    members: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    arrays: SweepArrays = field(default_factory=SweepArrays)
     written: int = 0
     trained: int = 0
 
@@ -157,14 +153,14 @@ def run_population(
         recorded.written += len(run_ids)
         trained = [(number, run_id) for number, run_id in run_ids.items() if number in index_of]
         if trained:
-            recorded.members[str(len(recorded.members))] = member_arrays(
+            recorded.arrays.members[str(len(recorded.arrays.members))] = member_arrays(
                 layers, history, [(run_id, index_of[number]) for number, run_id in trained]
             )
         for number, run_id in trained:  # the others failed on a bad value: nothing trained
             index = index_of[number]
-            recorded.losses[run_id] = history.member(index).loss
+            recorded.arrays.losses[run_id] = history.member(index).loss
             if number in shown:
-                recorded.boundaries[run_id] = boundary_arrays(built, members.weights(index))
+                recorded.arrays.boundaries[run_id] = boundary_arrays(built, members.weights(index))
         progress.show(logging_progress(written, total, time.perf_counter() - started))
 
     children.child_store().write_all(

@@ -32,7 +32,7 @@ from gatelab.sweeps.summary import (
     sweep_metrics,
     sweep_status,
 )
-from gatelab.sweeps.sweep_folder import read_boundaries, read_losses
+from gatelab.sweeps.sweep_folder import SweepArrays
 from gatelab.tracking.links import runs_url, sweep_filter
 from gatelab.tracking.records import COLOUR_TAG, outcome_colour
 from gatelab.views import sweep_figures
@@ -96,12 +96,8 @@ def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = Fal
         parent.run_id, "mlflow.note.content", f"**{stopped}**\n\n{text}" if stopped else text
     )
     # A stop ends in seconds: its pictures show what the sweep folders hold, without downloads.
-    arrays = JobArrays(
-        parent.client,
-        read_losses(parent.sweep_dir),
-        read_boundaries(parent.sweep_dir),
-        fetch=not interrupted,
-    )
+    kept = SweepArrays.load(parent.sweep_dir)
+    arrays = JobArrays(parent.client, kept.losses, kept.boundaries, fetch=not interrupted)
     for figure_name, figure in figures(parent, results, arrays).items():
         save = GALLERY_PNG if figure_name == GALLERY else None
         parent.client.log_figure(parent.run_id, figure, figure_name, save_kwargs=save)

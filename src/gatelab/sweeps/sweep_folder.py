@@ -126,42 +126,57 @@ def _write_json(sweep_dir: Path, name: str, content: dict) -> None:
     os.replace(new, sweep_dir / name)
 
 
-def write_losses(sweep_dir: Path, losses: dict[str, np.ndarray]) -> Path:
-    """Every member's loss curve, by child run id, as `losses.npz` in the sweep folder."""
-    path = Path(sweep_dir) / LOSSES_FILE
-    new = path.with_name(f".{LOSSES_FILE}.{os.getpid()}.npz")
-    np.savez_compressed(new, **losses)
-    os.replace(new, path)
-    return path
+@dataclass
+class SweepArrays:
+    """A sweep's members as arrays, by child run id, kept in its folder: the summary's pictures
+    and a member's weights need no download, and a resumed sweep adds to what is there.
 
+    Args:
+        losses: every member's full loss curve (`LOSSES_FILE`).
+        boundaries: the final decision boundary of the members a gallery shows
+            (`BOUNDARIES_FILE`).
+        members: the final weights and outputs, a group of rows per batch of children written
+            (`MEMBERS_FILE`).
+    """
 
-def read_losses(sweep_dir: Path) -> dict[str, np.ndarray]:
-    """The loss curves `write_losses` left in the sweep folder, or none."""
-    path = Path(sweep_dir) / LOSSES_FILE
-    if not path.is_file():
-        return {}
-    with np.load(path) as arrays:
-        return {name: arrays[name] for name in arrays.files}
+    losses: dict[str, np.ndarray] = field(default_factory=dict)
+    boundaries: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    members: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
+    @classmethod
+    def load(cls, sweep_dir: str | Path) -> "SweepArrays":
+        """What `save` left in the sweep folder (nothing if it left nothing)."""
+        folder = Path(sweep_dir)
+        losses = {}
+        if (folder / LOSSES_FILE).is_file():
+            with np.load(folder / LOSSES_FILE) as arrays:
+                losses = {name: arrays[name] for name in arrays.files}
+        return cls(
+            losses=losses,
+            boundaries=_read_nested(folder / BOUNDARIES_FILE),
+            members=_read_nested(folder / MEMBERS_FILE),
+        )
 
-def write_boundaries(sweep_dir: Path, boundaries: dict[str, dict[str, np.ndarray]]) -> Path:
-    """Decision-boundary arrays (`boundary.npz`'s) by child run id, as one file."""
-    return _write_nested(Path(sweep_dir) / BOUNDARIES_FILE, boundaries)
-
-
-def read_boundaries(sweep_dir: Path) -> dict[str, dict[str, np.ndarray]]:
-    """The arrays `write_boundaries` left in the sweep folder, by child run id, or none."""
-    return _read_nested(Path(sweep_dir) / BOUNDARIES_FILE)
-
-
-def write_members(sweep_dir: Path, groups: dict[str, dict[str, np.ndarray]]) -> Path:
-    """Members' weights and outputs, by group (`MEMBERS_FILE`), as one file."""
-    return _write_nested(Path(sweep_dir) / MEMBERS_FILE, groups)
-
-
-def read_members(sweep_dir: Path) -> dict[str, dict[str, np.ndarray]]:
-    """The groups `write_members` left in the sweep folder, or none."""
-    return _read_nested(Path(sweep_dir) / MEMBERS_FILE)
+    def save(
+        self, sweep_dir: str | Path, client: MlflowClient | None = None, run_id: str = ""
+    ) -> None:
+        """Write the arrays into the sweep folder, each file whole or not at all; with `client`,
+        log the losses and members onto the sweep's run `run_id` too."""
+        folder = Path(sweep_dir)
+        if any(self.boundaries.values()):
+            _write_nested(folder / BOUNDARIES_FILE, self.boundaries)
+        paths = []
+        if self.losses:
+            path = folder / LOSSES_FILE
+            new = path.with_name(f".{LOSSES_FILE}.{os.getpid()}.npz")
+            np.savez_compressed(new, **self.losses)
+            os.replace(new, path)
+            paths.append(path)
+        if self.members:
+            paths.append(_write_nested(folder / MEMBERS_FILE, self.members))
+        if client is not None:
+            for path in paths:
+                client.log_artifact(run_id, str(path))
 
 
 def _write_nested(path: Path, nested: dict[str, dict[str, np.ndarray]]) -> Path:

@@ -99,11 +99,7 @@ class VectorizedSweeperImpl(SweeperImpl):
         }
         uri = self.config.tracking.uri or mlflow.get_tracking_uri()
         log.info("%s", estimate(plan, composed, len(finished), child_store(uri)))
-        recorded = Recorded(
-            losses=sweep_folder.read_losses(sweep_dir),
-            boundaries=sweep_folder.read_boundaries(sweep_dir),
-            members=sweep_folder.read_members(sweep_dir),
-        )
+        recorded = Recorded(arrays=sweep_folder.SweepArrays.load(sweep_dir))
         returns = [
             (number, skipped_return(plan.jobs[number], loss, sweep_dir / str(number), self.config))
             for number, loss in finished.items()
@@ -125,7 +121,10 @@ class VectorizedSweeperImpl(SweeperImpl):
         finally:
             # What was written, stopped or not: the summary's pictures need no download.
             with self.timings.timed("parent losses"):
-                self._keep_arrays(sweep_dir, sweep, recorded)
+                if sweep is None:  # a job without a sweep run: its folder alone
+                    recorded.arrays.save(sweep_dir)
+                else:
+                    recorded.arrays.save(sweep_dir, MlflowClient(), sweep.run_id)
         with self.timings.timed("ANALYZE"):
             analyze(uri)
         log.info("vectorized sweep timings: %s", self.timings)
@@ -204,22 +203,6 @@ class VectorizedSweeperImpl(SweeperImpl):
             recorded.written += len(batch)
             returns += zip(batch, results, strict=True)
         return returns
-
-    def _keep_arrays(
-        self, sweep_dir: Path, sweep: sweep_folder.Sweep | None, recorded: Recorded
-    ) -> None:
-        """The written members' loss curves, weights, outputs and gallery boundaries, into the
-        sweep folder (all but the boundaries onto the parent run too)."""
-        if any(recorded.boundaries.values()):
-            sweep_folder.write_boundaries(sweep_dir, recorded.boundaries)
-        paths = []
-        if recorded.losses:
-            paths.append(sweep_folder.write_losses(sweep_dir, recorded.losses))
-        if recorded.members:
-            paths.append(sweep_folder.write_members(sweep_dir, recorded.members))
-        if sweep is not None:
-            for path in paths:
-                MlflowClient().log_artifact(sweep.run_id, str(path))
 
     def _fallback_reason(self, cfg: DictConfig, task_cfg: DictConfig) -> str | None:
         # Job folders are written here as `hydra.sweep.dir/<job number>`, Hydra's default.
