@@ -369,7 +369,7 @@ def check_scored_on(study: optuna.Study, record: dict[str, str]) -> None:
     raise ConfigError(
         f"study {shorten(redact(study.study_name), 80)!r}: its trials were scored with "
         f"{_setting(key, stored)}, this command's with {_setting(key, record)}"
-        f"{f' (and {more} more differences)' if more else ''}; run it with the study's values, "
+        f"{f' (and {more} more)' if more else ''}; run it with the study's values, "
         "or under another name (hydra.sweeper.study_name)"
     )
 

@@ -174,7 +174,7 @@ def test_a_new_study_records_what_its_trials_are_scored_on_and_the_same_command_
                 settings=Settings(objective=["loss"]),
             ),
             "hydra.sweeper.objective=success_rate, this command's with "
-            "hydra.sweeper.objective=loss (and 1 more differences)",
+            "hydra.sweeper.objective=loss (and 1 more)",
         ),
         (
             {**RECORD, "dataset": "and"},
