@@ -179,7 +179,7 @@ def fit_with_keras() -> float:
 
 
 # The vectorized sweeper's log lines with the parts of its time (gatelab.sweeps.vectorized and
-# gatelab.sweeps.population).
+# gatelab.sweeps.vectorized.population).
 # "write folders" is the time the children waited for their folders, written while training.
 BREAKDOWN = {
     "compose": r"timings: compose ([0-9.]+) s",

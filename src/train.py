@@ -24,9 +24,9 @@ def main(cfg: DictConfig) -> float:
         # waits for it.
         validate(cfg)
         store.check(cfg.tracking.uri)
-        from gatelab import pipeline
+        from gatelab import hydra_job
 
-        return pipeline.run_hydra_job(cfg)
+        return hydra_job.run_hydra_job(cfg)
 
 
 if __name__ == "__main__":

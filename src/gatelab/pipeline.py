@@ -1,15 +1,12 @@
 """One experiment from config to MLflow: seed, data, model, optimizer, train, evaluate, log."""
 
 import logging
-from pathlib import Path
 
 import mlflow
 import numpy as np
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gatelab.build import Built, build
 from gatelab.config import validate
@@ -18,7 +15,6 @@ from gatelab.engine import single
 from gatelab.engine.models import boundary_view, draw_tensors, layer_weights, reset
 from gatelab.history import LOSS_FILE, History, save_losses
 from gatelab.plane import BOUNDARY_FILE
-from gatelab.sweeps.sweep_folder import Sweep, sweep_of
 from gatelab.tracking import records
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.links import run_url, ui_command
@@ -30,31 +26,6 @@ log = logging.getLogger(__name__)
 
 # Pictures of the decision boundary at the start and at this many epochs after.
 BOUNDARY_STEPS = 5
-
-
-def run_hydra_job(cfg: DictConfig) -> float:
-    """Run the running Hydra job, unless an earlier run of its sweep finished it (a resumed
-    sweep, `sweeps.resume`); return its final loss."""
-    hydra_config = HydraConfig.get()
-    sweep = sweep_of(hydra_config.sweep.dir) if hydra_config.mode == RunMode.MULTIRUN else None
-    # A single run has no job number (`hydra.job.num` is MISSING outside a multirun).
-    if sweep is not None and hydra_config.job.num in sweep.finished:
-        log.info("job %d finished in an earlier run of this sweep: skipped", hydra_config.job.num)
-        return sweep.finished[hydra_config.job.num]
-    return run(cfg, hydra_job(sweep))
-
-
-def hydra_job(sweep: Sweep | None = None) -> records.Job:
-    """The running Hydra job: its overrides, choices, folder and, in a `sweep`, parent and
-    number."""
-    hydra_config = HydraConfig.get()
-    # As typed: `seed=${nope}` is the user's text, not an interpolation to resolve here.
-    overrides = OmegaConf.to_container(hydra_config.overrides.task, resolve=False)
-    choices = dict(hydra_config.runtime.choices)
-    output_dir = Path(hydra_config.runtime.output_dir)
-    if sweep is None:
-        return records.Job(overrides=overrides, choices=choices, output_dir=output_dir)
-    return sweep.job(overrides, choices, output_dir, hydra_config.job.num)
 
 
 def run(cfg: DictConfig, job: records.Job | None = None) -> float:

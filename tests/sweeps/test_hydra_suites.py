@@ -26,9 +26,9 @@ from omegaconf import OmegaConf
 from gatelab.errors import ConfigError
 from gatelab.sweeps.foreign_apps import basic_sweeper_unless_gatelab, missing_gatelab_keys
 from gatelab.sweeps.members import VALUE_KEYS
-from gatelab.sweeps.plan import plan_of
-from gatelab.sweeps.population import Recorded
-from gatelab.sweeps.vectorized import VectorizedSweeperImpl
+from gatelab.sweeps.vectorized.plan import plan_of
+from gatelab.sweeps.vectorized.population import Recorded
+from gatelab.sweeps.vectorized.sweeper import VectorizedSweeperImpl
 
 PYTHON = sys.executable
 GATELAB_SWEEPERS = ["vectorized", "search"]

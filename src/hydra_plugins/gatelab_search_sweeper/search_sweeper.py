@@ -51,8 +51,8 @@ class SearchSweeper(Sweeper):
 
         self.sweeper = basic_sweeper_unless_gatelab(config, "search", self.settings["params"])
         if self.sweeper is None:
-            from gatelab.sweeps.search import SearchSweeperImpl
-            from gatelab.sweeps.search_study import Settings
+            from gatelab.sweeps.search.study import Settings
+            from gatelab.sweeps.search.sweeper import SearchSweeperImpl
 
             self.sweeper = SearchSweeperImpl(Settings(**self.settings))
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)

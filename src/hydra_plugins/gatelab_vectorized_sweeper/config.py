@@ -10,7 +10,7 @@ class VectorizedSweeperConf:
     _target_: str = "hydra_plugins.gatelab_vectorized_sweeper.vectorized_sweeper.VectorizedSweeper"
     # As the basic sweeper's `params`: overrides added to every job's, such as `seed: range(100)`.
     params: dict[str, str] | None = None
-    # A bigger grid is refused before anything runs (`gatelab.sweeps.plan.MAX_JOBS`).
+    # A bigger grid is refused before anything runs (`gatelab.sweeps.vectorized.plan.MAX_JOBS`).
     max_jobs: int = 100_000
     # Children a transaction on an SQL store (`gatelab.tracking.bulk`): a stop or a crash
     # leaves whole transactions; elsewhere MLflow's client writes them one by one.

@@ -33,7 +33,7 @@ class VectorizedSweeper(Sweeper):
             config, "vectorized", self.params, self.max_batch_size
         )
         if self.sweeper is None:
-            from gatelab.sweeps.vectorized import VectorizedSweeperImpl
+            from gatelab.sweeps.vectorized.sweeper import VectorizedSweeperImpl
 
             self.sweeper = VectorizedSweeperImpl(
                 params=self.params,

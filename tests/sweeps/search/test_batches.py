@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from gatelab.sweeps.search import consecutive_runs
+from gatelab.sweeps.search.sweeper import consecutive_runs
 
 
 def test_a_batch_is_launched_in_runs_of_consecutive_trial_numbers():

@@ -11,7 +11,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from gatelab.sweeps.search_study import (
+from gatelab.sweeps.search.study import objective_values
+from gatelab.sweeps.search.trials import (
     BEYOND_ATTR,
     DIED,
     FAILURE_ATTR,
@@ -23,7 +24,6 @@ from gatelab.sweeps.search_study import (
     finished_trials,
     interrupted,
     no_best_line,
-    objective_values,
     scored_best,
     to_ask,
     trial_metrics,

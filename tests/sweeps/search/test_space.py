@@ -6,7 +6,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from gatelab.errors import ConfigError
-from gatelab.sweeps.search_space import (
+from gatelab.sweeps.search.space import (
     SearchSpace,
     distribution_of,
     grid_of,

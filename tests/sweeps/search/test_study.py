@@ -8,8 +8,8 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from gatelab.errors import ConfigError
-from gatelab.sweeps.search_space import SearchSpace, search_space_of
-from gatelab.sweeps.search_study import (
+from gatelab.sweeps.search.space import SearchSpace, search_space_of
+from gatelab.sweeps.search.study import (
     Settings,
     check,
     objective_values,

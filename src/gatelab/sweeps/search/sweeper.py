@@ -21,7 +21,6 @@ from optuna.trial import Trial, TrialState
 from gatelab import stopping
 from gatelab.config import validate
 from gatelab.errors import ConfigError, one_line
-from gatelab.sweeps import search_records
 from gatelab.sweeps.members import (
     VALUE_KEYS,
     ValueChecker,
@@ -29,23 +28,26 @@ from gatelab.sweeps.members import (
     train_members,
 )
 from gatelab.sweeps.results import read_results
-from gatelab.sweeps.search_records import StudyRun, TrialOutcome, seed_result
-from gatelab.sweeps.search_space import SearchSpace, search_space_of
-from gatelab.sweeps.search_study import (
+from gatelab.sweeps.search.records import TrialOutcome, seed_result, study_params, trial_name
+from gatelab.sweeps.search.space import SearchSpace, search_space_of
+from gatelab.sweeps.search.study import (
+    Settings,
+    check,
+    check_scored_on,
+    objective_values,
+    open_study,
+    scored_on,
+)
+from gatelab.sweeps.search.study_run import StudyRun
+from gatelab.sweeps.search.trials import (
     BEYOND_ATTR,
     FAILURE_ATTR,
     STOPPED,
     STUDY_STOPPED,
-    Settings,
-    check,
-    check_scored_on,
     claim,
     fail_dead_trials,
     finished_trials,
-    objective_values,
-    open_study,
     scored_best,
-    scored_on,
     to_ask,
     trial_metrics,
     within_n_trials,
@@ -102,7 +104,7 @@ class SearchSweeperImpl(SweeperImpl):
             self.config,
             swept=searched,
             name=f"search {' '.join(short_keys(searched).values())}",
-            params={**shared, **search_records.study_params(study.study_name, settings, space)},
+            params={**shared, **study_params(study.study_name, settings, space)},
             # Its children: a run per trial, or per trial x seed when its jobs run one by one.
             planned=settings.n_trials * (seeds if reason is not None else 1),
             tags={"optuna.study_name": study.study_name},
@@ -152,7 +154,7 @@ class SearchSweeperImpl(SweeperImpl):
 
     def _to_ask(self, study: optuna.Study) -> int:
         """The next batch's size: `n_trials` counts the study's trials that finished for their
-        own values, whoever ran them (`search_study.counted_trials`)."""
+        own values, whoever ran them (`trials.counted_trials`)."""
         with self.timings.timed("optuna"):
             trials = study.get_trials(deepcopy=False)
         return to_ask(trials, self.settings.n_trials, self.settings.batch_size)
@@ -222,7 +224,7 @@ class SearchSweeperImpl(SweeperImpl):
             len(seeds),
             len(member_values),
             len(study.get_trials(deepcopy=False)),
-            ", ".join(search_records.trial_name(t.number, t.params) for t in best[:3]) or "none",
+            ", ".join(trial_name(t.number, t.params) for t in best[:3]) or "none",
         )
 
     def _launch_batch(

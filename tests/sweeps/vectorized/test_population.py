@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from gatelab import pipeline
-from gatelab.sweeps import population
 from gatelab.sweeps.members import SWEEP_DEFAULTS
-from gatelab.sweeps.population import MemberJob, Recorded, run_population
 from gatelab.sweeps.progress import Progress
+from gatelab.sweeps.vectorized import population
+from gatelab.sweeps.vectorized.population import MemberJob, Recorded, run_population
 from gatelab.tracking import children, records
 
 SWEPT = ["seed", "optimizer.learning_rate"]

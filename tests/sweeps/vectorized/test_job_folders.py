@@ -3,8 +3,8 @@
 import yaml
 from omegaconf import OmegaConf
 
-from gatelab.sweeps.job_folders import JobFolders
 from gatelab.sweeps.members import VALUE_KEYS
+from gatelab.sweeps.vectorized.job_folders import JobFolders
 
 
 def test_each_job_gets_its_values_and_no_password_of_the_tracking_uri(compose_config, tmp_path):

@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from gatelab.sweeps.members import VALUE_KEYS
-from gatelab.sweeps.plan import JobValues, launch_batches, plan_of
+from gatelab.sweeps.vectorized.plan import JobValues, launch_batches, plan_of
 
 
 def plan_for(*overrides: str, max_jobs: int = 100_000):

@@ -1,0 +1,156 @@
+"""A study's trials in MLflow: one child run per trial with its seeds' outcomes.
+
+A trial's child is a `RunRecord` with a job's tags (`records.record_tags`), written through the
+store's child seam (`tracking.children`: in bulk on an SQL store); its seed members are not runs
+(100 trials x 100 seeds would be 10,000 of them) but one `seeds.csv`. The study's parent run is
+`study_run.StudyRun`.
+"""
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from optuna.trial import FrozenTrial
+
+from gatelab.redaction import redact
+from gatelab.sweeps.search.space import SearchSpace
+from gatelab.sweeps.search.study import Settings
+from gatelab.sweeps.summary import JobResult
+from gatelab.tracking import records
+from gatelab.tracking.children import child_store
+from gatelab.tracking.naming import short_keys
+
+if TYPE_CHECKING:  # a trial's run is its study's child; the study run writes its trials
+    from gatelab.sweeps.search.study_run import StudyRun
+
+log = logging.getLogger(__name__)
+
+# On every trial's run: the study's parent run (a filter for all its trials).
+SEARCH_TAG = "gatelab.search"
+SEEDS_FILE = "seeds.csv"
+TRIALS_FILE = "trials.csv"
+
+
+def trial_name(number: int, values: dict[str, object]) -> str:
+    """`trial 17 lr=0.43 momentum=0.81`: the trial's number and its searched values."""
+    names = short_keys(list(values))
+    shown = [f"{names[key]}={_short(value)}" for key, value in values.items()]
+    return " ".join([f"trial {number}", *shown])
+
+
+def _short(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def study_params(study_name: str, settings: Settings, space: SearchSpace) -> dict[str, str]:
+    """The study's settings, as its parent run's params."""
+    return {
+        "sampler": settings.sampler,
+        "direction": ", ".join(settings.directions),
+        "objective": ", ".join(settings.objective),
+        "n_trials": str(settings.n_trials),
+        "batch_size": str(settings.batch_size),
+        "study_name": redact(study_name)[:6000],
+        "storage": redact(settings.storage or "sqlite:///optuna.db"),
+        "seeds": str(len(space.seeds)) if space.seeds is not None else "none",
+        **{f"search.{key}": text for key, text in space.texts.items()},
+    }
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A told trial, what its child run shows: its seeds' numbers, or the error it failed with."""
+
+    trial: FrozenTrial
+    metrics: dict[str, float]
+    seeds: list[JobResult]
+    error: BaseException | None = None
+
+
+def trial_record(study_run: "StudyRun", outcome: TrialOutcome) -> records.RunRecord:
+    """A trial's child run: its values as params, the objective metrics, its Optuna state; its
+    tags as a job's run has them (`records.record_tags`: the user's, MLflow's, the host's)."""
+    trial = outcome.trial
+    job = records.Job(
+        overrides=[f"{key}={value}" for key, value in trial.params.items()],
+        choices=study_run.choices,
+        parent_run_id=study_run.run_id,
+        number=trial.number,
+        swept=study_run.swept,
+    )
+    tags = {
+        **records.record_tags(job, study_run.tags),
+        SEARCH_TAG: study_run.run_id,
+        "optuna.trial.number": str(trial.number),
+        "optuna.trial.state": trial.state.name,
+    }
+    if "success_rate" in outcome.metrics:
+        tags[records.COLOUR_TAG] = records.outcome_colour(outcome.metrics["success_rate"])
+    failed = outcome.error is not None
+    return records.RunRecord(
+        job_number=trial.number,
+        name=trial_name(trial.number, trial.params),
+        tags=tags,
+        params={
+            **study_run.params,
+            **{key: redact(str(value)) for key, value in trial.params.items()},
+        },
+        status=records.FAILED if failed else records.FINISHED,
+        result_tags=records.error_tags(outcome.error) if failed else {},
+        outcome=outcome.metrics,
+        start_time=_ms(trial.datetime_start),
+        end_time=_ms(trial.datetime_complete),
+    )
+
+
+def log_trials(study_run: "StudyRun", outcomes: list[TrialOutcome]) -> dict[int, str]:
+    """Write a batch's trials as child runs (through the store's seam: in bulk on an SQL
+    store), each with its `seeds.csv`."""
+    run_ids = child_store(study_run.client.tracking_uri).write_all(
+        study_run.experiment_id, [trial_record(study_run, outcome) for outcome in outcomes]
+    )
+    for outcome in outcomes:
+        if outcome.seeds:
+            study_run.client.log_text(
+                run_ids[outcome.trial.number], seeds_csv(outcome.seeds), SEEDS_FILE
+            )
+    return run_ids
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def seeds_csv(seeds: list[JobResult]) -> str:
+    """A trial's seed members, a row each: seed, solved, accuracy, epochs_to_solve, final loss."""
+    text = io.StringIO()
+    table = csv.writer(text)
+    table.writerow(["seed", "solved", "accuracy", "epochs_to_solve", "loss"])
+    for result in seeds:
+        table.writerow(
+            [
+                result.values.get("seed", ""),
+                int(result.solved),
+                result.accuracy,
+                result.epochs_to_solve or "",
+                result.loss,
+            ]
+        )
+    return text.getvalue()
+
+
+def seed_result(seed: int, loss: float, outcome: dict[str, float], seed_key: str) -> JobResult:
+    """A trial's seed member as a summary row, scored as a single run of it is."""
+    return JobResult(
+        number=seed,
+        name=f"{seed_key}={seed}",
+        values={"seed": str(seed)},
+        loss=loss,
+        accuracy=outcome["accuracy"],
+        epochs_to_solve=int(outcome["epochs_to_solve"]) if "epochs_to_solve" in outcome else None,
+        status=records.FINISHED,
+        run_id="",
+    )

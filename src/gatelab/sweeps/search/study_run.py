@@ -1,0 +1,134 @@
+"""A study's parent run: the search's `SweepRun`, what its trials share, and its summary (every
+trial, the best, Optuna's figures) with the answer said last on the console."""
+
+import logging
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from gatelab.redaction import redact
+from gatelab.sweeps.search.records import (
+    SEEDS_FILE,
+    TRIALS_FILE,
+    TrialOutcome,
+    log_trials,
+    trial_name,
+)
+from gatelab.sweeps.search.study import Settings
+from gatelab.sweeps.search.trials import no_best_line, scored_best
+from gatelab.sweeps.sweep_run import SweepRun
+from gatelab.sweeps.sweeper import Timings
+from gatelab.tracking import records, store
+from gatelab.views.study_figures import FIGURE_PNG, close, study_figures
+
+log = logging.getLogger(__name__)
+
+
+class StudyRun(SweepRun):
+    """A study's parent run: the sweep's run of a search, its trials as children."""
+
+    what = "this study's trials"
+
+    def start(
+        self,
+        study: optuna.Study,
+        settings: Settings,
+        params: dict[str, str],
+        choices: dict[str, str],
+        timings: Timings,
+    ) -> None:
+        """What the trials' runs share: the study, the fixed config's params, its options.
+
+        Its runs an earlier process on this host left RUNNING when it died are ended KILLED."""
+        self.study, self.settings, self.params = study, settings, params
+        self.choices, self.timings = choices, timings
+        for run in store.dead_runs(self.client, [self.experiment_id]):
+            if run.data.tags.get("optuna.study_name") == redact(study.study_name):
+                store.mark_killed(self.client, run)
+
+    def log(self, outcomes: list[TrialOutcome]) -> None:
+        """The told trials' child runs, written at once."""
+        with self.timings.timed("mlflow"):
+            log_trials(self, outcomes)
+
+    def summarise(self, interrupted: bool, error: BaseException | None) -> tuple[str, str]:
+        with self.timings.timed("mlflow"):
+            best = log_study(self)
+        if error is not None and not interrupted:
+            self.tag_error(error)
+        status = records.KILLED if interrupted else records.FINISHED
+        settings = self.settings
+        answer = best_line(best, settings) if best else no_best_line(self.study, settings.objective)
+        return (records.FAILED if error and not interrupted else status), answer
+
+
+def log_study(study_run: "StudyRun") -> list[FrozenTrial]:
+    """The study's summary on its parent run: every trial, counts by state, the best trial(s),
+    Optuna's figures; return the best trials."""
+    study, settings, client, run_id = (
+        study_run.study,
+        study_run.settings,
+        study_run.client,
+        study_run.run_id,
+    )
+    trials = study.get_trials(deepcopy=False)
+    client.log_text(run_id, study.trials_dataframe().to_csv(index=False), TRIALS_FILE)
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    counts = {state.name: sum(trial.state == state for trial in trials) for state in TrialState}
+    for state, count in counts.items():
+        if count:
+            client.log_metric(run_id, f"trials_{state.lower()}", count)
+    best = scored_best(study)
+    if len(settings.objective) == 1 and best:
+        (trial,) = best[:1]
+        client.log_metric(run_id, f"best_{settings.objective[0]}", trial.values[0])
+        client.set_tag(run_id, "optuna.best_trial", str(trial.number))
+        for key, value in trial.params.items():
+            client.set_tag(run_id, f"optuna.best.{key}", str(value))
+    elif best:
+        client.set_tag(run_id, "optuna.pareto_trials", ", ".join(str(t.number) for t in best))
+    client.set_tag(run_id, "mlflow.note.content", description(study, settings, best, counts))
+    if len(complete) >= 2:
+        for name, figure in study_figures(study, settings.objective).items():
+            client.log_figure(run_id, figure, name, save_kwargs=FIGURE_PNG)
+            close(figure)
+    return best
+
+
+def best_line(best: list[FrozenTrial], settings: Settings) -> str:
+    """The study's answer, said last on the console: its best trial(s) and their scores."""
+    if not best:
+        return "no trial finished"
+    shown = []
+    # One objective: the first of the trials that tie for best; two: up to 3 of the front.
+    for trial in best[: 1 if len(settings.objective) == 1 else 3]:
+        values = ", ".join(
+            f"{name} {value:.4g}"
+            for name, value in zip(settings.objective, trial.values, strict=True)
+        )
+        seeds = trial.user_attrs
+        if "solved_jobs" in seeds and "jobs" in seeds:
+            values += f" ({seeds['solved_jobs']:g}/{seeds['jobs']:g} seeds solved)"
+        shown.append(f"{trial_name(trial.number, trial.params)}: {values}")
+    return f"best {'; '.join(shown)}"
+
+
+def description(
+    study: optuna.Study, settings: Settings, best: list[FrozenTrial], counts: dict[str, int]
+) -> str:
+    """The parent run's Markdown: the study, its trials by state, and its best trial(s)."""
+    states = ", ".join(f"{count} {state}" for state, count in counts.items() if count)
+    lines = [
+        f"**Optuna study** `{redact(study.study_name)}`: {settings.sampler} sampler, "
+        f"{' and '.join(f'{name} ({direction})' for name, direction in zip(settings.objective, settings.directions, strict=True))}; "  # noqa: E501
+        f"trials: {states}.",
+        "",
+    ]
+    for trial in best[:10]:
+        values = ", ".join(
+            f"{name} {value:g}"
+            for name, value in zip(settings.objective, trial.values, strict=True)
+        )
+        lines.append(f"- best: {trial_name(trial.number, trial.params)}: {values}")
+    lines += ["", f"Every trial: `{TRIALS_FILE}`; each trial's seeds: its `{SEEDS_FILE}`."]
+    return "\n".join(lines)
