@@ -2,8 +2,8 @@
 checked once by the schema, and training them together (`engine.population`), each member
 exactly as its run alone would train.
 
-The vectorized sweeper turns `Members` into child runs (`sweeps.population`); the search sweeper
-into each trial's seeds' scores (`sweeps.search`).
+The vectorized sweeper turns `Members` into child runs (`sweeps.vectorized.population`); the
+search sweeper into each trial's seeds' scores (`sweeps.search.sweeper`).
 """
 
 import copy

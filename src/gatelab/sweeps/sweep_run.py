@@ -5,7 +5,7 @@ checks before it opens (a swept `tracking.*` refused, the store checked), the ex
 sweep gets its own), the tags (the user's `tags`, MLflow's context tags, host and process, the
 overrides with credentials redacted), resuming a folder's sweep, and how it ends: its status, the
 error that ended it, and the link printed last. The basic sweeper's callback holds a `GridRun`
-(`sweeps.callback`); the search sweeper a `StudyRun` of its own (`sweeps.search`); both say what
+(`sweeps.callback`); the search sweeper a `StudyRun` of its own (`sweeps.search.study_run`); both say what
 their summary is by `summarise`.
 """
 
