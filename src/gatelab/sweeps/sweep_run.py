@@ -4,9 +4,9 @@ Each promise a sweep makes about its parent run is kept here once, whichever swe
 checks before it opens (a swept `tracking.*` refused, the store checked), the experiment (a big
 sweep gets its own), the tags (the user's `tags`, MLflow's context tags, host and process, the
 overrides with credentials redacted), resuming a folder's sweep, and how it ends: its status, the
-error that ended it, and the link printed last. The basic sweeper's callback holds a `GridRun`
-(`sweeps.callback`); the search sweeper a `StudyRun` of its own (`sweeps.search.study_run`); both say what
-their summary is by `summarise`.
+error that ended it, and the link printed last. The basic and vectorized sweepers' callback
+holds a `GridRun` (`sweeps.callback`); the search sweeper a `StudyRun`
+(`sweeps.search.study_run`); each says what its summary is by `summarise`.
 """
 
 import logging
