@@ -62,6 +62,10 @@ def test_a_shuffled_range_is_a_choice_of_its_values():
             "not at 0; e.g. tag(log, interval(0.01, 5))",
         ),
         ("model.hidden_units=range(5, 1)", "model.hidden_units=range(5, 1) has no value to search"),
+        (
+            "model=glob(*)",
+            "model=glob(*): a glob is not searched; list the options, e.g. model=choice(a, b)",
+        ),
     ],
 )
 def test_a_range_that_cannot_be_searched_is_one_line_naming_the_override(override, message):

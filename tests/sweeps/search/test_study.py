@@ -117,6 +117,22 @@ def test_a_bad_setting_is_one_line_naming_it_its_value_and_what_is_allowed(setti
     assert str(raised.value) == message
 
 
+def test_a_sampler_whose_package_is_missing_is_refused_before_the_study_opens(monkeypatch):
+    # Optuna imports cmaes (or torch for gp) only when the sampler first samples.
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "cmaes" else found(name)
+    )
+    with pytest.raises(ConfigError) as raised:
+        check(Settings(sampler="cmaes"), SPACE)
+    assert str(raised.value) == (
+        "hydra.sweeper.sampler=cmaes needs cmaes: pip install cmaes, or use sampler=tpe"
+    )
+    check(Settings(sampler="random"), SPACE)
+
+
 def test_the_study_is_named_by_its_setting_else_by_the_commands_overrides_redacted():
     overrides = ["seed=range(10)", "optimizer.momentum=interval(0, 0.9)"]
     assert study_name_of(Settings(study_name="shared"), overrides) == "shared"

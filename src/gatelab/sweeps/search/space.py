@@ -111,7 +111,11 @@ def distribution_of(override: Override) -> BaseDistribution:
     value = override.value()
     key = override.get_key_element()
     if override.is_choice_sweep():
-        assert isinstance(value, ChoiceSweep)
+        if not isinstance(value, ChoiceSweep):  # a glob of a group's options
+            raise ConfigError(
+                f"{key}={value_text(override)}: a glob is not searched; list the options, "
+                f"e.g. {key}=choice(a, b)"
+            )
         return CategoricalDistribution(
             list(override.sweep_iterator(transformer=Transformer.encode))
         )

@@ -7,9 +7,11 @@ A study records what its trials were scored on, and `n_trials` counts the trials
 for their own values: a trial stopped, or left by a process that died, is asked again.
 """
 
+import importlib.util
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,21 @@ OBJECTIVES = {
     "epochs_to_solve_median": ("epochs_to_solve_median", "minimize"),
     "loss": ("loss_median", "minimize"),
 }
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid")
+# Each sampler: how it is made from (sampler_seed, space), and the packages it needs.
+SAMPLERS: dict[str, tuple[Callable[[int | None, SearchSpace], Any], tuple[str, ...]]] = {
+    # Batches are asked before any is told: the liar keeps a batch's trials apart.
+    "tpe": (
+        lambda seed, space: optuna.samplers.TPESampler(
+            seed=seed, constant_liar=True, multivariate=True
+        ),
+        (),
+    ),
+    "random": (lambda seed, space: optuna.samplers.RandomSampler(seed=seed), ()),
+    "cmaes": (lambda seed, space: optuna.samplers.CmaEsSampler(seed=seed), ("cmaes",)),
+    "gp": (lambda seed, space: optuna.samplers.GPSampler(seed=seed), ("torch", "scipy")),
+    "qmc": (lambda seed, space: optuna.samplers.QMCSampler(seed=seed), ("scipy",)),
+    "grid": (lambda seed, space: optuna.samplers.GridSampler(grid_of(space), seed=seed), ()),
+}
 DIRECTIONS = ("maximize", "minimize")
 # The study's user attribute: what its trials were scored on (`scored_on`).
 SCORED_ON_ATTR = "gatelab.scored_on"
@@ -100,31 +116,27 @@ def check(settings: Settings, space: SearchSpace) -> None:
             f"hydra.sweeper.max_failure_rate={settings.max_failure_rate}: a share of trials "
             "between 0 and 1"
         )
+    missing = missing_packages(settings.sampler)
+    if missing:
+        raise ConfigError(
+            f"hydra.sweeper.sampler={settings.sampler} needs {', '.join(missing)}: pip install "
+            f"{' '.join(missing)}, or use sampler=tpe"
+        )
     if settings.sampler == "grid":
         grid_of(space)
 
 
 def sampler_of(settings: Settings, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """The sampler named by `settings.sampler`; ConfigError when its extra package is missing."""
-    seed = settings.sampler_seed
-    try:
-        if settings.sampler == "tpe":
-            # Batches are asked before any is told: the liar keeps a batch's trials apart.
-            return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
-        if settings.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if settings.sampler == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed)
-        if settings.sampler == "gp":
-            return optuna.samplers.GPSampler(seed=seed)
-        if settings.sampler == "qmc":
-            return optuna.samplers.QMCSampler(seed=seed)
-        return optuna.samplers.GridSampler(grid_of(space), seed=seed)
-    except ImportError as error:
-        raise ConfigError(
-            f"hydra.sweeper.sampler={settings.sampler} needs {error.name}: pip install "
-            f"{error.name}, or use sampler=tpe"
-        ) from error
+    """The sampler named by `settings.sampler` (`check` has refused a missing package)."""
+    make, _ = SAMPLERS[settings.sampler]
+    return make(settings.sampler_seed, space)
+
+
+def missing_packages(sampler: str) -> list[str]:
+    """The packages `sampler` imports when it first samples that this environment lacks: Optuna
+    imports them lazily, so a study would fail at its second ask, not when it opens."""
+    _, needs = SAMPLERS[sampler]
+    return [name for name in needs if importlib.util.find_spec(name) is None]
 
 
 def study_name_of(settings: Settings, overrides: list[str]) -> str:
