@@ -3,10 +3,12 @@
 python tools/compare_stores.py before/mlflow.db after/mlflow.db
 
 Runs are matched by name and parent (a sweep's children by their parent's name); ids, times,
-process ids, paths and git commits are left out. Prints each difference (params, tags, metric
-values, metric steps, artifacts, status) and exits 1 if there is any. Made to check that a
-refactoring changed nothing a user sees (issue 13: the same runs, params, tags, metrics and
-artifacts before and after the move into sub-packages).
+process ids, paths and git commits are compared only by being there or not, and a tag holding the
+id of a run of the same store (`gatelab.sweep`, `gatelab.search`) by the run it names. Prints each
+difference (params, tags, metric values, metric steps, artifacts, status) and exits 1 if there is
+any. Made to check that a refactoring changed nothing a user sees (issue 13: the same runs,
+params, tags, metrics and artifacts before and after the move into sub-packages; issue 25: the
+three sweepers on one sweep core).
 """
 
 import argparse
@@ -17,7 +19,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-# Tags that differ from one run of the same command to the next.
+# Tags whose value differs from one run of the same command to the next: compared as present or not.
 VOLATILE_TAGS = {
     "mlflow.source.name",
     "mlflow.source.git.commit",
@@ -55,7 +57,7 @@ def describe(uri: str, experiment: str) -> dict[str, dict[str, Any]]:
             "status": run.info.status,
             "params": run.data.params,
             "tags": {
-                name: value for name, value in run.data.tags.items() if name not in VOLATILE_TAGS
+                name: _comparable(name, value, names) for name, value in run.data.tags.items()
             },
             "metrics": metrics,
             "artifacts": sorted(
@@ -67,6 +69,14 @@ def describe(uri: str, experiment: str) -> dict[str, dict[str, Any]]:
             ),
         }
     return described
+
+
+def _comparable(name: str, value: str, names: dict[str, str]) -> str:
+    """A tag's value as two stores can agree on it: a run id as its run's name, a volatile value
+    as a mark that it is there."""
+    if name in VOLATILE_TAGS:
+        return "(varies)"
+    return f"run {names[value]}" if value in names else value
 
 
 def _history(client: MlflowClient, run: Any, name: str) -> list[Any]:
