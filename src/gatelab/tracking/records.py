@@ -90,10 +90,22 @@ class RunRecord:
     end_time: int | None = None
 
     def metrics(self, timestamp: int | None = None) -> list[Metric]:
-        """Every metric point of the run: the loss points, then the outcome at step 0."""
-        timestamp = int(time.time() * 1000) if timestamp is None else timestamp
-        points = [Metric("loss", loss, timestamp, epoch) for epoch, loss in self.loss_points]
-        return points + [Metric(key, value, timestamp, 0) for key, value in self.outcome.items()]
+        """Every metric point of the run: the loss points, then the outcome at step 0.
+
+        Each point lies within the run, where MLflow's wall-time and relative-time chart axes
+        put it: the loss of epoch e at e/E of the way from `start_time` to `end_time` (E: the
+        last loss point's epoch), the outcome at `end_time`. A time the record does not hold is
+        `timestamp` (by default now: the run is being written, or still open).
+        """
+        now = int(time.time() * 1000) if timestamp is None else timestamp
+        start = now if self.start_time is None else self.start_time
+        end = now if self.end_time is None else self.end_time
+        last_epoch = max((epoch for epoch, _ in self.loss_points), default=1) or 1
+        points = [
+            Metric("loss", loss, start + (end - start) * epoch // last_epoch, epoch)
+            for epoch, loss in self.loss_points
+        ]
+        return points + [Metric(key, value, end, 0) for key, value in self.outcome.items()]
 
 
 def run_name(job: Job, default: str) -> str:
