@@ -89,6 +89,24 @@ class SweeperImpl:
             return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
 
 
+def launch_batches(numbers: list[int], max_batch_size: int | None) -> Iterator[list[int]]:
+    """Jobs `numbers` as the launcher takes them: runs of consecutive numbers (a launch numbers
+    its jobs from its first), each cut into batches of at most `max_batch_size` (None: whole).
+
+    [0, 1, 2, 5, 6] in batches of 2 gives [0, 1], [2], [5, 6].
+    """
+    runs: list[list[int]] = []
+    for number in sorted(numbers):
+        if runs and runs[-1][-1] + 1 == number:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    for run in runs:
+        size = max_batch_size or len(run)
+        for start in range(0, len(run), size):
+            yield run[start : start + size]
+
+
 def task_config(cfg: DictConfig) -> DictConfig:
     """The config a job's task function sees: without Hydra's own node, as `run_job` passes it."""
     task_cfg = copy.deepcopy(cfg)

@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from gatelab.sweeps.members import VALUE_KEYS
-from gatelab.sweeps.vectorized.plan import JobValues, launch_batches, plan_of
+from gatelab.sweeps.vectorized.plan import JobValues, plan_of
 
 
 def plan_for(*overrides: str, max_jobs: int = 100_000):
@@ -89,9 +89,3 @@ def test_jobs_are_grouped_by_their_structural_overrides():
     assert plan.value_keys == {"optimizer.momentum"}
     assert list(plan.groups.values()) == [[0, 1], [2, 3]]
     assert plan.value_items(3) == ["optimizer.momentum=0.9"]
-
-
-def test_launched_jobs_go_in_batches_of_consecutive_numbers():
-    assert list(launch_batches([6, 0, 1, 2, 5], 2)) == [[0, 1], [2], [5, 6]]
-    assert list(launch_batches([6, 0, 1, 2, 5], None)) == [[0, 1, 2], [5, 6]]
-    assert list(launch_batches([], None)) == []

@@ -29,7 +29,7 @@ from gatelab.sweeps.members import (
 )
 from gatelab.sweeps.results import read_results
 from gatelab.sweeps.search.records import TrialOutcome, seed_result, study_params, trial_name
-from gatelab.sweeps.search.space import SearchSpace, search_space_of
+from gatelab.sweeps.search.space import SearchSpace, check_values, search_space_of
 from gatelab.sweeps.search.study import (
     Settings,
     check,
@@ -53,7 +53,7 @@ from gatelab.sweeps.search.trials import (
     within_n_trials,
 )
 from gatelab.sweeps.summary import JobResult
-from gatelab.sweeps.sweeper import SweeperImpl, one_by_one_reason, task_config
+from gatelab.sweeps.sweeper import SweeperImpl, launch_batches, one_by_one_reason, task_config
 from gatelab.tracking.naming import config_params, short_keys
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ class SearchSweeperImpl(SweeperImpl):
         checker = ValueChecker(task_cfg)
         for seed in space.seeds or []:
             checker.checked_value(settings.seed_key, seed)
+        # Refused now, not trial by trial once the study has asked them.
+        self.check_searchable(space, checker, one_by_one=reason is not None)
         searched = list(space.distributions)
         # What every trial shares: the composed config but the values a trial or seed varies.
         shared = {
@@ -151,6 +153,21 @@ class SearchSweeperImpl(SweeperImpl):
         log.info("search timings: %s", self.timings)
         study_run.finish()
         return study
+
+    def check_searchable(self, space: SearchSpace, checker: ValueChecker, one_by_one: bool) -> None:
+        """Refuse in one line a searched key the config lacks or a choice its schema refuses
+        (`space.check_values`), as a trial would meet it: composed into a job's config when
+        trials run `one_by_one`, else checked by `checker`, as a population's members are."""
+
+        def check(key: str, value: Any, every: bool) -> None:
+            if one_by_one:
+                cfg = self.compose([*space.fixed, f"{key}={value}"])
+                if every:
+                    validate(task_config(cfg))
+            elif every:  # a population's keys are the value keys: a range's values compose
+                checker.checked_value(key, value)
+
+        check_values(space, check)
 
     def _to_ask(self, study: optuna.Study) -> int:
         """The next batch's size: `n_trials` counts the study's trials that finished for their
@@ -239,7 +256,9 @@ class SearchSweeperImpl(SweeperImpl):
         """
         key = self.settings.seed_key
         seeds = space.seeds or [None]
-        for consecutive in consecutive_runs(trials):
+        by_number = {trial.number: trial for trial in trials}
+        for numbers in launch_batches(list(by_number), None):
+            consecutive = [by_number[number] for number in numbers]
             stopping.check()
             jobs = [
                 space.overrides(trial.params) + ([f"{key}={seed}"] if seed is not None else [])
@@ -318,14 +337,3 @@ class SearchSweeperImpl(SweeperImpl):
             varied = ", ".join(VALUE_KEYS[1:])
             return f"{', '.join(other)} is searched (a population's members differ in {varied})"
         return one_by_one_reason(task_cfg)
-
-
-def consecutive_runs(trials: list[Trial]) -> list[list[Trial]]:
-    """`trials` in runs of consecutive numbers, in order: [3, 4, 6] gives [[3, 4], [6]]."""
-    runs: list[list[Trial]] = []
-    for trial in sorted(trials, key=lambda trial: trial.number):
-        if runs and runs[-1][-1].number + 1 == trial.number:
-            runs[-1].append(trial)
-        else:
-            runs.append([trial])
-    return runs

@@ -9,7 +9,6 @@ grammar (shuffle, sort, quoted values), a job trains the values its labels name.
 
 import copy
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,24 +123,6 @@ def value_only(overrides: list[Override], keys: tuple[str, ...]) -> set[str]:
         and not override.package
         and override.key_or_group in keys
     }
-
-
-def launch_batches(numbers: list[int], max_batch_size: int | None) -> Iterator[list[int]]:
-    """Jobs `numbers` as the launcher takes them: runs of consecutive numbers (a launch numbers
-    its jobs from its first), each cut into batches of at most `max_batch_size` (None: whole).
-
-    [0, 1, 2, 5, 6] in batches of 2 gives [0, 1], [2], [5, 6].
-    """
-    runs: list[list[int]] = []
-    for number in sorted(numbers):
-        if runs and runs[-1][-1] + 1 == number:
-            runs[-1].append(number)
-        else:
-            runs.append([number])
-    for run in runs:
-        size = max_batch_size or len(run)
-        for start in range(0, len(run), size):
-            yield run[start : start + size]
 
 
 def estimate(

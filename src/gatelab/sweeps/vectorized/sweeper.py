@@ -28,14 +28,13 @@ from gatelab.errors import ConfigError
 from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.members import VALUE_KEYS, apply_sweep_defaults, check_population_size
 from gatelab.sweeps.progress import Progress
-from gatelab.sweeps.sweeper import SweeperImpl, one_by_one_reason, task_config
+from gatelab.sweeps.sweeper import SweeperImpl, launch_batches, one_by_one_reason, task_config
 from gatelab.sweeps.vectorized.job_folders import JobFolders
 from gatelab.sweeps.vectorized.plan import (
     MAX_JOBS,
     JobValues,
     Plan,
     estimate,
-    launch_batches,
     plan_of,
 )
 from gatelab.sweeps.vectorized.population import JobOutcome, MemberJob, Recorded, run_population
