@@ -97,8 +97,13 @@ class SweepCallback(Callback):
 
     def start(self, config: DictConfig) -> None:
         """Open the sweep's parent run (`GridRun.open`) and its cells."""
-        if getattr(get_class(config.hydra.sweeper._target_), "opens_parent_run", False):
+        sweeper = get_class(config.hydra.sweeper._target_)
+        if getattr(sweeper, "opens_parent_run", False):
             return  # the sweeper opens its own (hydra/sweeper=search: the study's run)
+        # Hydra makes the sweeper, which checks its settings, only after this hook: a setting
+        # out of range (`hydra.sweeper.max_jobs=0`) is refused before the parent run opens.
+        if hasattr(sweeper, "check_settings"):
+            sweeper.check_settings(config.hydra.sweeper)
         overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         swept = swept_keys(overrides)
         planned = planned_jobs(overrides)

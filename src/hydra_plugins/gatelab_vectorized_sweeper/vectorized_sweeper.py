@@ -24,6 +24,18 @@ class VectorizedSweeper(Sweeper):
         self.max_batch_size = max_batch_size
         self.sweeper: Any = None  # set by `setup`: gatelab's, or Hydra's basic sweeper
 
+    @staticmethod
+    def check_settings(settings: DictConfig) -> None:
+        """Refuse a setting out of range (`max_jobs=0`) in one line. The `mlflow_sweep`
+        callback calls this before it opens the sweep's run: Hydra makes the sweeper after."""
+        from gatelab.sweeps.vectorized.settings import check_settings
+
+        check_settings(
+            max_jobs=settings.max_jobs,
+            runs_per_transaction=settings.runs_per_transaction,
+            max_batch_size=settings.max_batch_size,
+        )
+
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:

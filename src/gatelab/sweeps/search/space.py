@@ -4,9 +4,11 @@
 a uniform one, `range(1, 9)` an integer range (its end excluded, as Hydra's `range`), and
 `choice(a, b)` or `a,b` a categorical. The seed key's values (`seed=range(100)`) are not
 searched: every trial trains over all of them. Any other override is fixed, passed to every trial.
-A range that cannot be searched (a reversed interval, seeds given as an interval) is one line.
+A range that cannot be searched (a reversed interval, seeds given as an interval), or whose values
+cannot make a trial's config (a key the config lacks, a choice its schema refuses), is one line.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from gatelab.errors import ConfigError
+from gatelab.errors import CONFIG_ERRORS, ConfigError, one_line
 
 
 @dataclass(frozen=True)
@@ -179,3 +181,27 @@ def grid_of(space: SearchSpace) -> dict[str, list[Any]]:
                 "a range or choice (e.g. choice(0.1, 0.5, 1)), or use sampler=tpe"
             )
     return grid
+
+
+def values_to_check(distribution: BaseDistribution) -> list[Any]:
+    """A searched key's values checked before any trial is asked: a choice's every value,
+    else a range's low end, which stands for the range's key and type."""
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    assert isinstance(distribution, IntDistribution | FloatDistribution)
+    return [distribution.low]
+
+
+def check_values(space: SearchSpace, check: Callable[[str, Any, bool], object]) -> None:
+    """Refuse in one line, before any trial is asked, a searched key or choice no trial could
+    train: `check(key, value, every)` raises what a trial given `value` for `key` would fail on,
+    for each of `values_to_check`. With `every` (a choice) the value must pass the schema; a
+    range's low end must only compose (a key the config has, a type its field takes): some of
+    a range's values may fail alone, trial by trial (`interval(-1, 1)` for a learning rate)."""
+    for key, distribution in space.distributions.items():
+        every = isinstance(distribution, CategoricalDistribution)
+        for value in values_to_check(distribution):
+            try:
+                check(key, value, every)
+            except CONFIG_ERRORS as error:
+                raise ConfigError(f"{key}={space.texts[key]}: {one_line(error)}") from None

@@ -23,7 +23,6 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from gatelab.config import validate
-from gatelab.config.checks import require
 from gatelab.errors import ConfigError
 from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.members import VALUE_KEYS, apply_sweep_defaults, check_population_size
@@ -38,6 +37,7 @@ from gatelab.sweeps.vectorized.plan import (
     plan_of,
 )
 from gatelab.sweeps.vectorized.population import JobOutcome, MemberJob, Recorded, run_population
+from gatelab.sweeps.vectorized.settings import check_settings
 from gatelab.tracking import bulk, records
 from gatelab.tracking.children import child_store
 from gatelab.tracking.store import analyze
@@ -63,17 +63,11 @@ class VectorizedSweeperImpl(SweeperImpl):
         self.max_batch_size = max_batch_size
 
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
-        require(
-            self.runs_per_transaction >= 1,
-            "hydra.sweeper.runs_per_transaction",
-            self.runs_per_transaction,
-            "a number of child runs of at least 1",
-        )
-        require(
-            self.max_batch_size is None or self.max_batch_size >= 1,
-            "hydra.sweeper.max_batch_size",
-            self.max_batch_size,
-            "a number of jobs of at least 1, or null (all at once)",
+        # The `mlflow_sweep` callback checked them before it opened the parent run, if any.
+        check_settings(
+            max_jobs=self.max_jobs,
+            runs_per_transaction=self.runs_per_transaction,
+            max_batch_size=self.max_batch_size,
         )
         plan = plan_of(self.parsed(arguments), VALUE_KEYS, self.max_jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -113,13 +107,15 @@ class VectorizedSweeperImpl(SweeperImpl):
         try:
             returns += self._run_populations(plan, composed, values, sweep, finished, recorded)
         except KeyboardInterrupt:
+            # How many jobs are recorded is said once, by the summary, as the store holds them.
+            recorded_text = (
+                f"{len(finished) + recorded.written} of {len(plan.jobs)} jobs recorded; "
+                if sweep is None  # no parent run: no summary
+                else ""
+            )
             log.warning(
-                "stopped: %d of %d jobs recorded (%d finished earlier, %d now); %d trained and "
-                "not written, %d not trained",
-                len(finished) + recorded.written,
-                len(plan.jobs),
-                len(finished),
-                recorded.written,
+                "stopped: %s%d job(s) trained and not written, %d not trained",
+                recorded_text,
                 recorded.trained - recorded.written,
                 len(plan.jobs) - len(finished) - recorded.trained,
             )
