@@ -1,8 +1,8 @@
 """The command line's error contract, and the only place that decides an exit status.
 
-A bad config value is one line on stderr and exit 2; a sweep that cannot start, one line and
-exit 1; a stop by Ctrl-C or SIGTERM, one line and 130 or 143. Library code raises; this module
-reports.
+A bad config value or store is one line on stderr and exit 2; a sweep that cannot start, one
+line and exit 1; a stop by Ctrl-C or SIGTERM, one line and 130 or 143. Library code raises; this
+module reports.
 """
 
 import errno
@@ -23,6 +23,7 @@ from gatelab.config.checks import refuse_targets
 from gatelab.errors import CONFIG_ERRORS, ConfigError, SweepNotStarted, one_line
 from gatelab.redaction import redact, redact_output
 from gatelab.sweeps.sweep_run import finish_open_sweeps
+from gatelab.tracking.schema import schema_error
 from gatelab.tracking.statuses import KILLED
 
 EXIT_FAILURE = 1
@@ -39,6 +40,7 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     stopping.install()
     # Hydra logs the overrides, `tracking.uri=http://user:password@...` included.
     redact_output()
+    quiet_libraries()
     # urllib3 logs each retry of a tracking server's request; MLflow reports the request that
     # fails in the end, and `environment_error` makes that one line.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
@@ -66,6 +68,8 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     except SweepNotStarted as stop:
         if isinstance(stop.cause, ConfigError):
             exit_with(stop.cause)
+        if (stale := schema_error(stop.cause)) is not None:
+            exit_with(stale)
         exit_with(
             RuntimeError(f"the sweep did not start: {type(stop.cause).__name__}: {stop.cause}"),
             EXIT_FAILURE,
@@ -75,10 +79,24 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
             raise
         exit_with(error)
     except (MlflowException, OSError) as error:
+        if (stale := schema_error(error)) is not None:
+            exit_with(stale)
         reported = environment_error(error)
         if reported is None:
             raise
         exit_with(reported, EXIT_FAILURE)
+
+
+def quiet_libraries() -> None:
+    """Hide what MLflow and TensorFlow repeat in a sweep's console; a variable the user set
+    wins. MLflow draws a progress bar for each artifact a summary reads back; TensorFlow warns
+    that a function was traced again, as the population engine does for each population."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("tensorflow").addFilter(_not_retracing)
+
+
+def _not_retracing(record: logging.LogRecord) -> bool:
+    return "triggered tf.function retracing" not in record.getMessage()
 
 
 def run_command(command: Callable[[], Any]) -> None:
@@ -126,6 +144,8 @@ def config_errors_exit(run_mode: RunMode) -> Iterator[None]:
             raise
         exit_with(error)
     except (MlflowException, OSError) as error:
+        if (stale := schema_error(error)) is not None and run_mode != RunMode.MULTIRUN:
+            exit_with(stale)
         reported = environment_error(error)
         if reported is None or run_mode == RunMode.MULTIRUN:
             raise

@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 
 from gatelab.errors import StoreError
 from gatelab.redaction import redact
+from gatelab.tracking.schema import schema_state, version_problem
 from gatelab.tracking.statuses import KILLED
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,26 @@ def check(uri: str | None) -> None:
     """
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    source = "tracking.uri" if uri else "MLFLOW_TRACKING_URI"
+    named = uri_source(uri)
     uri = uri or mlflow.get_tracking_uri()
     problem = _problem(uri)
     if problem:
-        raise StoreError(f"{source}={redact(uri)!r} cannot be used: {problem}")
+        raise StoreError(f"{named.format(uri=repr(redact(uri)))} cannot be used: {problem}")
+
+
+def uri_source(uri: str | None) -> str:
+    """How an error names the store of `tracking.uri` (None: MLflow's choice), `{uri}` to fill:
+    where the URI came from, in MLflow's order (`mlflow.get_tracking_uri`)."""
+    from mlflow.environment_variables import MLFLOW_TRACKING_URI
+    from mlflow.tracking._tracking_service import utils
+
+    if uri:
+        return "tracking.uri={uri}"
+    if getattr(utils, "_tracking_uri", None):
+        return "the tracking URI {uri} this process set (mlflow.set_tracking_uri)"
+    if MLFLOW_TRACKING_URI.get():
+        return "MLFLOW_TRACKING_URI={uri}"
+    return "MLflow's default store {uri} (neither tracking.uri nor MLFLOW_TRACKING_URI is set)"
 
 
 def _problem(uri: str) -> str | None:
@@ -159,16 +175,11 @@ def _sqlite_problem(path: Path) -> str | None:
         folder = path.absolute().parent
         return f"{folder} is read-only, and SQLite writes its journal beside {path.name}"
     try:
-        with closing(_read_only(path)) as database:
-            database.execute("select count(*) from sqlite_master").fetchone()
-    except sqlite3.Error as error:
-        return f"{path} is not an SQLite database ({error}); move it or set tracking.uri elsewhere"
-    return None
-
-
-def _read_only(path: Path) -> sqlite3.Connection:
-    # Read-only, so that checking a file never creates one.
-    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        version = schema_state(path).version
+    except StoreError as not_sqlite:
+        return f"{not_sqlite}; move it or set tracking.uri elsewhere"
+    # Without a version: new, or half-created, which `prepared` rebuilds or refuses.
+    return version_problem(version, f"sqlite:///{path}") if version else None
 
 
 @contextmanager
@@ -260,12 +271,12 @@ def _make_whole(path: Path) -> None:
     for leftover in path.parent.glob(f"{path.name}.new-*"):
         leftover.unlink(missing_ok=True)
     if path.exists() and path.stat().st_size > 0:
-        complete, runs = _schema_state(path)
-        if complete:
+        state = schema_state(path)
+        if state.complete:
             return
-        if runs:
+        if state.runs:
             raise StoreError(
-                f"{path} holds {runs} runs but not all of MLflow's tables; take a backup, "
+                f"{path} holds {state.runs} runs but not all of MLflow's tables; take a backup, "
                 f"then run: mlflow db upgrade sqlite:///{path}"
             )
         log.warning("%s is half-created (an interrupted first run?), without runs: rebuilt", path)
@@ -279,24 +290,6 @@ def _make_whole(path: Path) -> None:
     for suffix in ("-journal", "-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     os.replace(new, path)
-
-
-def _schema_state(path: Path) -> tuple[bool, int]:
-    """Whether the store has every MLflow table and a schema version, and how many runs it holds."""
-    from mlflow.store.db.base_sql_model import Base
-
-    try:
-        with closing(_read_only(path)) as database:
-            tables = {row[0] for row in database.execute("select name from sqlite_master")}
-            version = None
-            if "alembic_version" in tables:
-                version = database.execute("select version_num from alembic_version").fetchone()
-            runs = 0
-            if "runs" in tables:
-                runs = database.execute("select count(*) from runs").fetchone()[0]
-    except sqlite3.Error as error:
-        raise StoreError(f"{path} is not an SQLite database ({error})") from error
-    return bool(version) and set(Base.metadata.tables) <= tables, runs
 
 
 def process_tags() -> dict[str, str]:
