@@ -22,7 +22,7 @@ from gatelab import stopping
 from gatelab.config.checks import refuse_targets
 from gatelab.errors import CONFIG_ERRORS, ConfigError, SweepNotStarted, one_line
 from gatelab.redaction import redact, redact_output
-from gatelab.sweeps.sweep_run import finish_open_sweeps
+from gatelab.sweeps.sweep_run import SweepEndError, disk_full, finish_open_sweeps, store_reason
 from gatelab.tracking.schema import schema_error
 from gatelab.tracking.statuses import KILLED
 
@@ -44,6 +44,11 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
     # urllib3 logs each retry of a tracking server's request; MLflow reports the request that
     # fails in the end, and `environment_error` makes that one line.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    # MLflow's SQL store logs a database error with its traceback, then raises it; and a log
+    # file on a full disk prints a traceback per record: the error reaches the user once, as one
+    # line (`sweeps.sweep_run`), and the console still shows every record.
+    logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: not record.exc_info)
+    logging.raiseExceptions = False
     try:
         # Before Hydra: it instantiates its own `hydra.callbacks` while composing.
         refuse_targets(sys.argv[1:])
@@ -78,6 +83,8 @@ def run_reporting_config_errors(hydra_main: Callable[[], Any]) -> None:
         if not report_config_errors:
             raise
         exit_with(error)
+    except SweepEndError as error:
+        exit_with(error, EXIT_FAILURE)
     except (MlflowException, OSError) as error:
         if (stale := schema_error(error)) is not None:
             exit_with(stale)
@@ -115,6 +122,12 @@ UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT
 def environment_error(error: BaseException) -> RuntimeError | None:
     """What the user must fix around the command, in one line: a tracking server that stopped
     answering, a folder that cannot be written; None for any other error (a bug to trace)."""
+    if disk_full(error) and not isinstance(error, OSError):
+        return RuntimeError(
+            f"the store at {mlflow.get_tracking_uri()} is full ({store_reason(error)}), so the "
+            "run could not be recorded to its end; free space, then end a run it left RUNNING "
+            "with python -m gatelab.runs mark-dead-killed and run the command again"
+        )
     if isinstance(error, MlflowException):
         message = str(error.message)
         if not (message.startswith("API request to ") and "failed with exception" in message):

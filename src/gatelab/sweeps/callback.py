@@ -27,7 +27,7 @@ from gatelab.sweeps.cells import create_cells, planned_cells
 from gatelab.sweeps.publish import ParentRun, publish
 from gatelab.sweeps.results import kill_if_running, read_results
 from gatelab.sweeps.summary import cell_keys, sweep_status
-from gatelab.sweeps.sweep_run import SweepRun
+from gatelab.sweeps.sweep_run import STORE_FAILURES, SweepRun, disk_full
 from gatelab.tracking import records
 from gatelab.tracking.children import child_store
 from gatelab.tracking.naming import (
@@ -177,7 +177,12 @@ class SweepCallback(Callback):
             # The public `return_value` re-raises and prints Hydra's line about the job again.
             error=job_return._return_value,
         )
-        child_store(client.tracking_uri).write(sweep.experiment_id, record)
+        try:
+            child_store(client.tracking_uri).write(sweep.experiment_id, record)
+        except STORE_FAILURES as failure:
+            if not disk_full(failure):
+                raise
+            # A full store takes no record; the command ends saying so, once (`sweep_run`).
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         redact_files([Path(config.hydra.sweep.dir) / "multirun.yaml"])

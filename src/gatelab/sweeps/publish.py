@@ -95,12 +95,17 @@ def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = Fal
     parent.client.set_tag(
         parent.run_id, "mlflow.note.content", f"**{stopped}**\n\n{text}" if stopped else text
     )
-    # A stop ends in seconds: its pictures show what the sweep folders hold, without downloads.
-    kept = SweepArrays.load(parent.sweep_dir)
-    arrays = JobArrays(parent.client, kept.losses, kept.boundaries, fetch=not interrupted)
-    for figure_name, figure in figures(parent, results, arrays).items():
-        save = GALLERY_PNG if figure_name == GALLERY else None
-        parent.client.log_figure(parent.run_id, figure, figure_name, save_kwargs=save)
+    arrays = None
+    if interrupted:
+        # A stop ends within seconds (drawing took 5 s of a 2,000-job sweep's): the figures
+        # come with the summary of the run of the same command that finishes the sweep.
+        log.info("no figures for a stopped sweep: they come when it is finished")
+    else:
+        kept = SweepArrays.load(parent.sweep_dir)
+        arrays = JobArrays(parent.client, kept.losses, kept.boundaries)
+        for figure_name, figure in figures(parent, results, arrays).items():
+            save = GALLERY_PNG if figure_name == GALLERY else None
+            parent.client.log_figure(parent.run_id, figure, figure_name, save_kwargs=save)
     publish_cells(parent, results, interrupted, arrays)
     return summary_path
 
@@ -116,9 +121,10 @@ def publish_cells(
     parent: ParentRun,
     results: list[JobResult],
     interrupted: bool,
-    arrays: JobArrays,
+    arrays: JobArrays | None,
 ) -> None:
-    """Each cell's numbers (`group_metrics`), gallery and loss band, then its end.
+    """Each cell's numbers (`group_metrics`), gallery and loss band (none without `arrays`),
+    then its end.
 
     A cell's jobs are the runs that are its children: the cell is named by its jobs' overrides
     as typed (`lr=1`), their values by their params as configured (`1.0`).
@@ -132,12 +138,14 @@ def publish_cells(
         metrics = group_metrics(jobs)
         log_metrics(parent.client, run_id, metrics)
         parent.client.set_tag(run_id, COLOUR_TAG, outcome_colour(metrics["success_rate"]))
-        boundaries = gallery({name: jobs[:CELL_GALLERY_JOBS]}, jobs, arrays, name)
-        if boundaries is not None:
-            parent.client.log_figure(run_id, boundaries, GALLERY, save_kwargs=GALLERY_PNG)
-        curves = [arrays.loss(result) for result in jobs]
-        band = sweep_figures.loss_bands({name: curves}, f"loss of {len(jobs)} seeds: {name}")
-        parent.client.log_figure(run_id, band, "loss_band.png")
+        if arrays is not None:
+            boundaries = gallery({name: jobs[:CELL_GALLERY_JOBS]}, jobs, arrays, name)
+            if boundaries is not None:
+                parent.client.log_figure(run_id, boundaries, GALLERY, save_kwargs=GALLERY_PNG)
+            curves = [arrays.loss(result) for result in jobs]
+            title = f"loss of {len(jobs)} seeds: {name}"
+            band = sweep_figures.loss_bands({name: curves}, title)
+            parent.client.log_figure(run_id, band, "loss_band.png")
         parent.client.set_terminated(run_id, sweep_status(jobs, interrupted))
 
 

@@ -9,6 +9,7 @@ holds a `GridRun` (`sweeps.callback`); the search sweeper a `StudyRun`
 (`sweeps.search.study_run`); each says what its summary is by `summarise`.
 """
 
+import errno
 import logging
 import os
 import shlex
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+from sqlalchemy.exc import SQLAlchemyError
 
 from gatelab.config import validate
 from gatelab.config.checks import refuse_swept_tracking
@@ -30,7 +33,7 @@ from gatelab.tracking import records, store
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.links import runs_url, sweep_filter, ui_command
 from gatelab.tracking.naming import overrides_text, user_tags, valid_tags
-from gatelab.tracking.records import FAILED, KILLED, RUNNING
+from gatelab.tracking.statuses import FAILED, FINISHED, KILLED, RUNNING
 
 log = logging.getLogger(__name__)
 
@@ -177,32 +180,41 @@ class SweepRun:
     def finish(self, interrupted: bool = False, error: BaseException | None = None) -> None:
         """Summarise the sweep, end its runs and print, last, its answer and the link to it.
 
+        What goes wrong here (a summary that fails, a store that cannot record the end) is kept
+        for `finish_open_sweeps` to raise: Hydra turns a callback's exception into a warning.
+
         Args:
-            interrupted: a stop (Ctrl-C, SIGTERM): the runs still open end KILLED.
+            interrupted: a stop (Ctrl-C, SIGTERM): the runs still open end KILLED first, then
+                the summary draws what it can.
             error: what ended the sweep early, if anything: the parent's error tags say it.
         """
         if self not in _open_sweeps:
             return
         _open_sweeps.remove(self)
         os.environ.pop(sweep_folder.PARENT_RUN_ENV, None)
+        if isinstance(error, KeyboardInterrupt):
+            interrupted, error = True, None
+        if interrupted and not self._end_open(KILLED):
+            return  # the store cannot record a summary either
         try:
-            if isinstance(error, KeyboardInterrupt):
-                interrupted, error = True, None
             status, answer = self.summarise(interrupted, error)
         except KeyboardInterrupt:
             # A second stop while the summary is drawn: the runs still end, KILLED.
             self._end_open(KILLED)
             raise
         except Exception as failure:
+            if not interrupted and error is None:
+                _keep(failure)
+            elif not disk_full(failure):  # a full disk is the line the command ends with
+                # A stop stays a stop, and what ended the sweep is the error the user reads.
+                log.warning("the sweep's summary is incomplete: %s", one_line(failure))
             if not interrupted:
-                self.tag_error(error or failure)
-                self._end_open(FAILED)
-                raise
-            # A stop stays a stop: what the summary could not draw is not a failure.
-            log.warning("the stopped sweep's summary is incomplete: %s", one_line(failure))
-            self._end_open(KILLED)
+                self._end_open(FAILED, error or failure)
             return
-        self.client.set_terminated(self.run_id, status)
+        if error is not None and status == FINISHED:
+            status = FAILED  # every job it ran ended well, but it did not run them all
+        if not self._end_open(status, error):
+            return
         log.info(
             "sweep run %s; %s; to compare: %s, then open %s at %s",
             self.run_id,
@@ -217,19 +229,100 @@ class SweepRun:
         if self in _open_sweeps:
             _open_sweeps.remove(self)
         os.environ.pop(sweep_folder.PARENT_RUN_ENV, None)
-        self.tag_error(error)
-        self._end_open(FAILED)
+        self._end_open(FAILED, error)
 
-    def tag_error(self, cause: BaseException) -> None:
-        """`cause` on the parent run, as its `failure_reason` and `error` tags."""
+    def tag_error(self, cause: BaseException, run_id: str | None = None) -> None:
+        """`cause` on the parent run (or `run_id`), as its `failure_reason` and `error` tags."""
         for key, value in records.error_tags(cause).items():
-            self.client.set_tag(self.run_id, key, value)
+            self.client.set_tag(run_id or self.run_id, key, value)
 
-    def _end_open(self, status: str) -> None:
-        """End the parent and its cells still RUNNING with `status`."""
+    def _end_open(self, status: str, cause: BaseException | None = None) -> bool:
+        """End the parent and its cells still RUNNING with `status`, and put `cause` (what
+        ended the sweep, if anything) on the parent and on each run it ends FAILED.
+
+        Each run is ended first and told why after, and a run the store refuses does not keep
+        the others RUNNING. Returns whether every run ended. A store that could not end them
+        (a full disk, a server gone), or that is full, leaves `finish_open_sweeps` one line to
+        raise: which runs stay RUNNING, and what to do.
+        """
+        left: list[str] = []
+        refusal: BaseException | None = None
         for run_id in [*self.cells.values(), self.run_id]:
-            if self.client.get_run(run_id).info.status == RUNNING:
-                self.client.set_terminated(run_id, status)
+            try:
+                if self.client.get_run(run_id).info.status == RUNNING:
+                    self.client.set_terminated(run_id, status)
+            except STORE_FAILURES as failure:
+                refusal = refusal or failure
+                left.append(run_id)
+                continue
+            if cause is not None and (run_id == self.run_id or status == FAILED):
+                try:
+                    self.tag_error(cause, run_id)
+                except STORE_FAILURES as failure:  # ended all the same; the line says why
+                    refusal = refusal or failure
+        store = redact(self.client.tracking_uri)
+        again = f"run the same command again with hydra.sweep.dir={self.sweep_dir}"
+        if left:
+            reason = store_reason(refusal)
+            # What ended the sweep, unless the store's refusal says it already.
+            first = f"{one_line(cause)}; " if cause and store_reason(cause) != reason else ""
+            when = "free space" if disk_full(refusal) else "once it can be written"
+            _keep(
+                SweepEndError(
+                    f"{first}the store {store} cannot be written ({reason}): the runs this "
+                    f"command had open stay RUNNING; {when}, then {again} to finish the "
+                    "sweep, or end them with python -m gatelab.runs mark-dead-killed"
+                ),
+                refusal,
+            )
+            return False
+        full = next((error for error in (cause, refusal) if disk_full(error)), None)
+        if full is not None and not isinstance(full, OSError):  # an OSError is one line already
+            _keep(
+                SweepEndError(
+                    f"the store {store} is full ({store_reason(full)}): the runs this command "
+                    f"had open ended {status}; free space, then {again} to finish the sweep"
+                ),
+                full,
+            )
+        return True
+
+
+class SweepEndError(RuntimeError):
+    """A store that could not record how a sweep ended, or is full: the message is one line
+    saying how its runs ended (or that they stay RUNNING) and what to do."""
+
+
+# What a store that cannot be written raises: MLflow's errors (its SQL store's wrapped), a file
+# store's or an SQL store's own.
+STORE_FAILURES = (MlflowException, SQLAlchemyError, OSError)
+# The words a full disk or store is reported in: SQLite's SQLITE_FULL, PostgreSQL's and the
+# operating system's ENOSPC (through a tracking server, only the words reach us).
+FULL_WORDS = ("database or disk is full", "No space left on device", "could not extend file")
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it was raised from, says a disk or store is full."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(words in str(error) for words in FULL_WORDS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def store_reason(error: BaseException | None) -> str:
+    """What a store's error says at its root, in a few words: the database driver's message
+    under MLflow's and SQLAlchemy's wrappings (`database or disk is full`)."""
+    if error is None:
+        return "no reason given"
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def sweep_experiment(
@@ -248,10 +341,24 @@ def sweep_experiment(
 
 
 _open_sweeps: list[SweepRun] = []
+# What ending a sweep met and could not raise itself (from Hydra's callback, a warning).
+_unreported: list[BaseException] = []
+
+
+def _keep(error: BaseException, cause: BaseException | None = None) -> None:
+    """Keep `error` (raised from `cause`, if given) for `finish_open_sweeps` to raise."""
+    if cause is not None:
+        error.__cause__ = cause
+    _unreported.append(error)
 
 
 def finish_open_sweeps(interrupted: bool = False, error: BaseException | None = None) -> None:
-    """End the sweeps Hydra did not: when a job or the sweeper raised, Hydra skips
-    `on_multirun_end` (and a sweeper's own `finish`)."""
+    """End the sweeps Hydra did not (when a job or the sweeper raised, Hydra skips
+    `on_multirun_end` and a sweeper's own `finish`), then raise what ending any sweep met:
+    a summary that failed, or the one line of a store that could not record the end."""
     for sweep in list(_open_sweeps):
         sweep.finish(interrupted, error)
+    if _unreported:
+        first = _unreported[0]
+        _unreported.clear()
+        raise first

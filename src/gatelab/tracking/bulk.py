@@ -187,13 +187,17 @@ class BulkWriter:
         """Write `records`, `batch` runs a transaction; `on_written` after each commit."""
         run_ids: dict[int, str] = {}
         for start in range(0, len(records), batch):
-            written = self.write_batch(records[start : start + batch])
-            run_ids.update(written)
-            on_written(written)
+            run_ids.update(self.write_batch(records[start : start + batch], on_written))
         return run_ids
 
-    def write_batch(self, records: list[RunRecord]) -> dict[int, str]:
-        """Write `records` in one transaction: all of them, or (on any error) none."""
+    def write_batch(
+        self,
+        records: list[RunRecord],
+        on_written: Callable[[dict[int, str]], None] = lambda written: None,
+    ) -> dict[int, str]:
+        """Write `records` in one transaction: all of them, or (on any error) none; then tell
+        `on_written` their run ids, before a stop signal that came meanwhile is raised: what a
+        stop leaves committed is what the caller counts."""
         rows = Rows()
         new_datasets: dict[tuple[str, str], str] = {}
         run_ids = {}
@@ -203,10 +207,12 @@ class BulkWriter:
             self._add_run(rows, record, run_id, now)
             self._add_inputs(rows, record, run_id, new_datasets)
             run_ids[record.job_number] = run_id
-        # Committed whole or rolled back whole: a stop signal waits for the transaction's end.
-        with stopping.deferred(), self.engine.begin() as connection:
-            rows.insert(connection)
-        self.datasets.update(new_datasets)
+        # Committed whole or rolled back whole, and counted: a stop signal waits for both.
+        with stopping.deferred():
+            with self.engine.begin() as connection:
+                rows.insert(connection)
+            self.datasets.update(new_datasets)
+            on_written(run_ids)
         return run_ids
 
     def _add_run(self, rows: Rows, record: RunRecord, run_id: str, now: int) -> None:

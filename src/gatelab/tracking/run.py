@@ -61,8 +61,10 @@ def tracked_run(
         mlflow.end_run(KILLED)
         raise
     except BaseException as error:
-        mlflow.set_tags(error_tags(error))
-        mlflow.end_run(FAILED)
+        try:
+            mlflow.set_tags(error_tags(error))
+        finally:  # ended even by a store that takes no tag (a full disk)
+            mlflow.end_run(FAILED)
         raise
     if outcome.failure_reason:
         mlflow.set_tag("failure_reason", outcome.failure_reason)

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
@@ -46,8 +46,14 @@ CHUNK = 25
 EXIT_SECONDS = 10
 
 
-def write(client: MlflowClient, experiment_id: str, record: RunRecord) -> str:
-    """Write `record` as a run of `experiment_id` and return its id; KILLED if writing stops."""
+def write(
+    client: MlflowClient,
+    experiment_id: str,
+    record: RunRecord,
+    on_written: Callable[[dict[int, str]], None] = lambda written: None,
+) -> str:
+    """Write `record` as a run of `experiment_id` and return its id; KILLED if writing stops.
+    `on_written` is told its id as it ends, before a stop signal that came meanwhile is raised."""
     run = client.create_run(
         experiment_id, start_time=record.start_time, tags=record.tags, run_name=record.name
     )
@@ -64,7 +70,10 @@ def write(client: MlflowClient, experiment_id: str, record: RunRecord) -> str:
     except BaseException:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
-    client.set_terminated(run_id, record.status, end_time=record.end_time)
+    # Ended and counted together: what a stop leaves ended is what the caller counts.
+    with stopping.deferred():
+        client.set_terminated(run_id, record.status, end_time=record.end_time)
+        on_written({record.job_number: run_id})
     return run_id
 
 
@@ -162,8 +171,7 @@ def _write_all(
         client = MlflowClient(tracking_uri)
         run_ids = {}
         for record in records:
-            run_ids[record.job_number] = write(client, experiment_id, record)
-            on_written({record.job_number: run_ids[record.job_number]})
+            run_ids[record.job_number] = write(client, experiment_id, record, on_written)
         return run_ids
     run_ids = _write_in_processes(tracking_uri, experiment_id, records, writers, on_written)
     rest = [record for record in records if record.job_number not in run_ids]
@@ -202,22 +210,32 @@ def _write_in_processes(
     others = set(multiprocessing.active_children())
     broken = False
     writer_processes: set = set()
+    submitted: list[Future] = []
+    counted: set = set()
+
+    def count(future: Future) -> None:
+        # Counted once, whole: a stop signal waits for `on_written` to return.
+        with stopping.deferred():
+            run_ids.update(future.result())
+            on_written(future.result())
+            counted.add(future)
+
     try:
-        pending = {pool.submit(_write_chunk, experiment_id, chunk) for chunk in chunks}
+        submitted += [pool.submit(_write_chunk, experiment_id, chunk) for chunk in chunks]
+        pending = set(submitted)
         # The writers, started by the submits: a dead one may leave the others stuck.
         writer_processes = set(multiprocessing.active_children()) - others
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
                 try:
-                    written = future.result()
+                    future.result()
                 except BrokenProcessPool:
                     broken = True
                     if stopping.stopping():
                         raise KeyboardInterrupt from None  # the stop's signal killed it
                     continue  # every chunk not yet returned is lost with the pool
-                run_ids.update(written)
-                on_written(written)
+                count(future)
     finally:
         # And any the pool started since (a writer may be spawned after the first submits).
         writer_processes |= set(multiprocessing.active_children()) - others
@@ -234,6 +252,11 @@ def _write_in_processes(
             _end(writer_processes, EXIT_SECONDS)
         # On an error or Ctrl-C, the chunks being written finish (or end KILLED); no more start.
         pool.shutdown(wait=True, cancel_futures=True)
+        # Those, written whole meanwhile, are counted too: the caller's count is the store's.
+        for future in submitted:
+            finished = future.done() and not future.cancelled()
+            if finished and future not in counted and future.exception() is None:
+                count(future)
     return run_ids
 
 
