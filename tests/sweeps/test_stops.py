@@ -4,6 +4,7 @@ KILLED, and the one count of jobs recorded it gives is the store's (issue 26 ite
 import os
 import re
 import signal
+from dataclasses import replace
 
 import mlflow
 import pytest
@@ -83,6 +84,30 @@ def test_a_stop_as_a_client_written_run_ends_counts_that_run(
         )
     assert stored_run_ids(tracking_uri, experiment_id) == set(counted.values())
     assert len(counted) == 3
+
+
+@pytest.mark.slow
+def test_a_stop_while_writer_processes_write_counts_the_chunks_they_finish(
+    tracking_uri, stop_handlers
+):
+    experiment_id = configure(tracking_uri, "writers")
+    mlflow.set_tracking_uri(tracking_uri)  # the fixture sets it back
+    counted: list[str] = []
+
+    def on_written(run_ids: dict[int, str]) -> None:
+        counted.extend(run_ids.values())
+        if len(counted) == writer.CHUNK:
+            # Stopped as the first chunk returns: the other writer's chunk still ends, whole.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    records = [
+        replace(record, job_number=index)
+        for index, record in enumerate(sweep_children("a-parent") * 50)
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        writer.write_all(experiment_id, records, on_written=on_written, writers=2)
+    assert stored_run_ids(tracking_uri, experiment_id) == set(counted)
+    assert writer.CHUNK < len(counted) < len(records)
 
 
 @pytest.mark.slow

@@ -238,7 +238,7 @@ class SweepRun:
 
     def _end_open(self, status: str, cause: BaseException | None = None) -> bool:
         """End the parent and its cells still RUNNING with `status`, and put `cause` (what
-        ended the sweep, if anything) on the parent and on each run it ends FAILED.
+        ended the sweep, if anything) on the parent and on each cell it ends FAILED.
 
         Each run is ended first and told why after, and a run the store refuses does not keep
         the others RUNNING. Returns whether every run ended. A store that could not end them
@@ -249,13 +249,14 @@ class SweepRun:
         refusal: BaseException | None = None
         for run_id in [*self.cells.values(), self.run_id]:
             try:
-                if self.client.get_run(run_id).info.status == RUNNING:
+                ended = self.client.get_run(run_id).info.status == RUNNING
+                if ended:
                     self.client.set_terminated(run_id, status)
             except STORE_FAILURES as failure:
                 refusal = refusal or failure
                 left.append(run_id)
                 continue
-            if cause is not None and (run_id == self.run_id or status == FAILED):
+            if cause is not None and (run_id == self.run_id or (ended and status == FAILED)):
                 try:
                     self.tag_error(cause, run_id)
                 except STORE_FAILURES as failure:  # ended all the same; the line says why
