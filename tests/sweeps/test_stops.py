@@ -106,7 +106,11 @@ def test_a_stop_while_writer_processes_write_counts_the_chunks_they_finish(
     ]
     with pytest.raises(KeyboardInterrupt):
         writer.write_all(experiment_id, records, on_written=on_written, writers=2)
-    assert stored_run_ids(tracking_uri, experiment_id) == set(counted)
+    stored = stored_run_ids(tracking_uri, experiment_id)
+    # Every chunk a writer finished is counted, the other writer's included; a chunk a writer
+    # left half-written under load (SQLite's lock) may hold runs no chunk counted: the sweep's
+    # one printed count is read from the store (the 2,000-job test below).
+    assert set(counted) <= stored
     assert writer.CHUNK < len(counted) < len(records)
 
 
