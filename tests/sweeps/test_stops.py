@@ -107,11 +107,12 @@ def test_a_stop_while_writer_processes_write_counts_the_chunks_they_finish(
     with pytest.raises(KeyboardInterrupt):
         writer.write_all(experiment_id, records, on_written=on_written, writers=2)
     stored = stored_run_ids(tracking_uri, experiment_id)
-    # Every chunk a writer finished is counted, the other writer's included; a chunk a writer
-    # left half-written under load (SQLite's lock) may hold runs no chunk counted: the sweep's
-    # one printed count is read from the store (the 2,000-job test below).
+    # What is counted is stored, the chunk that returned first at least, and the stop stopped
+    # the writing. Whether the other writer's chunk ends (counted) or is cut (runs stored but
+    # not counted, under SQLite's lock) depends on timing: the sweep's one printed count is
+    # read from the store (the 2,000-job test below).
     assert set(counted) <= stored
-    assert writer.CHUNK < len(counted) < len(records)
+    assert len(counted) >= writer.CHUNK and len(stored) < len(records)
 
 
 @pytest.mark.slow
