@@ -108,7 +108,9 @@ class ValueChecker:
         return {key: checked.get(key, self.configured[key]) for key in VALUE_KEYS}
 
     def _check(self, key: str, value: Any) -> Any:
-        original = OmegaConf.select(self.cfg, key)
+        original = OmegaConf.select(self.cfg, key, default=_ABSENT)
+        if original is _ABSENT:  # the config has no such field: nothing to set or put back
+            return ConfigError(f"{key}={value}: the config has no field {key}")
         try:
             OmegaConf.update(self.cfg, key, value, merge=False)
             validate(self.cfg)
