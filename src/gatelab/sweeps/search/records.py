@@ -3,15 +3,13 @@
 A trial's child is a `RunRecord` with a job's tags (`records.record_tags`), written through the
 store's child seam (`tracking.children`: in bulk on an SQL store); its seed members are not runs
 (100 trials x 100 seeds would be 10,000 of them) but one `seeds.csv`. The study's parent run is
-`study_run.StudyRun`.
+`study_run.StudyRun`, which writes them (`study_run.trial_record`).
 """
 
 import csv
 import io
 import logging
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial
 
@@ -20,11 +18,7 @@ from gatelab.sweeps.search.space import SearchSpace
 from gatelab.sweeps.search.study import Settings
 from gatelab.sweeps.summary import JobResult
 from gatelab.tracking import records
-from gatelab.tracking.children import child_store
 from gatelab.tracking.naming import short_keys
-
-if TYPE_CHECKING:  # a trial's run is its study's child; the study run writes its trials
-    from gatelab.sweeps.search.study_run import StudyRun
 
 log = logging.getLogger(__name__)
 
@@ -68,60 +62,6 @@ class TrialOutcome:
     metrics: dict[str, float]
     seeds: list[JobResult]
     error: BaseException | None = None
-
-
-def trial_record(study_run: "StudyRun", outcome: TrialOutcome) -> records.RunRecord:
-    """A trial's child run: its values as params, the objective metrics, its Optuna state; its
-    tags as a job's run has them (`records.record_tags`: the user's, MLflow's, the host's)."""
-    trial = outcome.trial
-    job = records.Job(
-        overrides=[f"{key}={value}" for key, value in trial.params.items()],
-        choices=study_run.choices,
-        parent_run_id=study_run.run_id,
-        number=trial.number,
-        swept=study_run.swept,
-    )
-    tags = {
-        **records.record_tags(job, study_run.tags),
-        SEARCH_TAG: study_run.run_id,
-        "optuna.trial.number": str(trial.number),
-        "optuna.trial.state": trial.state.name,
-    }
-    if "success_rate" in outcome.metrics:
-        tags[records.COLOUR_TAG] = records.outcome_colour(outcome.metrics["success_rate"])
-    failed = outcome.error is not None
-    return records.RunRecord(
-        job_number=trial.number,
-        name=trial_name(trial.number, trial.params),
-        tags=tags,
-        params={
-            **study_run.params,
-            **{key: redact(str(value)) for key, value in trial.params.items()},
-        },
-        status=records.FAILED if failed else records.FINISHED,
-        result_tags=records.error_tags(outcome.error) if failed else {},
-        outcome=outcome.metrics,
-        start_time=_ms(trial.datetime_start),
-        end_time=_ms(trial.datetime_complete),
-    )
-
-
-def log_trials(study_run: "StudyRun", outcomes: list[TrialOutcome]) -> dict[int, str]:
-    """Write a batch's trials as child runs (through the store's seam: in bulk on an SQL
-    store), each with its `seeds.csv`."""
-    run_ids = child_store(study_run.client.tracking_uri).write_all(
-        study_run.experiment_id, [trial_record(study_run, outcome) for outcome in outcomes]
-    )
-    for outcome in outcomes:
-        if outcome.seeds:
-            study_run.client.log_text(
-                run_ids[outcome.trial.number], seeds_csv(outcome.seeds), SEEDS_FILE
-            )
-    return run_ids
-
-
-def _ms(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
 
 
 def seeds_csv(seeds: list[JobResult]) -> str:

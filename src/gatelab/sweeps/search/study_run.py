@@ -2,16 +2,18 @@
 trial, the best, Optuna's figures) with the answer said last on the console."""
 
 import logging
+from datetime import datetime
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gatelab.redaction import redact
 from gatelab.sweeps.search.records import (
+    SEARCH_TAG,
     SEEDS_FILE,
     TRIALS_FILE,
     TrialOutcome,
-    log_trials,
+    seeds_csv,
     trial_name,
 )
 from gatelab.sweeps.search.study import Settings
@@ -19,6 +21,7 @@ from gatelab.sweeps.search.trials import no_best_line, scored_best
 from gatelab.sweeps.sweep_run import SweepRun
 from gatelab.sweeps.sweeper import Timings
 from gatelab.tracking import records, store
+from gatelab.tracking.children import child_store
 from gatelab.views.study_figures import FIGURE_PNG, close, study_figures
 
 log = logging.getLogger(__name__)
@@ -132,3 +135,57 @@ def description(
         lines.append(f"- best: {trial_name(trial.number, trial.params)}: {values}")
     lines += ["", f"Every trial: `{TRIALS_FILE}`; each trial's seeds: its `{SEEDS_FILE}`."]
     return "\n".join(lines)
+
+
+def trial_record(study_run: StudyRun, outcome: TrialOutcome) -> records.RunRecord:
+    """A trial's child run: its values as params, the objective metrics, its Optuna state; its
+    tags as a job's run has them (`records.record_tags`: the user's, MLflow's, the host's)."""
+    trial = outcome.trial
+    job = records.Job(
+        overrides=[f"{key}={value}" for key, value in trial.params.items()],
+        choices=study_run.choices,
+        parent_run_id=study_run.run_id,
+        number=trial.number,
+        swept=study_run.swept,
+    )
+    tags = {
+        **records.record_tags(job, study_run.tags),
+        SEARCH_TAG: study_run.run_id,
+        "optuna.trial.number": str(trial.number),
+        "optuna.trial.state": trial.state.name,
+    }
+    if "success_rate" in outcome.metrics:
+        tags[records.COLOUR_TAG] = records.outcome_colour(outcome.metrics["success_rate"])
+    failed = outcome.error is not None
+    return records.RunRecord(
+        job_number=trial.number,
+        name=trial_name(trial.number, trial.params),
+        tags=tags,
+        params={
+            **study_run.params,
+            **{key: redact(str(value)) for key, value in trial.params.items()},
+        },
+        status=records.FAILED if failed else records.FINISHED,
+        result_tags=records.error_tags(outcome.error) if failed else {},
+        outcome=outcome.metrics,
+        start_time=_ms(trial.datetime_start),
+        end_time=_ms(trial.datetime_complete),
+    )
+
+
+def log_trials(study_run: StudyRun, outcomes: list[TrialOutcome]) -> dict[int, str]:
+    """Write a batch's trials as child runs (through the store's seam: in bulk on an SQL
+    store), each with its `seeds.csv`."""
+    run_ids = child_store(study_run.client.tracking_uri).write_all(
+        study_run.experiment_id, [trial_record(study_run, outcome) for outcome in outcomes]
+    )
+    for outcome in outcomes:
+        if outcome.seeds:
+            study_run.client.log_text(
+                run_ids[outcome.trial.number], seeds_csv(outcome.seeds), SEEDS_FILE
+            )
+    return run_ids
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
