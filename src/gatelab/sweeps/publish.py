@@ -13,6 +13,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from gatelab.plane import BoundaryView
+from gatelab.sweeps.intervals import wilson_interval
 from gatelab.sweeps.results import JobArrays
 from gatelab.sweeps.summary import (
     CELL_GALLERY_JOBS,
@@ -28,7 +29,7 @@ from gatelab.sweeps.summary import (
     stopped_line,
     success_counts,
     success_grid,
-    summary_row,
+    summary_rows,
     sweep_metrics,
     sweep_status,
 )
@@ -69,7 +70,7 @@ class ParentRun:
 def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = False) -> Path:
     """Print the summary, write it as CSV in the sweep folder, log it with its figures, and
     give each cell its numbers and figures and end it; return the CSV's path."""
-    rows = [summary_row(result, parent.swept) for result in results]
+    rows = summary_rows(results, parent.swept)
     parent.sweep_dir.mkdir(parents=True, exist_ok=True)
     summary_path = parent.sweep_dir / SUMMARY_FILE
     with summary_path.open("w", newline="") as file:
@@ -159,13 +160,16 @@ def figures(
     pngs = {}
     for key in compared:
         values, solved, jobs = success_counts(results, key)
+        bounds = [wilson_interval(count, total) for count, total in zip(solved, jobs, strict=True)]
         pngs[f"success_rate_by_{key}.png"] = sweep_figures.success_rate_bars(
-            values, solved, jobs, key
+            values, solved, jobs, key, [(bound.low, bound.high) for bound in bounds if bound]
         )
     if len(compared) >= 2:
-        rows, columns, rates = success_grid(results, compared[0], compared[1])
+        rows, columns, rates, intervals = success_grid(results, compared[0], compared[1])
         name = f"success_rate_{compared[0]}_x_{compared[1]}.png"
-        pngs[name] = sweep_figures.success_heatmap(rows, columns, rates, compared[0], compared[1])
+        pngs[name] = sweep_figures.success_heatmap(
+            rows, columns, rates, compared[0], compared[1], intervals
+        )
     colour_key = (
         "optimizer.learning_rate"
         if "optimizer.learning_rate" in compared

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from gatelab.history import SOLVED_THRESHOLD
+from gatelab.sweeps.intervals import wilson_interval
 from gatelab.tracking.naming import child_run_name, metric_key, short_keys
 from gatelab.tracking.statuses import FAILED, FINISHED, KILLED, RUNNING
 
@@ -66,9 +67,15 @@ def numeric_first(value: str) -> tuple:
         return (1, 0.0, value)
 
 
-def summary_row(result: JobResult, swept: list[str]) -> dict[str, Any]:
-    """A job's line of the summary: swept values and results first, names and ids last."""
-    return {
+def summary_row(
+    result: JobResult, swept: list[str], cell: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """A job's line of the summary: swept values and results first, names and ids last.
+
+    Args:
+        cell: the `group_metrics` of the job's cell, whose success rate and interval it shows.
+    """
+    row = {
         "job": result.number,
         **{key: result.values.get(key, "") for key in swept},
         "solved": int(result.solved),
@@ -76,16 +83,34 @@ def summary_row(result: JobResult, swept: list[str]) -> dict[str, Any]:
         "loss": f"{result.loss:.6g}",
         "epochs_to_solve": result.epochs_to_solve if result.epochs_to_solve else "",
         "status": result.status,
-        "run_name": result.name,
-        "overrides": result.overrides,
-        "run_id": result.run_id,
     }
+    if cell is not None:
+        row |= {f"cell_{key}": cell.get(key, "") for key in CELL_COLUMNS}
+    return row | {"run_name": result.name, "overrides": result.overrides, "run_id": result.run_id}
+
+
+# What a job's row repeats of its cell: the answer, beside each of the seeds it is made of.
+CELL_COLUMNS = ("success_rate", "success_rate_ci_low", "success_rate_ci_high")
+
+
+def summary_rows(results: list[JobResult], swept: list[str]) -> list[dict[str, Any]]:
+    """`sweep_summary.csv`'s rows, in job order; with cells, each with its cell's success rate
+    and 95% interval (`cell_success_rate`, `cell_success_rate_ci_low`, `_high`)."""
+    cell_of = {
+        id(job): metrics
+        for jobs in cells_of(results, swept).values()
+        for metrics in [group_metrics(jobs)]
+        for job in jobs
+    }
+    return [summary_row(result, swept, cell_of.get(id(result))) for result in results]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no jobs)"
-    columns = [column for column in rows[0] if column not in ("run_name", "overrides", "run_id")]
+    # The console's per-cell lines say the cells' numbers once, not once per seed.
+    hidden = ("run_name", "overrides", "run_id", *(f"cell_{key}" for key in CELL_COLUMNS))
+    columns = [column for column in rows[0] if column not in hidden]
     widths = {
         column: max(len(column), *(len(str(row[column])) for row in rows)) for column in columns
     }
@@ -146,13 +171,15 @@ def cells_of(results: list[JobResult], swept: list[str]) -> dict[str, list[JobRe
 
 
 def group_metrics(results: list[JobResult]) -> dict[str, float]:
-    """A group of jobs' numbers: jobs, solved jobs, success rate, the median and quartiles of
+    """A group of jobs' numbers: jobs, solved jobs, success rate and its 95% interval
+    (`success_rate_ci_low`, `_high`; none without jobs), the median and quartiles of
     `epochs_to_solve` over the solved jobs, and the median final loss."""
     solved = [result for result in results if result.solved]
     metrics = {
         "jobs": float(len(results)),
         "solved_jobs": float(len(solved)),
         "success_rate": round(len(solved) / len(results), 4) if results else 0.0,
+        **interval_metrics(len(solved), len(results)),
     }
     epochs = [result.epochs_to_solve for result in solved if result.epochs_to_solve]
     if epochs:
@@ -183,14 +210,40 @@ def sweep_metrics(results: list[JobResult], swept: list[str]) -> dict[str, float
         for value, solved_jobs, total in zip(values, solved_counts, jobs, strict=True):
             name = metric_key(f"success_rate/{names[key]}_{value}")
             metrics[name] = round(solved_jobs / total, 4)
+            for bound, number in interval_metrics(solved_jobs, total).items():
+                metrics[metric_key(f"{bound}/{names[key]}_{value}")] = number
     return metrics
 
 
+def interval_metrics(solved: int, total: int) -> dict[str, float]:
+    """`success_rate_ci_low` and `success_rate_ci_high`, Wilson's 95% interval of `solved` of
+    `total` to 4 digits as `success_rate` is; none when `total` is 0."""
+    interval = wilson_interval(solved, total)
+    if interval is None:
+        return {}
+    return {
+        "success_rate_ci_low": round(interval.low, 4),
+        "success_rate_ci_high": round(interval.high, 4),
+    }
+
+
+def rate_with_interval(solved: int, total: int, rate: float | None = None) -> str:
+    """`0.9, 95% CI 0.60-0.98`: a success rate and its interval (the rate alone without jobs).
+
+    Args:
+        rate: the rate as shown elsewhere (a metric, rounded); `solved / total` if None.
+    """
+    interval = wilson_interval(solved, total)
+    shown = f"{rate if rate is not None else solved / total if total else 0.0:.4g}"
+    return f"{shown}, 95% CI {interval.text()}" if interval else shown
+
+
 def outcome_line(metrics: dict[str, float]) -> str:
-    """`solved 11/15 jobs (0.7333); epochs_to_solve over solved: median 640, quartiles 420-900`."""
+    """`solved 9/10 jobs (0.9, 95% CI 0.60-0.98); epochs_to_solve over the solved: median 640,
+    quartiles 420-900`."""
+    solved, jobs = int(metrics["solved_jobs"]), int(metrics["jobs"])
     line = (
-        f"solved {int(metrics['solved_jobs'])}/{int(metrics['jobs'])} jobs "
-        f"({metrics['success_rate']:g})"
+        f"solved {solved}/{jobs} jobs ({rate_with_interval(solved, jobs, metrics['success_rate'])})"
     )
     if "epochs_to_solve_median" in metrics:
         line += (
@@ -223,6 +276,22 @@ def console_summary(rows: list[dict[str, Any]], lines: list[str], csv_path: str)
     return text
 
 
+ANSWER_HEADER = "| {what} | solved | success rate | 95% CI | median epochs_to_solve |"
+ANSWER_RULE = "|---|---|---|---|---|"
+HOW_SURE = (
+    "95% CI: Wilson's 95% interval of the success rate, from the solved and total counts: the "
+    "rates over many more seeds that these counts are consistent with. Two rows whose intervals "
+    "overlap are not told apart by these seeds; more seeds narrow them."
+)
+
+
+def answer_row(label: str, solved: int, total: int, median: str) -> str:
+    """A row of the answer table: `| lr=0.5 | 9/10 | 0.90 | 0.60-0.98 | 288 |`."""
+    interval = wilson_interval(solved, total)
+    rate, shown = (f"{solved / total:.2f}", interval.text()) if interval else ("-", "-")
+    return f"| {label} | {solved}/{total} | {rate} | {shown} | {median} |"
+
+
 def description(
     results: list[JobResult],
     swept: list[str],
@@ -238,21 +307,16 @@ def description(
         f"(solved: every output on the right side of {SOLVED_THRESHOLD}).",
     ]
     if cells:
-        lines += [
-            "",
-            "| cell | solved | success rate | median epochs_to_solve |",
-            "|---|---|---|---|",
-        ]
+        lines += ["", ANSWER_HEADER.format(what="cell"), ANSWER_RULE]
         for name, jobs in cells.items():
             cell = group_metrics(jobs)
             median = (
                 f"{cell['epochs_to_solve_median']:g}" if "epochs_to_solve_median" in cell else "-"
             )
-            lines.append(
-                f"| {name} | {int(cell['solved_jobs'])}/{int(cell['jobs'])} "
-                f"| {cell['success_rate']:.2f} | {median} |"
-            )
+            lines.append(answer_row(name, int(cell["solved_jobs"]), int(cell["jobs"]), median))
         lines += [
+            "",
+            HOW_SURE,
             "",
             "Each cell is a run, child of this one, holding these numbers: "
             f"[open the cells]({link}) and chart `success_rate` in the Chart view, one bar per "
@@ -262,8 +326,7 @@ def description(
         ]
     for key in [key for key in swept if key != SEED_KEY and not cells]:
         values, solved, jobs = success_counts(results, key)
-        lines += ["", f"| `{key}` | solved | success rate | median epochs_to_solve |"]
-        lines.append("|---|---|---|---|")
+        lines += ["", ANSWER_HEADER.format(what=f"`{key}`"), ANSWER_RULE]
         for value, count, total in zip(values, solved, jobs, strict=True):
             epochs = [
                 result.epochs_to_solve
@@ -271,7 +334,9 @@ def description(
                 if result.values[key] == value and result.solved and result.epochs_to_solve
             ]
             median = f"{np.median(epochs):g}" if epochs else "-"
-            lines.append(f"| {value} | {count}/{total} | {count / total:.2f} | {median} |")
+            lines.append(answer_row(value, count, total, median))
+    if not cells and any(key != SEED_KEY for key in swept):
+        lines += ["", HOW_SURE]
     solved = [result for result in results if result.solved and result.epochs_to_solve]
     if solved:
         best = min(solved, key=lambda result: result.epochs_to_solve)
@@ -297,10 +362,13 @@ def description(
 
 def success_grid(
     results: list[JobResult], row_key: str, column_key: str
-) -> tuple[list[str], list[str], np.ndarray]:
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """The success rate of every pair of values of two keys (NaN where none ran), and its 95%
+    interval: (rows, columns, 2) lows and highs."""
     rows = distinct_values(results, row_key)
     columns = distinct_values(results, column_key)
     rates = np.full((len(rows), len(columns)), np.nan)
+    intervals = np.full((len(rows), len(columns), 2), np.nan)
     for i, row in enumerate(rows):
         for j, column in enumerate(columns):
             cell = [
@@ -310,4 +378,6 @@ def success_grid(
             ]
             if cell:
                 rates[i, j] = np.mean(cell)
-    return rows, columns, rates
+                interval = wilson_interval(sum(cell), len(cell))
+                intervals[i, j] = (interval.low, interval.high)
+    return rows, columns, rates, intervals

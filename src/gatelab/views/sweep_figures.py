@@ -19,16 +19,45 @@ from gatelab.views.run_figures import (
 
 
 def success_rate_bars(
-    values: list[str], solved: list[int], jobs: list[int], parameter: str
+    values: list[str],
+    solved: list[int],
+    jobs: list[int],
+    parameter: str,
+    intervals: list[tuple[float, float]] | None = None,
 ) -> Figure:
-    """Fraction of jobs reaching 100% accuracy for each value of a swept parameter, as k/n."""
-    figure = new_figure(6, 4)
+    """Fraction of jobs reaching 100% accuracy for each value of a swept parameter, as k/n,
+    with its 95% interval as an error bar.
+
+    Args:
+        intervals: each value's (low, high) 95% interval of its rate; no error bars if None.
+    """
+    figure = new_figure(max(6.0, 0.9 * len(values) + 1.5), 4.2)
     axes = figure.subplots()
     rates = [k / n if n else 0.0 for k, n in zip(solved, jobs, strict=True)]
-    bars = axes.bar(range(len(values)), rates)
-    axes.bar_label(bars, [f"{k}/{n}" for k, n in zip(solved, jobs, strict=True)], padding=2)
-    axes.set_xticks(range(len(values)), values, rotation=45 if len(values) > 6 else 0)
-    axes.set_ylim(0, 1.1)
+    positions = np.arange(len(values))
+    axes.bar(positions, rates, color="#6baed6", edgecolor="#2171b5")
+    tops = rates
+    if intervals is not None:
+        lows, highs = (np.array(bound, dtype=float) for bound in zip(*intervals, strict=True))
+        below, above = np.array(rates) - lows, highs - np.array(rates)
+        axes.errorbar(
+            positions,
+            rates,
+            yerr=[below, above],
+            fmt="none",
+            ecolor="black",
+            elinewidth=1.4,
+            capsize=6,
+            label="95% interval (Wilson)",
+        )
+        tops = list(highs)
+        axes.legend(loc="upper left", fontsize="small", frameon=False)
+    for position, top, k, n in zip(positions, tops, solved, jobs, strict=True):
+        axes.text(position, top + 0.02, f"{k}/{n}", ha="center", va="bottom", fontsize=9)
+    axes.set_xticks(positions, values, rotation=45 if len(values) > 6 else 0)
+    axes.set_ylim(0, 1.18)
+    axes.set_yticks(np.linspace(0, 1, 6))
+    axes.grid(alpha=0.3, axis="y")
     axes.set_xlabel(parameter)
     axes.set_ylabel("success rate (accuracy 1.0)")
     axes.set_title(f"success rate by {parameter}: {sum(solved)}/{sum(jobs)} jobs solved")
@@ -70,9 +99,15 @@ def success_heatmap(
     rates: np.ndarray,
     row_parameter: str,
     column_parameter: str,
+    intervals: np.ndarray | None = None,
 ) -> Figure:
-    """Success rate for every pair of values of two swept parameters."""
-    figure = new_figure(1.2 * len(columns) + 3, 0.6 * len(rows) + 2.5)
+    """Success rate for every pair of values of two swept parameters.
+
+    Args:
+        intervals: each pair's 95% interval, (rows, columns, 2) lows and highs; written under
+            its rate if given.
+    """
+    figure = new_figure(1.3 * len(columns) + 3, 0.7 * len(rows) + 2.5)
     axes = figure.subplots()
     image = axes.imshow(rates, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     axes.set_xticks(range(len(columns)), columns, rotation=45 if len(columns) > 6 else 0)
@@ -81,16 +116,21 @@ def success_heatmap(
     axes.set_ylabel(row_parameter)
     for (i, j), rate in np.ndenumerate(rates):
         if np.isfinite(rate):
+            text = f"{rate:.2f}"
+            if intervals is not None and np.all(np.isfinite(intervals[i, j])):
+                text += f"\n({intervals[i, j, 0]:.2f}-{intervals[i, j, 1]:.2f})"
             axes.text(
                 j,
                 i,
-                f"{rate:.2f}",
+                text,
                 ha="center",
                 va="center",
+                fontsize=9,
                 color="white" if rate < 0.5 else "black",
             )
     figure.colorbar(image, ax=axes, label="success rate")
-    axes.set_title("success rate")
+    title = "success rate" + (" (95% interval)" if intervals is not None else "")
+    axes.set_title(title)
     figure.tight_layout()
     return figure
 

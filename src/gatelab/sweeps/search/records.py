@@ -9,11 +9,14 @@ store's child seam (`tracking.children`: in bulk on an SQL store); its seed memb
 import csv
 import io
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from optuna.trial import FrozenTrial
 
 from gatelab.redaction import redact
+from gatelab.sweeps.intervals import Interval, wilson_interval
 from gatelab.sweeps.search.space import SearchSpace
 from gatelab.sweeps.search.study import Settings
 from gatelab.sweeps.summary import JobResult
@@ -37,6 +40,34 @@ def trial_name(number: int, values: dict[str, object]) -> str:
 
 def _short(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def seed_counts(numbers: Mapping[str, Any]) -> tuple[int, int] | None:
+    """A trial's solved and total seeds, from its metrics or its Optuna user attributes (both
+    hold `solved_jobs` and `jobs`); None when it has neither."""
+    if "solved_jobs" in numbers and "jobs" in numbers:
+        return int(numbers["solved_jobs"]), int(numbers["jobs"])
+    return None
+
+
+def seed_interval(numbers: Mapping[str, Any]) -> Interval | None:
+    """The 95% interval of a trial's success rate over its seeds (`seed_counts`)."""
+    counts = seed_counts(numbers)
+    return wilson_interval(*counts) if counts else None
+
+
+def trial_line(number: int, values: dict[str, object], metrics: dict[str, float]) -> str:
+    """A scored trial on the console:
+    `trial 7 lr=1.44: success_rate 0.84 (95% CI 0.76-0.90), 84/100 seeds solved`."""
+    name = trial_name(number, values)
+    counts, interval = seed_counts(metrics), seed_interval(metrics)
+    if counts is None or interval is None:
+        return f"{name}: no seed recorded"
+    solved, total = counts
+    return (
+        f"{name}: success_rate {solved / total:.4g} (95% CI {interval.text()}), "
+        f"{solved}/{total} seeds solved"
+    )
 
 
 def study_params(study_name: str, settings: Settings, space: SearchSpace) -> dict[str, str]:
