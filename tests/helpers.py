@@ -4,6 +4,7 @@ One module of helpers; test modules import from here, never from each other.
 """
 
 import csv
+import json
 import os
 import pwd
 import shutil
@@ -547,3 +548,20 @@ def comparable_run(run: Run) -> dict:
             for item in run.inputs.dataset_inputs
         ],
     }
+
+
+def assert_opens_children(client, console: str, parent) -> None:
+    """`console` links to the view `links.share_children_view` keeps for `parent`'s children:
+    only them, one row each (not folded under the parent), every one in the charts."""
+    experiment_id, run_id = parent.info.experiment_id, parent.info.run_id
+    assert (
+        f"/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        f"&viewStateShareKey={run_id}&compareRunsMode=CHART"
+    ) in console
+    tags = client.get_experiment(experiment_id).tags
+    view = json.loads(tags[f"mlflow.sharedViewState.{run_id}"])
+    assert view["searchFilter"] == f'tags.mlflow.parentRunId = "{run_id}"'
+    # Sorted by the start time (or not at all), MLflow fetches the parent and folds them.
+    assert view["orderByKey"] == "metrics.`success_rate`" and not view["orderByAsc"]
+    assert view["runsHiddenMode"] == "SHOW_ALL"
+    assert view["compareRunCharts"][0]["metricKey"] == "success_rate"

@@ -15,7 +15,7 @@ from tests.helpers import PYTHON
 
 # The experiment of its own that a sweep of 101 jobs in multirun/2026-01-02/03-04-05 gets
 # (`sweep_experiment`, whose names tests/sweeps/test_cells.py checks).
-BIG_SWEEP = "gatelab sweep 2026-01-02 03-04-05"
+BIG_SWEEP = "gatelab sweep seed (101 jobs) 2026-01-02 03-04-05"
 
 
 def dead_process_tags() -> dict[str, str]:

@@ -14,12 +14,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-# `scheme://user:password@host` and secret-looking query values (`?token=...`, `&password=...`).
+# `scheme://user:password@host` and secret-looking query values (`?token=...`, `&password=...`),
+# but not the MLflow UI's `viewStateShareKey`, the name of a view (a run id), which links need.
 # Greedy up to the last `@` of the authority: a password may hold an unescaped `@`. Hydra
 # escapes `:` in the overrides it logs and in `override_dirname` (`http\://user\:pw@`).
 _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*\\*://)[^/?#\s'\"]*@")
 _SECRET_QUERY = re.compile(
-    r"([?&;][^=&\s'\"]*(?:token|password|passwd|pwd|secret|key|auth|signature|sig|credential)"
+    r"([?&;](?!viewStateShareKey=)[^=&\s'\"]*(?:token|password|passwd|pwd|secret|key|auth|signature|sig|credential)"
     r"[^=&\s'\"]*=)[^&\s'\",]*",
     re.IGNORECASE,
 )

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from gatelab.sweeps.cells import cell_name, planned_cells
+from gatelab.sweeps.own_experiment import sweep_experiment
 from gatelab.sweeps.sweep_folder import Sweep
-from gatelab.sweeps.sweep_run import sweep_experiment
 
 
 def test_the_cells_are_each_combination_of_the_values_other_than_the_seed():
@@ -37,8 +37,17 @@ def test_a_job_finds_its_cells_run_by_the_cell_name_of_its_overrides():
 
 def test_a_sweep_larger_than_a_page_of_the_runs_table_gets_an_experiment_of_its_own():
     folder = Path("multirun/2026-12-03/18-50-01")
-    assert sweep_experiment("gatelab", folder, 100, 100) == "gatelab"
-    assert sweep_experiment("gatelab", folder, 101, 100) == "gatelab sweep 2026-12-03 18-50-01"
+    swept = ["seed", "optimizer.learning_rate"]
+    assert sweep_experiment("gatelab", folder, swept, 100, 100) == "gatelab"
+    # Its name says what was swept and how many jobs; the folder's time makes it unique.
+    assert (
+        sweep_experiment("gatelab", folder, swept, 101, 100)
+        == "gatelab sweep seed x lr (101 jobs) 2026-12-03 18-50-01"
+    )
     # Uncountable (a glob of options) or no limit: the experiment itself.
-    assert sweep_experiment("gatelab", folder, None, 100) == "gatelab"
-    assert sweep_experiment("gatelab", folder, 10_000, None) == "gatelab"
+    assert sweep_experiment("gatelab", folder, swept, None, 100) == "gatelab"
+    assert sweep_experiment("gatelab", folder, swept, 10_000, None) == "gatelab"
+    # However many keys are swept, the name fits MLflow's limit and keeps its time.
+    many = [f"model.key_{number}" for number in range(60)]
+    long = sweep_experiment("gatelab", folder, many, 10_000, 100)
+    assert len(long) <= 256 and long.endswith(" 2026-12-03 18-50-01")

@@ -13,6 +13,7 @@ from tests.helpers import (
     SEEDS_BY_RATES,
     TRAIN_SCRIPT,
     USER_TAGS,
+    assert_opens_children,
     cells_of,
     runs_of,
     statuses_in_a_copy_of_the_store_file,
@@ -143,7 +144,7 @@ def test_runs_are_named_by_what_differs_and_tagged_as_the_config_says(two_by_two
 @pytest.mark.slow
 def test_the_parent_logs_fixed_settings_rates_per_cell_and_a_description(two_by_two):
     workdir, result = two_by_two
-    _, (parent,), children = runs_of(workdir)
+    client, (parent,), children = runs_of(workdir)
     cells = {cell.info.run_name: cell for cell in cells_of(workdir)}
     # Its params are what every job shares; a swept key is a param of each child instead.
     assert parent.data.params["trainer.epochs"] == "300"
@@ -168,11 +169,7 @@ def test_the_parent_logs_fixed_settings_rates_per_cell_and_a_description(two_by_
     output = result.stdout + result.stderr
     assert "success rate per cell:\nlr=0.1: solved " in output
     assert "then open this sweep's cells at" in output
-    link = (
-        f"/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
-        f"&searchFilter=tags.mlflow.parentRunId%20%3D%20%22{parent.info.run_id}%22"
-    )
-    assert link in result.stdout + result.stderr
+    assert_opens_children(client, output, parent)
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ from gatelab.sweeps.summary import (
     sweep_status,
 )
 from gatelab.sweeps.sweep_folder import SweepArrays
-from gatelab.tracking.links import runs_url, sweep_filter
+from gatelab.tracking.links import children_url
 from gatelab.tracking.records import COLOUR_TAG, outcome_colour
 from gatelab.views import sweep_figures
 from gatelab.views.sweep_figures import Panel
@@ -91,7 +91,7 @@ def publish(parent: ParentRun, results: list[JobResult], interrupted: bool = Fal
         log.warning("%s", stopped)
     log_metrics(parent.client, parent.run_id, metrics)
     experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
-    link = runs_url(experiment_id, sweep_filter(parent.run_id))
+    link = children_url(experiment_id, parent.run_id)
     text = description(results, parent.swept, metrics, parent.run_id, parent.command, link)
     parent.client.set_tag(
         parent.run_id, "mlflow.note.content", f"**{stopped}**\n\n{text}" if stopped else text

@@ -25,13 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gatelab.config import validate
 from gatelab.config.checks import refuse_swept_tracking
-from gatelab.config.schemas import MAX_EXPERIMENT_NAME_LENGTH
 from gatelab.errors import one_line
 from gatelab.redaction import redact
-from gatelab.sweeps import resume, sweep_folder
+from gatelab.sweeps import own_experiment, resume, sweep_folder
 from gatelab.tracking import records, store
 from gatelab.tracking.experiment import configure
-from gatelab.tracking.links import runs_url, sweep_filter, ui_command
+from gatelab.tracking.links import children_url, share_children_view, ui_command
 from gatelab.tracking.naming import overrides_text, user_tags, valid_tags
 from gatelab.tracking.statuses import FAILED, FINISHED, KILLED, RUNNING
 
@@ -71,6 +70,9 @@ class SweepRun:
         self.cells = cells or {}
         # Jobs an earlier run of this sweep's folder finished, with their final loss.
         self.finished = finished or {}
+        # The run that points to this sweep from the config's experiment, when the sweep has
+        # an experiment of its own (`sweeps.own_experiment`).
+        self.pointer: str | None = None
 
     @classmethod
     def open(
@@ -98,8 +100,12 @@ class SweepRun:
         cls.check(config, swept)
         overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         sweep_dir = Path(config.hydra.sweep.dir).absolute()
-        experiment = sweep_experiment(
-            config.tracking.experiment, sweep_dir, planned, config.tracking.own_experiment_above
+        experiment = own_experiment.sweep_experiment(
+            config.tracking.experiment,
+            sweep_dir,
+            swept,
+            planned,
+            config.tracking.own_experiment_above,
         )
         experiment_id = configure(config.tracking.uri, experiment)
         client = MlflowClient()
@@ -125,6 +131,7 @@ class SweepRun:
                 finished=resumed.finished,
                 **folder_kwargs,
             )
+            share_children_view(client, sweep.experiment_id, sweep.run_id, answer_params(swept))
         else:
             run = client.create_run(
                 experiment_id,
@@ -144,10 +151,18 @@ class SweepRun:
                     sweep.run_id,
                     params=[Param(key, redact(value)) for key, value in params.items()],
                 )
+                # What the link printed last opens: its children, one bar each, best first.
+                share_children_view(client, experiment_id, sweep.run_id, answer_params(swept))
+                if experiment != config.tracking.experiment:
+                    own_experiment.describe(client, experiment_id, sweep.run_id, planned)
                 sweep_folder.record_parent_run_id(sweep_dir, sweep.run_id)
             except Exception as error:
                 sweep.fail(error)
                 raise
+        if experiment != config.tracking.experiment:
+            sweep.pointer = own_experiment.open_pointer(
+                client, config.tracking.experiment, experiment, sweep.run_id, shared
+            )
         os.environ[sweep_folder.PARENT_RUN_ENV] = sweep.run_id
         _open_sweeps.append(sweep)
         return sweep
@@ -164,8 +179,8 @@ class SweepRun:
 
     @property
     def link(self) -> str:
-        """The UI's address of this sweep's children."""
-        return runs_url(self.experiment_id, sweep_filter(self.run_id))
+        """The UI's address of this sweep's children, as `share_children_view` shows them."""
+        return children_url(self.experiment_id, self.run_id)
 
     def summarise(self, interrupted: bool, error: BaseException | None) -> tuple[str, str]:
         """Publish the sweep's summary; return the parent's final status and the line that
@@ -215,6 +230,8 @@ class SweepRun:
             status = FAILED  # every job it ran ended well, but it did not run them all
         if not self._end_open(status, error):
             return
+        if self.pointer is not None:
+            own_experiment.tell_pointer(self.client, self.pointer, self.run_id)
         log.info(
             "sweep run %s; %s; to compare: %s, then open %s at %s",
             self.run_id,
@@ -247,7 +264,8 @@ class SweepRun:
         """
         left: list[str] = []
         refusal: BaseException | None = None
-        for run_id in [*self.cells.values(), self.run_id]:
+        pointer = [self.pointer] if self.pointer is not None else []
+        for run_id in [*self.cells.values(), self.run_id, *pointer]:
             try:
                 ended = self.client.get_run(run_id).info.status == RUNNING
                 if ended:
@@ -326,19 +344,9 @@ def store_reason(error: BaseException | None) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def sweep_experiment(
-    experiment: str, sweep_dir: Path, jobs: int | None, own_experiment_above: int | None
-) -> str:
-    """`experiment`, or for a sweep of more jobs than `own_experiment_above` one of its own.
-
-    A page of MLflow's runs table is 100 runs, children included: a sweep of thousands would
-    page every other run of its experiment out of sight.
-    """
-    if own_experiment_above is None or jobs is None or jobs <= own_experiment_above:
-        return experiment
-    # No `/`: the UI's breadcrumb would show only what follows it.
-    name = f"{experiment} sweep {sweep_dir.parent.name} {sweep_dir.name}"
-    return name[:MAX_EXPERIMENT_NAME_LENGTH]
+def answer_params(swept: list[str]) -> list[str]:
+    """The swept keys a sweep's children differ by: not `seed`, the seeds a cell counts over."""
+    return [key for key in swept if key != "seed"]
 
 
 _open_sweeps: list[SweepRun] = []

@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gatelab.tracking.store import HOST_TAG, PID_TAG
-from tests.helpers import run_train
+from tests.helpers import assert_opens_children, run_train
 
 SEARCH = [
     "-m",
@@ -45,7 +45,8 @@ def test_a_search_tags_its_study_and_trials_as_every_sweep_and_ends_with_its_ans
     best = study.data.tags["optuna.best_trial"]
     assert f"sweep run {study.info.run_id}; best trial {best} lr=" in last
     assert f"success_rate {study.data.metrics['best_success_rate']:.4g}" in last
-    assert last.endswith(f"%22{study.info.run_id}%22")
+    assert last.endswith(f"viewStateShareKey={study.info.run_id}&compareRunsMode=CHART")
+    assert_opens_children(client, last, study)
 
 
 @pytest.mark.slow
