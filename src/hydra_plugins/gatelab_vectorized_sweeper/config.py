@@ -19,6 +19,11 @@ class VectorizedSweeperConf:
     # train, or every job of an app that is not gatelab's) go in batches of at most this many
     # consecutive jobs; null: all at once.
     max_batch_size: int | None = None
+    # Shards a population is cut into, each one job of the configured hydra/launcher (joblib:
+    # side by side; submitit_slurm: one SLURM job each), writing its children into the shared
+    # store; 1: every population trains in this process. Named as Optuna's and Hydra's counts
+    # (n_trials, n_jobs); not n_jobs, which in a sweep means its grid's jobs (max_jobs).
+    n_shards: int = 1
 
 
 ConfigStore.instance().store(

@@ -17,11 +17,13 @@ class VectorizedSweeper(Sweeper):
         max_jobs: int = 100_000,
         runs_per_transaction: int = 500,
         max_batch_size: int | None = None,
+        n_shards: int = 1,
     ):
         self.params = params
         self.max_jobs = max_jobs
         self.runs_per_transaction = runs_per_transaction
         self.max_batch_size = max_batch_size
+        self.n_shards = n_shards
         self.sweeper: Any = None  # set by `setup`: gatelab's, or Hydra's basic sweeper
 
     @staticmethod
@@ -34,6 +36,7 @@ class VectorizedSweeper(Sweeper):
             max_jobs=settings.max_jobs,
             runs_per_transaction=settings.runs_per_transaction,
             max_batch_size=settings.max_batch_size,
+            n_shards=settings.n_shards,
         )
 
     def setup(
@@ -52,6 +55,7 @@ class VectorizedSweeper(Sweeper):
                 max_jobs=self.max_jobs,
                 runs_per_transaction=self.runs_per_transaction,
                 max_batch_size=self.max_batch_size,
+                n_shards=self.n_shards,
             )
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 

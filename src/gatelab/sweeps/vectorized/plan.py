@@ -126,12 +126,18 @@ def value_only(overrides: list[Override], keys: tuple[str, ...]) -> set[str]:
 
 
 def estimate(
-    plan: Plan, composed: dict[tuple[str, ...], DictConfig], skipped: int, store: ChildStore
+    plan: Plan,
+    composed: dict[tuple[str, ...], DictConfig],
+    skipped: int,
+    store: ChildStore,
+    n_shards: int = 1,
+    launcher: str = "basic",
 ) -> str:
     """What the sweep will take: jobs, populations, the largest one's memory, logging time (by
-    the writer of `store`, at its cost a child)."""
+    the writer of `store`, at its cost a child); with `n_shards` above 1, what a shard (a job of
+    `hydra/launcher=<launcher>`) holds and logs."""
     to_run = len(plan.jobs) - skipped
-    largest = 0
+    largest = shard_jobs = shard_weights = 0
     for structural, numbers in plan.groups.items():
         cfg = composed[structural]
         try:
@@ -140,11 +146,22 @@ def estimate(
         except Exception:  # a config that fails its jobs one by one: it holds no population
             continue
         largest = max(largest, len(numbers) * weights)
+        in_shard = -(-len(numbers) // n_shards)  # its largest shard's jobs, rounded up
+        shard_jobs = max(shard_jobs, in_shard)
+        shard_weights = max(shard_weights, in_shard * weights)
     skipped_text = f" ({skipped} finished earlier, skipped)" if skipped else ""
-    return (
+    text = (
         f"vectorized sweep: {len(plan.jobs)} jobs{skipped_text} in {len(plan.groups)} "
         f"population(s); the largest holds {largest:,} weights, about "
         f"{largest * 4 * COPIES / 1e6:,.1f} MB; logging {to_run} child runs "
         f"({store.name}) takes about {to_run * store.seconds_per_child:,.0f} s on 2 cores, "
         "plus training"
+    )
+    if n_shards == 1:
+        return text
+    return (
+        f"{text}; in {n_shards} shards a population, each a job of hydra/launcher={launcher}: "
+        f"a shard holds at most {shard_jobs} jobs, {shard_weights:,} weights, about "
+        f"{shard_weights * 4 * COPIES / 1e6:,.1f} MB, and logs them in about "
+        f"{shard_jobs * store.seconds_per_child:,.0f} s, plus its start (about 5 s) and training"
     )

@@ -2,6 +2,7 @@
 record each as the child run a per-job sweep would log (`tracking.records`)."""
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,10 +16,12 @@ from gatelab.engine import population
 from gatelab.engine.models import boundary_view, layer_weights
 from gatelab.errors import ConfigError
 from gatelab.sweeps.cells import cell_name
-from gatelab.sweeps.members import ValueChecker, train_members
+from gatelab.sweeps.members import VALUE_KEYS, ValueChecker, train_members
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.summary import CELL_GALLERY_JOBS, cell_keys
 from gatelab.sweeps.sweep_folder import LOSSES_FILE, MEMBERS_FILE, SweepArrays
+from gatelab.sweeps.sweeper import Timings
+from gatelab.sweeps.vectorized.job_folders import JobFolders
 from gatelab.tracking import children, records
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.naming import config_params, user_tags
@@ -64,6 +67,62 @@ class Recorded:
     arrays: SweepArrays = field(default_factory=SweepArrays)
     written: int = 0
     trained: int = 0
+
+
+def train_and_write(
+    cfg: DictConfig,
+    jobs: list[MemberJob],
+    progress: Progress,
+    recorded: Recorded,
+    runs_per_transaction: int,
+    timings: Timings,
+    after_training: Callable[[], None] = lambda: None,
+) -> list[JobOutcome]:
+    """A population's jobs, wherever it runs (the sweep's process, or a shard's): their folders
+    written while it trains, then each logged as a child (`run_population`).
+
+    Args:
+        cfg: the population's config, as its jobs' task function sees it.
+        after_training: called once the members are trained, before any child is written.
+    """
+    # Written while the population trains (files, then TensorFlow's threads: the two share the
+    # cores); its runs wait for them, as a child's `hydra.output_dir` is a folder that exists.
+    # "write folders" is the time they wait, if any.
+    folders = in_background(
+        JobFolders(cfg, VALUE_KEYS).write,
+        [(member.job.output_dir, member.job.overrides, member.values) for member in jobs],
+    )
+
+    def before_writing() -> None:
+        after_training()
+        with timings.timed("write folders"):
+            folders()
+
+    with timings.timed("train and log"):
+        return run_population(cfg, jobs, progress, recorded, runs_per_transaction, before_writing)
+
+
+def in_background(function: Callable[..., None], *args: Any) -> Callable[[], None]:
+    """Start `function(*args)` in a thread; the function returned waits for it and raises what
+    it raised. A daemon thread: a stopped sweep does not wait for it to end."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            function(*args)
+        except BaseException as error:  # raised in the caller's thread, by `wait`
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name=getattr(function, "__qualname__", "background"))
+    thread.daemon = True
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    return wait
 
 
 def run_population(

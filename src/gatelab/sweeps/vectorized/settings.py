@@ -10,7 +10,9 @@ sweeper, nor TensorFlow.
 from gatelab.config.checks import require
 
 
-def check_settings(*, max_jobs: int, runs_per_transaction: int, max_batch_size: int | None) -> None:
+def check_settings(
+    *, max_jobs: int, runs_per_transaction: int, max_batch_size: int | None, n_shards: int = 1
+) -> None:
     """One ConfigError naming the first setting out of range, its value and what is allowed."""
     require(
         max_jobs >= 1,
@@ -29,4 +31,10 @@ def check_settings(*, max_jobs: int, runs_per_transaction: int, max_batch_size: 
         "hydra.sweeper.max_batch_size",
         max_batch_size,
         "a number of jobs of at least 1, or null (all at once)",
+    )
+    require(
+        n_shards >= 1,
+        "hydra.sweeper.n_shards",
+        n_shards,
+        "a number of shards a population is cut into, at least 1 (1: it trains in this process)",
     )

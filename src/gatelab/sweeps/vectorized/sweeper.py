@@ -12,8 +12,7 @@ curves reach it through the sweep folder (`losses.npz`).
 """
 
 import logging
-import threading
-from collections.abc import Callable
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.members import VALUE_KEYS, apply_sweep_defaults, check_population_size
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.sweeper import SweeperImpl, launch_batches, one_by_one_reason, task_config
-from gatelab.sweeps.vectorized.job_folders import JobFolders
 from gatelab.sweeps.vectorized.plan import (
     MAX_JOBS,
     JobValues,
@@ -36,8 +34,15 @@ from gatelab.sweeps.vectorized.plan import (
     estimate,
     plan_of,
 )
-from gatelab.sweeps.vectorized.population import JobOutcome, MemberJob, Recorded, run_population
+from gatelab.sweeps.vectorized.population import (  # noqa: F401 (in_background: tests')
+    JobOutcome,
+    MemberJob,
+    Recorded,
+    in_background,
+    train_and_write,
+)
 from gatelab.sweeps.vectorized.settings import check_settings
+from gatelab.sweeps.vectorized.shards import Shard, ShardLauncher, split, write_plan
 from gatelab.tracking import bulk, records
 from gatelab.tracking.children import child_store
 from gatelab.tracking.store import analyze
@@ -56,11 +61,13 @@ class VectorizedSweeperImpl(SweeperImpl):
         max_jobs: int = MAX_JOBS,
         runs_per_transaction: int = bulk.BATCH,
         max_batch_size: int | None = None,
+        n_shards: int = 1,
     ):
         super().__init__(params)
         self.max_jobs = max_jobs
         self.runs_per_transaction = runs_per_transaction
         self.max_batch_size = max_batch_size
+        self.n_shards = n_shards
 
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
         # The `mlflow_sweep` callback checked them before it opened the parent run, if any.
@@ -68,6 +75,7 @@ class VectorizedSweeperImpl(SweeperImpl):
             max_jobs=self.max_jobs,
             runs_per_transaction=self.runs_per_transaction,
             max_batch_size=self.max_batch_size,
+            n_shards=self.n_shards,
         )
         plan = plan_of(self.parsed(arguments), VALUE_KEYS, self.max_jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -88,7 +96,8 @@ class VectorizedSweeperImpl(SweeperImpl):
                 validate(task_config(composed[structural]))
             except ConfigError:
                 continue  # its jobs fail one by one, each with that error
-            check_population_size(composed[structural], len(numbers))
+            # What one process trains at once: a population, or a shard of one.
+            check_population_size(composed[structural], math.ceil(len(numbers) / self.n_shards))
 
         sweep = sweep_folder.sweep_of(sweep_dir)
         # Jobs an earlier run of this sweep finished (`sweeps.resume`) are not run again.
@@ -98,7 +107,11 @@ class VectorizedSweeperImpl(SweeperImpl):
             if number < len(plan.jobs)
         }
         uri = self.config.tracking.uri or mlflow.get_tracking_uri()
-        log.info("%s", estimate(plan, composed, len(finished), child_store(uri)))
+        launcher = self.config.hydra.runtime.choices.get("hydra/launcher", "basic")
+        log.info(
+            "%s",
+            estimate(plan, composed, len(finished), child_store(uri), self.n_shards, launcher),
+        )
         recorded = Recorded(arrays=sweep_folder.SweepArrays.load(sweep_dir))
         returns = [
             (number, skipped_return(plan.jobs[number], loss, sweep_dir / str(number), self.config))
@@ -145,12 +158,15 @@ class VectorizedSweeperImpl(SweeperImpl):
         finished: dict[int, float],
         recorded: Recorded,
     ) -> list[tuple[int, JobReturn]]:
-        """Train each population but the `finished` jobs, then run the jobs no population can
-        train through the launcher; return Hydra's record of each job, by number."""
+        """Train each population but the `finished` jobs (here, or in shards through the
+        launcher), then run the jobs no population can train through the launcher; return
+        Hydra's record of each job, by number."""
         progress = Progress()
         sweep_dir = Path(self.config.hydra.sweep.dir)
+        task_name = self.config.hydra.job.name
         returns: list[tuple[int, JobReturn]] = []
         one_by_one: list[int] = []
+        shards: list[Shard] = []
         for structural, all_numbers in plan.groups.items():
             numbers = [number for number in all_numbers if number not in finished]
             if not numbers:
@@ -171,24 +187,24 @@ class VectorizedSweeperImpl(SweeperImpl):
                 )
                 for number in numbers
             ]
-            # Written while the population trains (files, then TensorFlow's threads: the two
-            # share the cores); its runs wait for them, as a child's `hydra.output_dir` is a
-            # folder that exists. "write folders" is the time they wait, if any.
-            folders = in_background(
-                JobFolders(cfg, VALUE_KEYS).write,
-                [(job.job.output_dir, job.job.overrides, job.values) for job in jobs],
+            if self.n_shards > 1:
+                shards += [
+                    Shard(len(shards) + index, structural, piece)
+                    for index, piece in enumerate(split(jobs, self.n_shards))
+                ]
+                continue
+            outcomes = train_and_write(
+                task_cfg, jobs, progress, recorded, self.runs_per_transaction, self.timings
             )
-
-            def folders_written(wait=folders) -> None:
-                with self.timings.timed("write folders"):
-                    wait()
-
-            with self.timings.timed("train and log"):
-                outcomes = run_population(
-                    task_cfg, jobs, progress, recorded, self.runs_per_transaction, folders_written
-                )
-            returns += [(outcome.job.number, job_return(outcome, cfg)) for outcome in outcomes]
+            returns += job_returns(outcomes, task_name)
         progress.done()
+        if shards:
+            for shard in shards:
+                write_plan(shard, sweep_dir, plan.set_on_command_line, self.runs_per_transaction)
+            launcher = ShardLauncher(self.hydra_context, self.config, self.max_batch_size)
+            with self.timings.timed("shards"):
+                outcomes = launcher.run(shards, recorded)
+            returns += job_returns(outcomes, task_name)
         return returns + self._launch(plan, one_by_one, recorded)
 
     def _launch(
@@ -212,29 +228,6 @@ class VectorizedSweeperImpl(SweeperImpl):
         if subdir != DEFAULT_SUBDIR:
             return f"hydra.sweep.subdir={subdir}"
         return one_by_one_reason(task_cfg)
-
-
-def in_background(function: Callable[..., None], *args: Any) -> Callable[[], None]:
-    """Start `function(*args)` in a thread; the function returned waits for it and raises what
-    it raised. A daemon thread: a stopped sweep does not wait for it to end."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            function(*args)
-        except BaseException as error:  # raised in the caller's thread, by `wait`
-            errors.append(error)
-
-    thread = threading.Thread(target=run, name=getattr(function, "__qualname__", "background"))
-    thread.daemon = True
-    thread.start()
-
-    def wait() -> None:
-        thread.join()
-        if errors:
-            raise errors[0]
-
-    return wait
 
 
 def job_of(
@@ -263,7 +256,13 @@ def skipped_return(
     )
 
 
-def job_return(outcome: JobOutcome, cfg: DictConfig) -> JobReturn:
+def job_returns(outcomes: list[JobOutcome], task_name: str) -> list[tuple[int, JobReturn]]:
+    """Hydra's record of each job that ran in a population (`hydra.job.name` `task_name`), by
+    number."""
+    return [(outcome.job.number, job_return(outcome, task_name)) for outcome in outcomes]
+
+
+def job_return(outcome: JobOutcome, task_name: str) -> JobReturn:
     """Hydra's record of a job that ran in a population."""
     if outcome.error is not None:
         status, value = JobStatus.FAILED, outcome.error
@@ -272,7 +271,7 @@ def job_return(outcome: JobOutcome, cfg: DictConfig) -> JobReturn:
     return JobReturn(
         overrides=outcome.job.overrides,
         working_dir=str(outcome.job.output_dir),
-        task_name=cfg.hydra.job.name,
+        task_name=task_name,
         status=status,
         _return_value=value,
     )
