@@ -306,11 +306,14 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextmanager
-def mlflow_server(directory: Path, backend_store_uri: str | None = None) -> Iterator[str]:
+def mlflow_server(
+    directory: Path, backend_store_uri: str | None = None, command: str = "server"
+) -> Iterator[str]:
     """`mlflow server` on a free loopback port, proxying artifacts to `directory/artifacts`.
 
     Yields its address. Its store is `backend_store_uri`, by default `directory/mlflow.db`; its
-    log is `directory/server.log`.
+    log is `directory/server.log`. `command="ui"`: `mlflow ui`, as a user starts it to look at
+    a local store (artifacts read where the runs wrote them).
     """
     if backend_store_uri is None:
         backend_store_uri = f"sqlite:///{directory / 'mlflow.db'}"
@@ -321,12 +324,14 @@ def mlflow_server(directory: Path, backend_store_uri: str | None = None) -> Iter
         server = subprocess.Popen(
             [
                 str(Path(PYTHON).with_name("mlflow")),
-                "server",
+                command,
                 "--backend-store-uri",
                 backend_store_uri,
-                "--serve-artifacts",
-                "--artifacts-destination",
-                str(directory / "artifacts"),
+                *(
+                    ("--serve-artifacts", "--artifacts-destination", str(directory / "artifacts"))
+                    if command == "server"
+                    else ()
+                ),
                 "--host",
                 "127.0.0.1",
                 "--port",
