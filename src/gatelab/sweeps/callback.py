@@ -30,6 +30,7 @@ from gatelab.sweeps.summary import cell_keys, sweep_status
 from gatelab.sweeps.sweep_run import STORE_FAILURES, SweepRun, disk_full
 from gatelab.tracking import records
 from gatelab.tracking.children import child_store
+from gatelab.tracking.links import ANSWER_METRIC
 from gatelab.tracking.naming import (
     config_params,
     fixed_overrides,
@@ -48,6 +49,11 @@ class GridRun(SweepRun):
     the jobs' runs and published with its cells' (`publish`)."""
 
     what = "this sweep's jobs"
+
+    @property
+    def scored_by(self) -> str:
+        # Without cells, a sweep's children are its jobs, each solved (1) or not (0).
+        return ANSWER_METRIC if self.cells else "solved"
 
     def summarise(self, interrupted: bool, error: BaseException | None) -> tuple[str, str]:
         started = time.perf_counter()

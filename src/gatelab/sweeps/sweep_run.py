@@ -30,7 +30,7 @@ from gatelab.redaction import redact
 from gatelab.sweeps import own_experiment, resume, sweep_folder
 from gatelab.tracking import records, store
 from gatelab.tracking.experiment import configure
-from gatelab.tracking.links import children_url, share_children_view, ui_command
+from gatelab.tracking.links import ANSWER_METRIC, children_url, share_children_view, ui_command
 from gatelab.tracking.naming import overrides_text, user_tags, valid_tags
 from gatelab.tracking.statuses import FAILED, FINISHED, KILLED, RUNNING
 
@@ -178,6 +178,11 @@ class SweepRun:
         store.check(config.tracking.uri)
 
     @property
+    def scored_by(self) -> str:
+        """The metric the sweep's children are compared by, in the view its link opens."""
+        return ANSWER_METRIC
+
+    @property
     def link(self) -> str:
         """The UI's address of this sweep's children, as `share_children_view` shows them."""
         return children_url(self.experiment_id, self.run_id)
@@ -232,6 +237,10 @@ class SweepRun:
             return
         if self.pointer is not None:
             own_experiment.tell_pointer(self.client, self.pointer, self.run_id)
+        # The link's view, as the sweep's children turned out: cells, trials, or its jobs.
+        share_children_view(
+            self.client, self.experiment_id, self.run_id, answer_params(self.swept), self.scored_by
+        )
         log.info(
             "sweep run %s; %s; to compare: %s, then open %s at %s",
             self.run_id,

@@ -58,10 +58,10 @@ ANSWER_METRIC = "success_rate"
 INTERVAL_METRICS = ("success_rate_ci_low", "success_rate_ci_high")
 
 
-def children_view(parent_run_id: str, params: list[str]) -> dict:
+def children_view(parent_run_id: str, params: list[str], metric: str = ANSWER_METRIC) -> dict:
     """The view of one sweep's children (its cells, or a study's trials) that answers it.
 
-    - Only that sweep's children, sorted by `success_rate`, best first. Sorted by anything but
+    - Only that sweep's children, sorted by `metric`, best first. Sorted by anything but
       the start time, MLflow 3.17 does not fetch their parent to fold them under it (its
       `shouldFetchParents`): each child is a row and a bar of its own.
     - Every child shown in the charts (MLflow's default shows the first 10 only).
@@ -70,28 +70,29 @@ def children_view(parent_run_id: str, params: list[str]) -> dict:
       table: those metrics and the swept `params`.
     """
     answer, interval = "gatelab-answer", "gatelab-interval"
-    charts = [bar(ANSWER_METRIC, answer)]
+    charts = [bar(metric, answer)]
     if params:
         charts.append(
             {
-                **chart("SCATTER", f"{params[0]} vs {ANSWER_METRIC}", answer),
+                **chart("SCATTER", f"{params[0]} vs {metric}", answer),
                 "xaxis": {"key": params[0], "type": "PARAM"},
-                "yaxis": {"key": ANSWER_METRIC, "type": "METRIC"},
+                "yaxis": {"key": metric, "type": "METRIC"},
             }
         )
-    charts += [bar(metric, interval) for metric in INTERVAL_METRICS]
+    if metric == ANSWER_METRIC:
+        charts += [bar(bound, interval) for bound in INTERVAL_METRICS]
     return {
         "searchFilter": sweep_filter(parent_run_id),
-        "orderByKey": f"metrics.`{ANSWER_METRIC}`",
+        "orderByKey": f"metrics.`{metric}`",
         "orderByAsc": False,
         "runsHiddenMode": "SHOW_ALL",
         "selectedColumns": [
-            *(f"metrics.`{metric}`" for metric in (ANSWER_METRIC, *INTERVAL_METRICS)),
+            *(f"metrics.`{key}`" for key in (metric, *INTERVAL_METRICS)),
             *(f"params.`{param}`" for param in params),
         ],
         "compareRunSections": [
-            section(answer, f"Which settings learn: {ANSWER_METRIC}", height=480),
-            section(interval, f"How sure: the 95% interval of {ANSWER_METRIC}", height=320),
+            section(answer, f"Which settings learn: {metric}", height=480),
+            section(interval, f"How sure: the 95% interval of {metric}", height=320),
         ],
         "compareRunCharts": charts,
         # The sections in this order (not sorted by name).
@@ -131,11 +132,20 @@ def bar(metric: str, section_id: str) -> dict:
 
 
 def share_children_view(
-    client: MlflowClient, experiment_id: str, parent_run_id: str, params: list[str]
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    params: list[str],
+    metric: str = ANSWER_METRIC,
 ) -> str:
     """Keep `children_view` in the experiment, keyed by the parent's run id; return the link
-    that opens it, in the chart view."""
-    view = json.dumps(children_view(parent_run_id, params), separators=(",", ":"))
+    that opens it, in the chart view.
+
+    Args:
+        metric: what the children are scored by: `success_rate` (cells, trials), or `solved`
+            (the jobs of a sweep without cells, its parent's own children).
+    """
+    view = json.dumps(children_view(parent_run_id, params, metric), separators=(",", ":"))
     client.set_experiment_tag(experiment_id, f"{SHARED_VIEW_TAG_PREFIX}{parent_run_id}", view)
     return children_url(experiment_id, parent_run_id)
 
