@@ -21,7 +21,7 @@ LAYERS = [
     ("gatelab.tracking", "gatelab.views"),
     ("gatelab.console", "gatelab.build"),
     ("gatelab.pipeline", "gatelab.sweeps"),
-    ("gatelab.cli", "gatelab.runs", "gatelab.hydra_job", "train", "hydra_plugins"),
+    ("gatelab.cli", "gatelab.runs", "gatelab.rerun", "gatelab.hydra_job", "train", "hydra_plugins"),
 ]
 TENSORFLOW = ("tensorflow", "keras")
 MAX_LINES = 400

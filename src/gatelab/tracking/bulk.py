@@ -60,7 +60,7 @@ from mlflow.utils.validation import (
 from gatelab import stopping
 from gatelab.redaction import redact
 from gatelab.tracking import writer
-from gatelab.tracking.records import RunRecord
+from gatelab.tracking.records import RunRecord, description_tags
 from gatelab.tracking.sql_rows import Rows, new_id, sanitized
 
 # The MLflow and the schema (its alembic head) whose rows the conformance test compared.
@@ -219,7 +219,7 @@ class BulkWriter:
         """The rows `create_run`, `log_batch` and `set_terminated` write for `record`."""
         metrics = record.metrics(now)
         self._validate_metrics(metrics)
-        tags = {MLFLOW_RUN_NAME: record.name, **record.tags}
+        tags = {MLFLOW_RUN_NAME: record.name, **record.tags, **description_tags(record, run_id)}
         tags.update(self._valid(_validate_tag, writer.result_tags(record)))
         rows.tables[SqlRun].append(
             (

@@ -33,6 +33,10 @@ SOLVED_COLOUR = (0x1A, 0x7F, 0x37)
 UNSOLVED_COLOUR = (0xB4, 0x23, 0x18)
 # The `failure_reason` of a run whose loss became infinite or NaN: it trained to its end.
 DIVERGED = "diverged"
+# The tag of a run's description, Markdown shown on its Overview page in the UI.
+DESCRIPTION_TAG = "mlflow.note.content"
+# Where a record's description names its own run id, filled in as the run is written.
+RUN_ID_FIELD = "{run_id}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class RunRecord:
         predictions: inputs, target and output per row, by column (`predictions.json`).
         dataset: the name of its input, the truth table (the runs table's Dataset column).
         start_time, end_time: when it trained, in ms; None: when it is written.
+        description: its description, `RUN_ID_FIELD` standing for its run id (`description_tags`).
     """
 
     job_number: int
@@ -88,6 +93,7 @@ class RunRecord:
     dataset: str | None = None
     start_time: int | None = None
     end_time: int | None = None
+    description: str | None = None
 
     def metrics(self, timestamp: int | None = None) -> list[Metric]:
         """Every metric point of the run: the loss points, then the outcome at step 0.
@@ -106,6 +112,13 @@ class RunRecord:
             for epoch, loss in self.loss_points
         ]
         return points + [Metric(key, value, end, 0) for key, value in self.outcome.items()]
+
+
+def description_tags(record: RunRecord, run_id: str) -> dict[str, str]:
+    """The record's description as the tag of its run `run_id`, its id filled in (none without)."""
+    if not record.description:
+        return {}
+    return {DESCRIPTION_TAG: record.description.replace(RUN_ID_FIELD, run_id)}
 
 
 def run_name(job: Job, default: str) -> str:
@@ -239,6 +252,7 @@ def trained(
     dataset: str,
     start_time: int | None = None,
     end_time: int | None = None,
+    description: str | None = None,
 ) -> RunRecord:
     """The run of a job that trained: FINISHED, or FAILED with `failure_reason` when it diverged.
 
@@ -250,6 +264,7 @@ def trained(
         epochs: the epochs asked for; `history` holds fewer when training diverged.
         dataset: the dataset's name (`dataset_name`).
         start_time, end_time: when it trained (ms), if not when it is written.
+        description: its run's description (`RunRecord.description`).
     """
     outcome = outcome_metrics(outputs, targets, history)
     result_tags = {COLOUR_TAG: outcome_colour(outcome["solved"])}
@@ -269,6 +284,7 @@ def trained(
         dataset=dataset,
         start_time=start_time,
         end_time=end_time,
+        description=description,
     )
 
 

@@ -29,7 +29,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from gatelab import stopping
 from gatelab.redaction import redact_output
-from gatelab.tracking.records import SWEEP_TAG, RunRecord, table_json
+from gatelab.tracking.records import SWEEP_TAG, RunRecord, description_tags, table_json
 from gatelab.tracking.store import install_sqlite_settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,13 @@ def write(
             run_id,
             metrics=record.metrics(),
             params=[Param(key, value) for key, value in record.params.items()],
-            tags=[RunTag(key, value) for key, value in result_tags(record).items()],
+            tags=[
+                RunTag(key, value)
+                for key, value in {
+                    **result_tags(record),
+                    **description_tags(record, run_id),
+                }.items()
+            ],
         )
         if run_inputs(record):
             client.log_inputs(run_id, datasets=run_inputs(record))

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,23 @@ ARRAYS_POINTER = (
     f"the parent run's {MEMBERS_FILE} (weights, outputs: the row of this run id in "
     f"<group>/run_ids) and {LOSSES_FILE} (the loss of every epoch, under this run id)"
 )
+
+
+def member_description(job_folder: Path | None) -> str:
+    """A member's run description (its Overview page): where its arrays are and how to get its
+    Keras model and figures; `records.RUN_ID_FIELD` stands for its run id.
+
+    Args:
+        job_folder: a job's folder of the sweep (`<sweep folder>/<job number>`).
+    """
+    folder = f"`{job_folder.parent.absolute()}`" if job_folder is not None else "of the sweep"
+    return (
+        "Trained with the rest of its vectorized sweep, so this run logged no file. Its loss at "
+        f"every epoch is in `{LOSSES_FILE}` (under this run's id), its final weights and outputs "
+        f"in `{MEMBERS_FILE}`: both in the sweep folder {folder} and on the sweep's run. For its "
+        "Keras model and figures, re-run it alone (from the folder the sweep ran in): "
+        f"`python -m gatelab.runs rerun {records.RUN_ID_FIELD}`"
+    )
 
 
 @dataclass(frozen=True)
@@ -176,6 +194,8 @@ def run_population(
     layers = layer_weights(built.model)
     times = member_times(history, members.started, members.ended) if members is not None else []
     epochs, max_loss_points = cfg.trainer.epochs, cfg.tracking.max_loss_points
+    # The jobs of a population share their sweep's folder.
+    description = member_description(jobs[0].job.output_dir)
     for index, (member, values) in enumerate(valid):
         member_history = history.member(index)
         params = {key: str(value) for key, value in values.items() if key in base_params}
@@ -196,6 +216,7 @@ def run_population(
                 dataset=records.dataset_name(member.job, gate),
                 start_time=times[index][0],
                 end_time=times[index][1],
+                description=description,
             )
         )
         outcomes[member.job.number] = JobOutcome(member.job, loss=members.loss(index))
