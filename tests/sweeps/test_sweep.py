@@ -119,7 +119,7 @@ def test_runs_are_named_by_what_differs_and_tagged_as_the_config_says(two_by_two
     workdir, _ = two_by_two
     client, (parent,), children = runs_of(workdir)
     assert parent.info.run_name == (
-        f"sweep seed x lr (4 jobs) trainer.epochs=300 trainer.print_every=0 {USER_TAGS}"
+        f"seed x lr (4 jobs) trainer.epochs=300 trainer.print_every=0 {USER_TAGS}"
     )
     assert sorted(child.info.run_name for child in children) == [
         "seed=1 lr=0.1",

@@ -59,7 +59,7 @@ def test_a_sweep_parent_is_named_by_what_it_sweeps_then_what_it_fixes():
     assert planned_jobs(overrides) == 15
     assert fixed_overrides(overrides) == ["model=mlp"]
     name = sweep_run_name(["seed", "optimizer.learning_rate"], ["model=mlp"], 15)
-    assert name == "sweep seed x lr (15 jobs) model=mlp"
+    assert name == "seed x lr (15 jobs) model=mlp"
 
 
 def test_config_tags_become_mlflow_tags_and_bad_ones_are_refused(compose_config):

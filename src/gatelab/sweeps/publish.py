@@ -35,9 +35,10 @@ from gatelab.sweeps.summary import (
 )
 from gatelab.sweeps.sweep_folder import SweepArrays
 from gatelab.tracking.links import children_url
-from gatelab.tracking.records import COLOUR_TAG, outcome_colour
+from gatelab.tracking.records import COLOUR_TAG
 from gatelab.views import sweep_figures
-from gatelab.views.sweep_figures import Panel
+from gatelab.views.colours import sequence_colours
+from gatelab.views.gallery import Panel, boundary_gallery
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +135,28 @@ def publish_cells(
     children: dict[str, list[JobResult]] = {}
     for result in results:
         children.setdefault(result.parent_run_id, []).append(result)
+    colours = cell_colours(list(cells), list(parent.cells))
     for name, run_id in parent.cells.items():
         jobs = children.get(run_id) or cells.get(name, [])
         metrics = group_metrics(jobs)
         log_metrics(parent.client, run_id, metrics)
-        parent.client.set_tag(run_id, COLOUR_TAG, outcome_colour(metrics["success_rate"]))
+        parent.client.set_tag(run_id, COLOUR_TAG, colours[name])
         if arrays is not None:
             boundaries = gallery({name: jobs[:CELL_GALLERY_JOBS]}, jobs, arrays, name)
             if boundaries is not None:
                 parent.client.log_figure(run_id, boundaries, GALLERY, save_kwargs=GALLERY_PNG)
             curves = [arrays.loss(result) for result in jobs]
             title = f"loss of {len(jobs)} seeds: {name}"
-            band = sweep_figures.loss_bands({name: curves}, title)
+            band = sweep_figures.loss_bands({name: curves}, title, [colours[name]])
             parent.client.log_figure(run_id, band, "loss_band.png")
         parent.client.set_terminated(run_id, sweep_status(jobs, interrupted))
+
+
+def cell_colours(ordered: list[str], names: list[str]) -> dict[str, str]:
+    """Each cell's colour (`COLOUR_TAG`) by name: its own, in the order of its values (the
+    cells of `ordered`, then those that have no job yet), as the figures colour them."""
+    order = [*ordered, *(name for name in names if name not in ordered)]
+    return dict(zip(order, sequence_colours(len(order)), strict=True))
 
 
 def figures(
@@ -249,27 +258,22 @@ def gallery(
     shown: list[JobResult] = []
     table = None
     for label, members in rows.items():
-        # A cell's own gallery of 40 seeds: rows of GALLERY_COLUMNS.
-        for start in range(0, len(members), GALLERY_COLUMNS):
-            row_label = label if start == 0 else ""
-            for result in members[start : start + GALLERY_COLUMNS]:
-                found = arrays.boundary(result)
-                if not found:
-                    continue
-                table = found
-                view = BoundaryView(
-                    outputs=found["outputs"].astype(np.float32),
-                    hidden_lines=found["hidden_lines"],
-                )
-                title = (
-                    f"{SEED_KEY}={result.values[SEED_KEY]}"
-                    if SEED_KEY in result.values
-                    else result.name
-                )
-                groups.setdefault(row_label or f"{label} ({start + 1}-)", []).append(
-                    Panel(title, view, result.solved)
-                )
-                shown.append(result)
+        for result in members:
+            found = arrays.boundary(result)
+            if not found:
+                continue
+            table = found
+            view = BoundaryView(
+                outputs=found["outputs"].astype(np.float32),
+                hidden_lines=found["hidden_lines"],
+            )
+            title = (
+                f"{SEED_KEY}={result.values[SEED_KEY]}"
+                if SEED_KEY in result.values
+                else result.name
+            )
+            groups.setdefault(label, []).append(Panel(title, view, result.solved))
+            shown.append(result)
     if table is None:
         return None
     footnote = ""
@@ -281,10 +285,12 @@ def gallery(
             f"{sum(result.solved for result in rest)} solved (see sweep_summary.csv)"
         )
     solved = sum(result.solved for result in results)
-    return sweep_figures.boundary_gallery(
+    return boundary_gallery(
         groups,
         table["inputs"],
         table["targets"],
         f"decision boundaries{f' of {name}' if name else ''}: {solved}/{len(results)} jobs solved",
         footnote,
+        # A cell's own gallery of 40 seeds: rows of GALLERY_COLUMNS.
+        per_row=GALLERY_COLUMNS,
     )

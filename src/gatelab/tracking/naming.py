@@ -1,7 +1,8 @@
 """What a run is called and what it records of its config: names, params and the user's tags.
 
 A single run is named by its overrides (`model=mlp dataset=xor`); a sweep's job by its swept
-values only (`seed=3 lr=0.5`); a sweep's parent by what it sweeps (`sweep seed x lr (40 jobs)`).
+values only (`seed=3 lr=0.5`); a sweep's parent by what it sweeps (`seed x lr (40 jobs)`). What
+tells runs apart comes first: the UI's Run Name column shows about 17 characters.
 """
 
 import functools
@@ -62,9 +63,10 @@ def child_run_name(swept_values: dict[str, str]) -> str:
 
 
 def sweep_run_name(swept: list[str], fixed_overrides: list[str], jobs: int | None) -> str:
-    """A sweep's parent: what it sweeps, `sweep seed x lr (15 jobs)`, then what it fixes."""
+    """A sweep's parent: what it sweeps, `seed x lr (15 jobs)`, then what it fixes (not
+    `sweep ...` first: every sweep's name would read the same in the UI's narrow column)."""
     names = short_keys(swept)
-    parts = ["sweep", " x ".join(names[key] for key in swept) or "(nothing swept)"]
+    parts = [" x ".join(names[key] for key in swept) or "nothing swept"]
     if jobs is not None:
         parts.append(f"({jobs} job{'s' if jobs != 1 else ''})")
     return redact(" ".join(parts + fixed_overrides))

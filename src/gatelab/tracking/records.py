@@ -26,8 +26,9 @@ from gatelab.tracking.store import process_tags
 
 # On every job of a sweep: its parent run, one filter for all its jobs whatever their cell.
 SWEEP_TAG = "gatelab.sweep"
-# The colour of a run's dot in the UI's runs table and of its marks in the Chart view: green
-# when it solved, red when not (a cell's between the two, by its success rate).
+# The colour of a run's dot in the UI's runs table and of its marks in the Chart view: a job's
+# green when it solved, red when not; a sweep's cells and a study's trials, told apart in a chart
+# by colour alone, each their own (`views.colours`).
 COLOUR_TAG = "mlflow.runColor"
 SOLVED_COLOUR = (0x1A, 0x7F, 0x37)
 UNSOLVED_COLOUR = (0xB4, 0x23, 0x18)

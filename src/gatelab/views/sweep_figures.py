@@ -1,21 +1,12 @@
-"""A sweep's figures: success rates, epochs to solve, loss curves and a gallery of boundaries."""
+"""A sweep's figures: success rates, epochs to solve and loss curves (its gallery of boundaries:
+`gallery`)."""
 
-from dataclasses import dataclass
-
-import matplotlib
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
-from gatelab.plane import PLANE, BoundaryView
-from gatelab.views.run_figures import (
-    SOLVED_COLOUR,
-    UNSOLVED_COLOUR,
-    draw_boundary,
-    draw_rows,
-    new_figure,
-)
+from gatelab.views.colours import sequence_colours
+from gatelab.views.run_figures import new_figure
 
 
 def success_rate_bars(
@@ -150,12 +141,8 @@ def overlaid_loss_curves(
     axes = figure.subplots()
     if distinct is None:
         distinct = sorted(set(colour_values or [""]))
-    # Distinct, saturated colours (no pale yellow lost on white); a gradient past ten values.
-    if len(distinct) <= 10:
-        colours = matplotlib.colormaps["tab10"](np.arange(len(distinct)))
-    else:
-        colours = matplotlib.colormaps["plasma"](np.linspace(0, 0.8, len(distinct)))
-    colour_of = dict(zip(distinct, colours, strict=True))
+    # In the values' order, as their cells' runs are coloured in the UI (`views.colours`).
+    colour_of = dict(zip(distinct, sequence_colours(len(distinct)), strict=True))
     # One LineCollection per colour: thousands of curves (a vectorized sweep) draw in about
     # a second, where one `plot` call per curve took half a minute.
     for value in distinct:
@@ -186,128 +173,22 @@ def finite_points(loss: np.ndarray) -> np.ndarray:
     return points[np.isfinite(loss) & (loss > 0)]
 
 
-@dataclass(frozen=True)
-class Panel:
-    """One job in a sweep's gallery of decision boundaries."""
-
-    title: str
-    view: BoundaryView
-    solved: bool
-
-
-def boundary_gallery(
-    groups: dict[str, list[Panel]],
-    inputs: np.ndarray,
-    targets: np.ndarray,
-    title: str,
-    footnote: str = "",
+def loss_bands(
+    curves: dict[str, list[np.ndarray]], title: str, colours: list[str] | None = None
 ) -> Figure:
-    """One small decision-boundary panel per job, a row per group (a cell), with a legend.
-
-    A panel's title is short (`seed=3`) and coloured by its outcome, the group its row's label:
-    readable at the size of MLflow's artifact preview.
-    """
-    columns = max(len(panels) for panels in groups.values())
-    figure = new_figure(max(1.6 * columns + 0.9, 6.0), 1.75 * len(groups) + 1.5)
-    # A row is one axes holding its panels side by side (as `boundary_epochs` does): a figure
-    # of an axes per panel spends most of its time making and drawing those axes.
-    rows = figure.subplots(len(groups), 1, squeeze=False)[:, 0]
-    low, high = PLANE
-    span = high - low
-    step = span * 1.08
-    for axes, (group, panels) in zip(rows, groups.items(), strict=True):
-        axes.set_axis_off()
-        for column, panel in enumerate(panels):
-            draw_boundary(
-                axes, panel.view, inputs, targets, small=True, offset=column * step, rows=False
-            )
-            mark = "solved" if panel.solved else "not solved"
-            axes.text(
-                column * step + low + span / 2,
-                high + 0.04 * span,
-                f"{panel.title}: {mark}",
-                ha="center",
-                va="bottom",
-                fontsize=9,
-                color=SOLVED_COLOUR if panel.solved else UNSOLVED_COLOUR,
-            )
-        draw_rows(axes, inputs, targets, True, [column * step for column in range(len(panels))])
-        # Every row as wide as the widest, so a short row's panels keep their size.
-        axes.set_xlim(low - 0.01, high + (columns - 1) * step + 0.01)
-        axes.set_ylim(low - 0.01, high + 0.01)
-        if group:
-            axes.text(
-                -0.08 / columns,
-                0.5,
-                group,
-                transform=axes.transAxes,
-                rotation=90,
-                ha="right",
-                va="center",
-                fontsize=10,
-                fontweight="bold",
-            )
-    figure.suptitle(title, fontsize="large")
-    figure.legend(
-        handles=_legend_handles(),
-        loc="lower center",
-        ncol=4,
-        fontsize=9,
-        frameon=False,
-        bbox_to_anchor=(0.5, 0.35 / figure.get_figheight()),
-    )
-    if footnote:
-        figure.text(
-            0.5, 0.08 / figure.get_figheight(), footnote, ha="center", va="bottom", fontsize=9
-        )
-    figure.subplots_adjust(
-        left=0.5 / figure.get_figwidth(),
-        right=0.99,
-        top=1 - 0.7 / figure.get_figheight(),
-        bottom=0.85 / figure.get_figheight(),
-        hspace=0.35,
-        wspace=0.08,
-    )
-    return figure
-
-
-def _legend_handles() -> list:
-    return [
-        Line2D([], [], color="black", linewidth=1.5, label="output 0.5"),
-        Line2D(
-            [], [], color="#1f1f1f", linestyle="--", linewidth=1.3, label="a hidden unit's line"
-        ),
-        Line2D(
-            [],
-            [],
-            marker="o",
-            linestyle="",
-            markerfacecolor="#2d5f9a",
-            markeredgecolor="black",
-            label="target 1",
-        ),
-        Line2D(
-            [],
-            [],
-            marker="s",
-            linestyle="",
-            markerfacecolor="#e08214",
-            markeredgecolor="black",
-            label="target 0",
-        ),
-    ]
-
-
-def loss_bands(curves: dict[str, list[np.ndarray]], title: str) -> Figure:
     """Per group (a cell), the median loss per epoch and the band between its quartiles.
 
     Hundreds of overlaid curves are a solid mass; a band says how the group's runs went. A run
     that stopped early (diverged) counts only over the epochs it ran.
+
+    Args:
+        colours: each group's colour; None: `sequence_colours` in the groups' order, as the
+            cells' runs are coloured.
     """
     figure = new_figure(7, 4.5)
     axes = figure.subplots()
-    colours = matplotlib.colormaps["tab10"](np.arange(max(len(curves), 1)) % 10)
-    for colour, (label, group) in zip(colours, curves.items(), strict=False):
+    colours = colours or sequence_colours(len(curves))
+    for colour, (label, group) in zip(colours, curves.items(), strict=True):
         group = [curve for curve in group if len(curve)]
         if not group:
             continue

@@ -17,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from gatelab.views.colours import sequence_colour
 from tests.helpers import (
     QUICK,
     all_runs,
@@ -87,7 +88,9 @@ def test_a_study_is_a_parent_run_with_a_child_per_trial_scored_over_every_seed(t
         trial = study.trials[int(run.data.tags["optuna.trial.number"])]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["optuna.trial.state"] == "COMPLETE"
-        assert re.fullmatch(rf"trial {trial.number} lr=\S+ momentum=\S+", run.info.run_name)
+        assert re.fullmatch(rf"lr=\S+ momentum=\S+ \(trial {trial.number}\)", run.info.run_name)
+        # Each trial its own colour in MLflow's charts, early trials darkest.
+        assert run.data.tags["mlflow.runColor"] == sequence_colour(trial.number, 6)
         assert run.data.metrics["success_rate"] == trial.value
         assert float(run.data.params["optimizer.momentum"]) == trial.params["optimizer.momentum"]
         assert {"epochs_to_solve_median", "loss_median"} & set(run.data.metrics)

@@ -43,7 +43,8 @@ def test_a_search_tags_its_study_and_trials_as_every_sweep_and_ends_with_its_ans
     # Last: the best trial and its score, the study's run id and the link to its trials.
     last = result.stdout.strip().splitlines()[-1]
     best = study.data.tags["optuna.best_trial"]
-    assert f"sweep run {study.info.run_id}; best trial {best} lr=" in last
+    assert f"sweep run {study.info.run_id}; best lr=" in last
+    assert f" (trial {best}): success_rate " in last
     assert f"success_rate {study.data.metrics['best_success_rate']:.4g}" in last
     assert last.endswith(f"viewStateShareKey={study.info.run_id}&compareRunsMode=CHART")
     assert_opens_children(client, last, study)

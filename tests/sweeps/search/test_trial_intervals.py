@@ -62,7 +62,7 @@ def test_a_trials_metrics_and_console_line_carry_its_interval():
     assert metrics["success_rate"] == 0.84
     assert (metrics["success_rate_ci_low"], metrics["success_rate_ci_high"]) == (0.7558, 0.899)
     line = trial_line(7, {"optimizer.learning_rate": 1.44}, metrics)
-    assert line == "trial 7 lr=1.44: success_rate 0.84 (95% CI 0.76-0.90), 84/100 seeds solved"
+    assert line == "lr=1.44 (trial 7): success_rate 0.84 (95% CI 0.76-0.90), 84/100 seeds solved"
     # A trial of no recorded seed (its jobs' runs all missing) has no interval to show.
     assert trial_line(2, {}, trial_metrics([])) == "trial 2: no seed recorded"
 
@@ -73,25 +73,29 @@ def test_the_best_beside_the_runner_up_says_their_intervals_overlap():
     best = study.best_trials
     assert runner_up(study, settings, best).number == 1
     assert runner_up_line(study, settings, best) == (
-        "best trial 3 lr=1.44: success_rate 0.84 (95% CI 0.76-0.90), runner-up trial 1 lr=0.9: "
+        "best lr=1.44 (trial 3): success_rate 0.84 (95% CI 0.76-0.90), runner-up lr=0.9 (trial 1): "
         "0.8 (0.71-0.87): the intervals overlap, so the two are not told apart at 100 seeds"
     )
     # The console's last line keeps its shape, the interval beside the solved seeds.
     assert best_line(best, settings) == (
-        "best trial 3 lr=1.44: success_rate 0.84 (84/100 seeds solved, 95% CI 0.76-0.90)"
+        "best lr=1.44 (trial 3): success_rate 0.84 (84/100 seeds solved, 95% CI 0.76-0.90)"
     )
     text = description(study, settings, best, {"COMPLETE": 4})
-    assert "- best: trial 3 lr=1.44: success_rate 0.84 (84/100 seeds solved, 95% CI 0.76-0.90)" in (
-        text
+    assert (
+        "- best: lr=1.44 (trial 3): success_rate 0.84 (84/100 seeds solved, 95% CI 0.76-0.90)"
+        in (text)
     )
-    assert "Best trial 3 lr=1.44: success_rate 0.84 (95% CI 0.76-0.90), runner-up trial 1" in text
+    assert (
+        "Best lr=1.44 (trial 3): success_rate 0.84 (95% CI 0.76-0.90), runner-up lr=0.9 (trial 1)"
+        in (text)
+    )
 
 
 def test_intervals_apart_tell_the_best_from_the_runner_up():
     study = study_of(scored(0.1, 40), scored(1.44, 84, total=100), scored(0.02, 10))
     line = runner_up_line(study, Settings(), study.best_trials)
     assert line.endswith(
-        "runner-up trial 0 lr=0.1: 0.4 (0.31-0.50): the intervals do not overlap, so the best "
+        "runner-up lr=0.1 (trial 0): 0.4 (0.31-0.50): the intervals do not overlap, so the best "
         "is told apart from the runner-up at 100 seeds"
     )
     # Trials scored over different seed counts (a fallback trial whose job failed) say both.
@@ -109,7 +113,7 @@ def test_a_minimised_success_rate_ranks_its_runner_up_the_other_way():
 def test_no_runner_up_for_one_trial_two_objectives_or_another_objective():
     study = study_of(scored(1.44, 84))
     assert runner_up_line(study, Settings(), study.best_trials) == (
-        "best trial 0 lr=1.44: success_rate 0.84 (95% CI 0.76-0.90); no runner-up: no other "
+        "best lr=1.44 (trial 0): success_rate 0.84 (95% CI 0.76-0.90); no runner-up: no other "
         "trial was scored"
     )
     study = study_of(scored(1.44, 84), scored(0.9, 80))
@@ -158,7 +162,7 @@ def test_a_search_logs_each_trials_interval_and_ends_with_the_best_beside_the_ru
         if run.data.tags["optuna.trial.number"] == study.data.tags["optuna.best_trial"]
     ]
     assert f"] best {best.info.run_name}: success_rate " in compared
-    verdict = r", runner-up trial .*: the intervals (overlap|do not overlap), so .* at 6 seeds$"
+    verdict = r", runner-up .* \(trial \d+\): .*: the intervals (overlap|do not overlap), so .* at 6 seeds$"
     assert re.search(verdict, compared)
     top, second = sorted(int(run.data.metrics["solved_jobs"]) for run in trials)[::-1][:2]
     overlap = wilson_interval(top, 6).overlaps(wilson_interval(second, 6))

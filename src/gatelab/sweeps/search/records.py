@@ -32,10 +32,11 @@ TRIALS_FILE = "trials.csv"
 
 
 def trial_name(number: int, values: dict[str, object]) -> str:
-    """`trial 17 lr=0.43 momentum=0.81`: the trial's number and its searched values."""
+    """`lr=0.43 momentum=0.81 (trial 17)`: the trial's searched values, then its number (what
+    tells trials apart first: the UI's Run Name column shows about 17 characters)."""
     names = short_keys(list(values))
-    shown = [f"{names[key]}={_short(value)}" for key, value in values.items()]
-    return " ".join([f"trial {number}", *shown])
+    shown = " ".join(f"{names[key]}={_short(value)}" for key, value in values.items())
+    return f"{shown} (trial {number})" if shown else f"trial {number}"
 
 
 def _short(value: object) -> str:
@@ -58,7 +59,7 @@ def seed_interval(numbers: Mapping[str, Any]) -> Interval | None:
 
 def trial_line(number: int, values: dict[str, object], metrics: dict[str, float]) -> str:
     """A scored trial on the console:
-    `trial 7 lr=1.44: success_rate 0.84 (95% CI 0.76-0.90), 84/100 seeds solved`."""
+    `lr=1.44 (trial 7): success_rate 0.84 (95% CI 0.76-0.90), 84/100 seeds solved`."""
     name = trial_name(number, values)
     counts, interval = seed_counts(metrics), seed_interval(metrics)
     if counts is None or interval is None:

@@ -25,6 +25,7 @@ from gatelab.sweeps.sweep_run import SweepRun
 from gatelab.sweeps.sweeper import Timings
 from gatelab.tracking import records, store
 from gatelab.tracking.children import child_store
+from gatelab.views.colours import sequence_colour
 from gatelab.views.study_figures import FIGURE_PNG, close, study_figures
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,22 @@ def log_study(study_run: "StudyRun") -> list[FrozenTrial]:
         client.set_tag(run_id, "optuna.pareto_trials", ", ".join(str(t.number) for t in best))
     client.set_tag(run_id, "mlflow.note.content", description(study, settings, best, counts))
     if len(complete) >= 2:
-        for name, figure in study_figures(study, settings.objective).items():
+        figures = study_figures(study, settings.objective, success_intervals(complete, settings))
+        for name, figure in figures.items():
             client.log_figure(run_id, figure, name, save_kwargs=FIGURE_PNG)
             close(figure)
     return best
+
+
+def success_intervals(
+    trials: list[FrozenTrial], settings: Settings
+) -> dict[int, tuple[float, float]] | None:
+    """Each trial's 95% interval of its success rate by trial number, for the figures; None
+    unless the success rate is the (first) objective they plot."""
+    if settings.objective[0] != "success_rate":
+        return None
+    intervals = {trial.number: seed_interval(trial.user_attrs) for trial in trials}
+    return {number: (found.low, found.high) for number, found in intervals.items() if found}
 
 
 def best_line(best: list[FrozenTrial], settings: Settings) -> str:
@@ -151,8 +164,8 @@ def runner_up(
 
 def runner_up_line(study: optuna.Study, settings: Settings, best: list[FrozenTrial]) -> str:
     """The best trial beside the runner-up, both success rates with their 95% intervals, and
-    whether those overlap: `best trial 7 lr=1.44: success_rate 0.84 (95% CI 0.76-0.90),
-    runner-up trial 3 lr=0.9: 0.80 (0.71-0.87): the intervals overlap, so the two are not told
+    whether those overlap: `best lr=1.44 (trial 7): success_rate 0.84 (95% CI 0.76-0.90),
+    runner-up lr=0.9 (trial 3): 0.80 (0.71-0.87): the intervals overlap, so the two are not told
     apart at 100 seeds`. Empty unless the study maximises or minimises `success_rate` alone."""
     if settings.objective != ["success_rate"] or not best:
         return ""
@@ -226,8 +239,8 @@ def trial_record(study_run: StudyRun, outcome: TrialOutcome) -> records.RunRecor
         "optuna.trial.number": str(trial.number),
         "optuna.trial.state": trial.state.name,
     }
-    if "success_rate" in outcome.metrics:
-        tags[records.COLOUR_TAG] = records.outcome_colour(outcome.metrics["success_rate"])
+    # Its own colour, early trials darkest: MLflow's bars are told apart by colour alone.
+    tags[records.COLOUR_TAG] = sequence_colour(trial.number, study_run.settings.n_trials)
     failed = outcome.error is not None
     return records.RunRecord(
         job_number=trial.number,
