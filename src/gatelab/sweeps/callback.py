@@ -4,8 +4,9 @@
 hooks run in the launching process and its job hooks wherever the job runs, so it works the same
 for the basic launcher and for joblib, Ray or SLURM: the parent run id reaches the jobs through
 the sweep folder (`sweep_folder`), and the summary is read back from MLflow, which every job
-wrote to (`results`), then published on the parent (`publish`). The parent run itself is a
-`GridRun`, the sweep core's `SweepRun` (`sweep_run`).
+wrote to (`results`; held in memory when this process wrote them all), then published on the
+parent (`publish`). The parent run itself is a `GridRun`, the sweep core's `SweepRun`
+(`sweep_run`).
 """
 
 import gc
@@ -25,7 +26,7 @@ from gatelab.redaction import redact_files, redact_output
 from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.cells import create_cells, planned_cells
 from gatelab.sweeps.publish import ParentRun, publish
-from gatelab.sweeps.results import kill_if_running, read_results
+from gatelab.sweeps.results import kill_if_running, read_results, written_results
 from gatelab.sweeps.summary import cell_keys, sweep_status
 from gatelab.sweeps.sweep_run import STORE_FAILURES, SweepRun, disk_full
 from gatelab.tracking import records
@@ -57,7 +58,11 @@ class GridRun(SweepRun):
 
     def summarise(self, interrupted: bool, error: BaseException | None) -> tuple[str, str]:
         started = time.perf_counter()
-        results = read_results(self.client, self.run_id, self.swept)
+        # This process wrote every job (a vectorized sweep's populations): as it wrote them.
+        results = written_results(self.run_id, self.swept, self.planned)
+        source = "held in memory"
+        if results is None or interrupted or error is not None:
+            results, source = read_results(self.client, self.run_id, self.swept), "from the store"
         read = time.perf_counter() - started
         if interrupted:
             results = [kill_if_running(self.client, result) for result in results]
@@ -72,9 +77,10 @@ class GridRun(SweepRun):
         )
         summary_path = publish(parent, results, interrupted)
         log.info(
-            "sweep summary timings: read %d jobs %.2f s, publish %.2f s",
+            "sweep summary timings: read %d jobs %.2f s (%s), publish %.2f s",
             len(results),
             read,
+            source,
             time.perf_counter() - started - read,
         )
         # A sweep that failed before any job (its sweeper refused it) says why.

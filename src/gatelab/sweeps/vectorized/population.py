@@ -19,6 +19,7 @@ from gatelab.errors import ConfigError
 from gatelab.sweeps.cells import cell_name
 from gatelab.sweeps.members import VALUE_KEYS, ValueChecker, train_members
 from gatelab.sweeps.progress import Progress
+from gatelab.sweeps.results import hold
 from gatelab.sweeps.summary import CELL_GALLERY_JOBS, cell_keys
 from gatelab.sweeps.sweep_folder import LOSSES_FILE, MEMBERS_FILE, SweepArrays
 from gatelab.sweeps.sweeper import Timings
@@ -222,15 +223,19 @@ def run_population(
         outcomes[member.job.number] = JobOutcome(member.job, loss=members.loss(index))
 
     recorded.trained += len(jobs)
+    swept = jobs[0].job.swept
     index_of = {member.job.number: index for index, (member, _) in enumerate(valid)}
     shown = {member.job.number for _, member in gallery_members(valid)}
     total = len(run_records)
     written = 0
+    record_of = {record.job_number: record for record in run_records}
 
     def on_written(run_ids: dict[int, str]) -> None:
         nonlocal written
         written += len(run_ids)
         recorded.written += len(run_ids)
+        # The summary's rows, as written: not read back from the store (`sweeps.results`).
+        hold([(record_of[number], run_id) for number, run_id in run_ids.items()], swept)
         trained = [(number, run_id) for number, run_id in run_ids.items() if number in index_of]
         if trained:
             recorded.arrays.members[str(len(recorded.arrays.members))] = member_arrays(
