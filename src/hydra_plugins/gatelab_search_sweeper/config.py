@@ -28,6 +28,9 @@ class SearchSweeperConf:
     max_failure_rate: float = 0.5
     # Its values (seed='range(100)') are not searched: every trial trains over all of them.
     seed_key: str = "seed"
+    # A batch's trials x seeds cut into this many shards, each a job of the configured
+    # hydra/launcher (joblib: side by side; submitit_slurm: a SLURM job each); 1: in this process.
+    n_shards: int = 1
     # The search space as in the command line, e.g. optimizer.momentum: interval(0, 0.99).
     params: dict[str, str] | None = None
 

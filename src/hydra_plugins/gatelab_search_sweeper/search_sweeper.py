@@ -26,6 +26,7 @@ class SearchSweeper(Sweeper):
         study_name: str | None = None,
         max_failure_rate: float = 0.5,
         seed_key: str = "seed",
+        n_shards: int = 1,
         params: dict[str, str] | None = None,
     ):
         # Settings of gatelab's search; `setup` sees whether the app's config is gatelab's.
@@ -42,6 +43,7 @@ class SearchSweeper(Sweeper):
             seed_key=seed_key,
             params=_plain(params) or {},
         )
+        self.n_shards = n_shards
         self.sweeper: Any = None  # set by `setup`: gatelab's, or Hydra's basic sweeper
 
     def setup(
@@ -54,7 +56,7 @@ class SearchSweeper(Sweeper):
             from gatelab.sweeps.search.study import Settings
             from gatelab.sweeps.search.sweeper import SearchSweeperImpl
 
-            self.sweeper = SearchSweeperImpl(Settings(**self.settings))
+            self.sweeper = SearchSweeperImpl(Settings(**self.settings), self.n_shards)
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:

@@ -15,13 +15,9 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from gatelab.sweeps.shards import PLAN_FILE, SHARDS_FOLDER, split
 from gatelab.sweeps.sweep_folder import PARENT_RUN_FILE
-from gatelab.sweeps.vectorized.shards import (
-    EXIT_AFTER_TRAINING,
-    PLAN_FILE,
-    SHARDS_FOLDER,
-    split,
-)
+from gatelab.sweeps.vectorized.shards import EXIT_AFTER_TRAINING
 from gatelab.tracking.records import SWEEP_TAG
 from tests.helpers import is_cell, run_train
 

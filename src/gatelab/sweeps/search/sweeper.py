@@ -20,9 +20,11 @@ from optuna.trial import Trial, TrialState
 
 from gatelab import stopping
 from gatelab.config import validate
+from gatelab.config.checks import require
 from gatelab.errors import ConfigError, one_line
 from gatelab.sweeps.members import (
     VALUE_KEYS,
+    Members,
     ValueChecker,
     apply_sweep_defaults,
     train_members,
@@ -52,6 +54,12 @@ from gatelab.sweeps.search.trials import (
     trial_metrics,
     within_n_trials,
 )
+from gatelab.sweeps.shards import (
+    ShardedMembers,
+    ShardLauncher,
+    train_in_shards,
+    train_members_shard,
+)
 from gatelab.sweeps.summary import JobResult
 from gatelab.sweeps.sweeper import SweeperImpl, launch_batches, one_by_one_reason, task_config
 from gatelab.tracking.naming import config_params, short_keys
@@ -62,17 +70,28 @@ log = logging.getLogger(__name__)
 class SearchSweeperImpl(SweeperImpl):
     """What `hydra/sweeper=search` does: ask -> score -> tell, a batch of trials at a time."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, n_shards: int = 1):
         super().__init__(settings.params)
         self.settings = settings
+        # A batch's members cut into this many shards, each a job of hydra/launcher (docs/scale.md).
+        self.n_shards = n_shards
+        self.shards: ShardLauncher | None = None
+        self.set_on_command_line: set[str] = set()
 
     def sweep(self, arguments: list[str]) -> optuna.Study:
         settings = self.settings
         given = self.given(arguments)
         space = search_space_of(self.parsed(arguments), settings.seed_key)
         check(settings, space)
+        require(
+            self.n_shards >= 1,
+            "hydra.sweeper.n_shards",
+            self.n_shards,
+            "a number of shards a batch's members are cut into, at least 1 (1: in this process)",
+        )
         cfg = self.compose(space.fixed)
-        apply_sweep_defaults(cfg, {override.split("=", 1)[0] for override in given})
+        self.set_on_command_line = {override.split("=", 1)[0] for override in given}
+        apply_sweep_defaults(cfg, self.set_on_command_line)
         task_cfg = task_config(cfg)
         validate(task_cfg)
         StudyRun.check(self.config, list(space.distributions))
@@ -222,7 +241,7 @@ class SearchSweeperImpl(SweeperImpl):
             len(member_values),
         )
         with self.timings.timed("training"):
-            members = train_members(task_cfg, member_values)
+            members = self._train(task_cfg, member_values, space)
         for index, (trial, _) in enumerate(valid):
             results = []
             for offset, seed in enumerate(seeds):
@@ -243,6 +262,17 @@ class SearchSweeperImpl(SweeperImpl):
             len(study.get_trials(deepcopy=False)),
             ", ".join(trial_name(t.number, t.params) for t in best[:3]) or "none",
         )
+
+    def _train(
+        self, task_cfg: DictConfig, member_values: list[dict[str, Any]], space: SearchSpace
+    ) -> Members | ShardedMembers:
+        """A batch's members trained here, or in `n_shards` shards through the launcher."""
+        if self.n_shards == 1:
+            return train_members(task_cfg, member_values)
+        if self.shards is None:
+            self.shards = ShardLauncher(self.hydra_context, self.config, train_members_shard)
+        fixed, keys = space.fixed, self.set_on_command_line
+        return train_in_shards(self.shards, fixed, member_values, keys, self.n_shards)
 
     def _launch_batch(
         self, study: optuna.Study, study_run: StudyRun, trials: list[Trial], space: SearchSpace

@@ -14,7 +14,9 @@ the launching process merges (`collect`).
 A shard writes a child only once it is trained, a batch a transaction on an SQL store: a shard
 that dies leaves whole children or none, and a re-run with the same `hydra.sweep.dir` runs its
 jobs again (`sweeps.resume`). What a dead shard's client writer left RUNNING, the launching
-process ends KILLED (`end_running_children`).
+process ends KILLED (`end_running_children`). What every sweeper's shards share (the launcher
+set up with a shard's task, their folders and plans, the one line of a failure) is
+`sweeps.shards`.
 """
 
 import json
@@ -24,10 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn
-from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
@@ -35,6 +33,15 @@ from omegaconf import DictConfig
 from gatelab.errors import ConfigError, one_line
 from gatelab.sweeps.members import apply_sweep_defaults
 from gatelab.sweeps.progress import Progress
+from gatelab.sweeps.shards import (
+    RESULT_FILE,
+    ShardLauncher,
+    read_result,
+    shard_folder,
+    shard_overrides,
+    this_shard,
+    write_plan,
+)
 from gatelab.sweeps.sweep_folder import (
     BOUNDARIES_FILE,
     LOSSES_FILE,
@@ -42,8 +49,7 @@ from gatelab.sweeps.sweep_folder import (
     SweepArrays,
     sweep_of,
 )
-from gatelab.sweeps.sweep_run import SweepEndError
-from gatelab.sweeps.sweeper import Timings, launch_batches
+from gatelab.sweeps.sweeper import Timings
 from gatelab.sweeps.vectorized.population import (
     JobOutcome,
     MemberJob,
@@ -56,32 +62,9 @@ from gatelab.tracking.statuses import KILLED, RUNNING
 
 log = logging.getLogger(__name__)
 
-# A sweep folder's shards, one folder each (`shards/<k>`): its plan, Hydra's job files, its log,
-# its jobs' outcomes and arrays.
-SHARDS_FOLDER = "shards"
-PLAN_FILE = "shard.json"
-RESULT_FILE = "result.json"
 # A test's way to make one shard's process die after it trained, before it writes a child: the
 # shard's number (tests/sweeps/vectorized/test_shards.py).
 EXIT_AFTER_TRAINING = "GATELAB_TEST_SHARD_EXIT_AFTER_TRAINING"
-
-
-class ShardError(SweepEndError):
-    """A shard's process failed or died: the sweep ends FAILED, and the command with one line
-    (as a sweep's other ends it cannot help: `cli` prints a `SweepEndError` so) saying which
-    shard, why, and how to finish."""
-
-
-def split(numbers: list[int], n_shards: int) -> list[list[int]]:
-    """`numbers` cut into at most `n_shards` runs of consecutive items, their sizes differing by
-    at most one: [0..4] in 2 shards is [0, 1, 2], [3, 4]."""
-    size, extra = divmod(len(numbers), n_shards)
-    pieces, start = [], 0
-    for index in range(min(n_shards, len(numbers))):
-        end = start + size + (index < extra)
-        pieces.append(numbers[start:end])
-        start = end
-    return pieces
 
 
 @dataclass(frozen=True)
@@ -99,27 +82,18 @@ class Shard:
     jobs: list[MemberJob]
 
     def folder(self, sweep_dir: Path) -> Path:
-        return sweep_dir / SHARDS_FOLDER / str(self.number)
-
-    @property
-    def overrides(self) -> list[str]:
-        """Its Hydra job's overrides: its population's, and its own folder."""
-        return [*self.structural, f"hydra.sweep.subdir={SHARDS_FOLDER}/{self.number}"]
+        return shard_folder(sweep_dir, self.number)
 
     def name(self, count: int) -> str:
         first, last = self.jobs[0].job.number, self.jobs[-1].job.number
         return f"shard {self.number + 1} of {count} (jobs {first}-{last})"
 
 
-def write_plan(
+def plan_shard(
     shard: Shard, sweep_dir: Path, set_on_command_line: set[str], runs_per_transaction: int
 ) -> None:
     """Shard `shard`'s plan into its folder, where `run_shard` reads it; an earlier run's
-    outcomes and arrays there are removed, so only this run's are collected."""
-    folder = shard.folder(sweep_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in (RESULT_FILE, LOSSES_FILE, BOUNDARIES_FILE, MEMBERS_FILE):
-        (folder / name).unlink(missing_ok=True)
+    outcomes and arrays there are removed, so that only this run's are collected."""
     first = shard.jobs[0].job
     plan = {
         "set_on_command_line": sorted(set_on_command_line),
@@ -140,15 +114,12 @@ def write_plan(
             for member in shard.jobs
         ],
     }
-    new = folder / f".{PLAN_FILE}.{os.getpid()}"
-    new.write_text(json.dumps(plan))
-    os.replace(new, folder / PLAN_FILE)
+    write_plan(shard.folder(sweep_dir), plan, stale=(LOSSES_FILE, BOUNDARIES_FILE, MEMBERS_FILE))
 
 
-def read_plan(folder: Path) -> tuple[list[MemberJob], set[str], int]:
-    """A shard's jobs, the keys its command line set and its children a transaction."""
-    plan = json.loads((folder / PLAN_FILE).read_text())
-    jobs = [
+def jobs_of(plan: dict[str, Any]) -> list[MemberJob]:
+    """A shard's jobs, from its plan."""
+    return [
         MemberJob(
             job=records.Job(
                 overrides=job["overrides"],
@@ -164,7 +135,6 @@ def read_plan(folder: Path) -> tuple[list[MemberJob], set[str], int]:
         )
         for job in plan["jobs"]
     ]
-    return jobs, set(plan["set_on_command_line"]), plan["runs_per_transaction"]
 
 
 def run_shard(cfg: DictConfig) -> dict[str, Any]:
@@ -175,9 +145,9 @@ def run_shard(cfg: DictConfig) -> dict[str, Any]:
     by name. An error is written into the folder and returned, not raised: Hydra's callback
     would record a failed job as a FAILED child, and a shard is not a job of the grid.
     """
-    folder = Path(HydraConfig.get().runtime.output_dir)
-    jobs, set_on_command_line, runs_per_transaction = read_plan(folder)
-    apply_sweep_defaults(cfg, set_on_command_line)
+    folder, plan = this_shard()
+    jobs, runs_per_transaction = jobs_of(plan), plan["runs_per_transaction"]
+    apply_sweep_defaults(cfg, set(plan["set_on_command_line"]))
     recorded, timings = Recorded(), Timings()
     outcomes: list[JobOutcome] = []
     error: str | None = None
@@ -214,8 +184,8 @@ def run_shard(cfg: DictConfig) -> dict[str, Any]:
     return {"error": error, "written": recorded.written}
 
 
-class ShardLauncher:
-    """The sweep's shards through the configured launcher, set up with `run_shard` as its task.
+class VectorizedShards:
+    """The vectorized sweep's shards through the configured launcher (`run_shard` their task).
 
     Args:
         hydra_context, config: the sweep's, as its sweeper got them.
@@ -223,37 +193,29 @@ class ShardLauncher:
     """
 
     def __init__(self, hydra_context: HydraContext, config: DictConfig, max_batch_size: int | None):
-        self.config = config
-        self.sweep_dir = Path(config.hydra.sweep.dir)
-        self.max_batch_size = max_batch_size
-        self.launcher: Launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=run_shard, config=config
-        )
+        self.launcher = ShardLauncher(hydra_context, config, run_shard, max_batch_size)
+        self.sweep_dir = self.launcher.sweep_dir
 
     def run(self, shards: list[Shard], recorded: Recorded) -> list[JobOutcome]:
         """Launch `shards`, merge what each left in its folder into `recorded`, and return their
-        jobs' outcomes; ShardError (after the merge) if one failed or died."""
-        count = len(shards)
-        by_number = {shard.number: shard for shard in shards}
+        jobs' outcomes; ShardError (after the merge) if one failed or died, what its client
+        writer left RUNNING ended KILLED first."""
         failures: list[str] = []
         try:
-            for batch in launch_batches(list(by_number), self.max_batch_size):
-                returns = self.launcher.launch(
-                    [by_number[number].overrides for number in batch], initial_job_idx=batch[0]
-                )
-                failures += [
-                    f"{by_number[number].name(count)}: {failure}"
-                    for number, failure in zip(batch, map(shard_error, returns), strict=True)
-                    if failure
-                ]
-        except Exception as error:
-            died = f"{type(error).__name__}: {one_line(error)}"
-            failures.append(f"a shard's process failed or died ({died})")
-            raise self.failed(failures, recorded) from error
+            failures = self.launcher.launch(
+                {
+                    shard.number: (
+                        shard_overrides(shard.structural, shard.number),
+                        shard.name(len(shards)),
+                    )
+                    for shard in shards
+                }
+            )
         finally:
             outcomes = [outcome for shard in shards for outcome in self.collect(shard, recorded)]
         if failures:
-            raise self.failed(failures, recorded)
+            end_running_children(self.sweep_dir)
+            raise self.launcher.error(failures)
         return outcomes
 
     def collect(self, shard: Shard, recorded: Recorded) -> list[JobOutcome]:
@@ -261,10 +223,9 @@ class ShardLauncher:
         its jobs' outcomes returned (none if it died before writing them)."""
         folder = shard.folder(self.sweep_dir)
         merge(recorded.arrays, SweepArrays.load(folder))
-        path = folder / RESULT_FILE
-        if not path.is_file():
+        result = read_result(folder)
+        if result is None:
             return []
-        result = json.loads(path.read_text())
         recorded.trained += result["trained"]
         recorded.written += result["written"]
         if result["error"] is not None:
@@ -277,24 +238,6 @@ class ShardLauncher:
             else JobOutcome(job, loss=end["loss"])
             for job, end in ends
         ]
-
-    def failed(self, failures: list[str], recorded: Recorded) -> ShardError:
-        """The one line of a sweep whose shards did not all end well; what they left RUNNING
-        ended KILLED first."""
-        end_running_children(self.sweep_dir)
-        return ShardError(
-            f"{'; '.join(failures)}; the jobs it did not write run when the same command runs "
-            f"again with hydra.sweep.dir={self.sweep_dir.absolute()}"
-        )
-
-
-def shard_error(result: JobReturn) -> str | None:
-    """What a shard's Hydra job says went wrong, if anything."""
-    try:
-        value = result.return_value
-    except Exception as error:  # raised in the task itself: Hydra keeps it
-        return one_line(error)
-    return value.get("error") if isinstance(value, dict) else None
 
 
 def end_running_children(sweep_dir: Path) -> None:

@@ -26,6 +26,7 @@ from gatelab.errors import ConfigError
 from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.members import VALUE_KEYS, apply_sweep_defaults, check_population_size
 from gatelab.sweeps.progress import Progress
+from gatelab.sweeps.shards import split
 from gatelab.sweeps.sweeper import SweeperImpl, launch_batches, one_by_one_reason, task_config
 from gatelab.sweeps.vectorized.plan import (
     MAX_JOBS,
@@ -42,7 +43,7 @@ from gatelab.sweeps.vectorized.population import (  # noqa: F401 (in_background:
     train_and_write,
 )
 from gatelab.sweeps.vectorized.settings import check_settings
-from gatelab.sweeps.vectorized.shards import Shard, ShardLauncher, split, write_plan
+from gatelab.sweeps.vectorized.shards import Shard, VectorizedShards, plan_shard
 from gatelab.tracking import bulk, records
 from gatelab.tracking.children import child_store
 from gatelab.tracking.store import analyze
@@ -200,8 +201,8 @@ class VectorizedSweeperImpl(SweeperImpl):
         progress.done()
         if shards:
             for shard in shards:
-                write_plan(shard, sweep_dir, plan.set_on_command_line, self.runs_per_transaction)
-            launcher = ShardLauncher(self.hydra_context, self.config, self.max_batch_size)
+                plan_shard(shard, sweep_dir, plan.set_on_command_line, self.runs_per_transaction)
+            launcher = VectorizedShards(self.hydra_context, self.config, self.max_batch_size)
             with self.timings.timed("shards"):
                 outcomes = launcher.run(shards, recorded)
             returns += job_returns(outcomes, task_name)
