@@ -237,9 +237,7 @@ def main() -> None:
             page.goto(f"{base}/", timeout=120_000)
             page.get_by_text("Model training", exact=True).first.click()
             page.get_by_role("link", name="gatelab", exact=True).first.click()
-            expect(
-                page, "Run Name", "Dataset", "xor (", "neuron_bias", "xor_mlp", "sweep seed x lr"
-            )
+            expect(page, "Run Name", "Dataset", "xor (", "neuron_bias", "xor_mlp", "seed x lr (40")
             close_assistant(page)
             shoot(page, "02_runs_table_first_page")
 
@@ -255,7 +253,7 @@ def main() -> None:
                 page = fresh_page()
                 page.goto(printed_link(base, experiment_id, parent_id), timeout=120_000)
                 # The four cells, folded under their parent, which the UI adds to what it shows.
-                expect(page, "5 matching runs", "sweep seed x lr")
+                expect(page, "5 matching runs", "seed x lr (40")
                 close_assistant(page)
                 page.locator(expander).first.click()
                 expect(page, "lr=0.05", "lr=1.0")

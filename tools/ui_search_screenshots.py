@@ -8,7 +8,7 @@ uses. It runs, in `--workdir`, a study of 20 trials x 50 seeds (`hydra/sweeper=s
 batches of 10), starts `mlflow ui` on that store and takes, in headless Chromium
 (`--workdir`/screenshots/):
 
-  10  the link the study prints: its trials, named by their values (`trial 3 lr=... momentum=...`)
+  10  the link the study prints: its trials, named by their values (`lr=... momentum=... (trial 3)`)
   11  the Chart view's `success_rate` over the trials
   12  the runs table grouped by `optuna.trial.state`, as a grid sweep's cells group
   13  a trial's run page: params, `success_rate`, its `seeds.csv`

@@ -172,5 +172,7 @@ def boundary_epochs(
     axes.set_axis_off()
     colour_axes = figure.add_axes((1 - 0.75 / width, 0.1, 0.12 / width, 0.62))
     figure.colorbar(image, cax=colour_axes, label="output")
-    figure.suptitle(f"{title}: how the boundary formed (dashed: hidden units)", fontsize="medium")
+    figure.suptitle(
+        f"{title}: how the boundary formed (dashed, dotted: hidden units)", fontsize="medium"
+    )
     return figure
