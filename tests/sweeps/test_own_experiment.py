@@ -23,6 +23,7 @@ def test_a_sweep_of_its_own_experiment_is_named_pointed_to_and_says_how_to_read_
     assert f"this sweep has an experiment of its own, {own.name!r}" in output
     # Its page says how to read it, and not by grouping the runs a page loaded.
     description = own.tags["mlflow.note.content"]
+    assert description.startswith("seed x lr, 4 jobs: ")  # what the experiments list shows
     assert "success_rate" in description and "Group by" in description
     assert f"viewStateShareKey={parent.info.run_id}" in description
     # The config's experiment holds a run pointing to it, ended as the sweep, with its answer.

@@ -46,11 +46,15 @@ def sweep_experiment(
     return f"{experiment} sweep {what[:room]} {when}"
 
 
-def describe(client: MlflowClient, experiment_id: str, run_id: str, jobs: int) -> None:
-    """Say on the sweep's own experiment's page how to read it."""
+def describe(
+    client: MlflowClient, experiment_id: str, run_id: str, swept: list[str], jobs: int
+) -> None:
+    """Say on the sweep's own experiment's page how to read it, what was swept first: the
+    experiments list shows the first words of it (and of its name)."""
+    what = sweep_run_name(swept, [], None).removeprefix("sweep ")
     text = (
-        f"One sweep of {jobs:,} jobs: its run (named `sweep ...`), a run per cell of its grid "
-        "(one per setting, e.g. `lr=0.5`) and, under each cell, a run per job (seed).\n\n"
+        f"{what}, {jobs:,} jobs: one sweep, its run (named `sweep ...`), a run per cell of its "
+        "grid (one per setting, e.g. `lr=0.5`) and, under each cell, a run per job (seed).\n\n"
         "**The answer** (which settings learn) is each cell's `success_rate`, counted over all "
         "its jobs, with its 95% interval (`success_rate_ci_low`, `success_rate_ci_high`): "
         f"[open the cells, a bar each]({children_url(experiment_id, run_id)}), or the sweep "

@@ -154,7 +154,7 @@ class SweepRun:
                 # What the link printed last opens: its children, one bar each, best first.
                 share_children_view(client, experiment_id, sweep.run_id, answer_params(swept))
                 if experiment != config.tracking.experiment:
-                    own_experiment.describe(client, experiment_id, sweep.run_id, planned)
+                    own_experiment.describe(client, experiment_id, sweep.run_id, swept, planned)
                 sweep_folder.record_parent_run_id(sweep_dir, sweep.run_id)
             except Exception as error:
                 sweep.fail(error)
