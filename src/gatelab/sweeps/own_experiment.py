@@ -53,7 +53,7 @@ def describe(
     experiments list shows the first words of it (and of its name)."""
     what = sweep_run_name(swept, [], None).removeprefix("sweep ")
     text = (
-        f"{what}, {jobs:,} jobs: one sweep, its run (named `sweep ...`), a run per cell of its "
+        f"{what}, {jobs:,} jobs: one sweep, its run (named after it), a run per cell of its "
         "grid (one per setting, e.g. `lr=0.5`) and, under each cell, a run per job (seed).\n\n"
         "**The answer** (which settings learn) is each cell's `success_rate`, counted over all "
         "its jobs, with its 95% interval (`success_rate_ci_low`, `success_rate_ci_high`): "
