@@ -12,16 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from gatelab.errors import ConfigError
 from gatelab.sweeps.shards import PLAN_FILE, SHARDS_FOLDER, split
 from gatelab.sweeps.sweep_folder import PARENT_RUN_FILE
 from gatelab.sweeps.vectorized.shards import EXIT_AFTER_TRAINING
+from gatelab.sweeps.vectorized.sweeper import VectorizedSweeperImpl
 from gatelab.tracking.records import SWEEP_TAG
-from tests.helpers import is_cell, run_train
-
-pytestmark = pytest.mark.slow
+from hydra_plugins.gatelab_vectorized_sweeper.vectorized_sweeper import VectorizedSweeper
+from tests.helpers import CONFIG_DIR, is_cell, run_train
 
 EPOCHS = 100
 # 6 seeds x 2 rates: 12 jobs of one population, in 2 cells (lr=0.1, lr=2.0).
@@ -39,6 +41,28 @@ def test_a_population_is_cut_into_runs_of_consecutive_jobs_differing_by_at_most_
     assert split(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
     assert split(list(range(6)), 3) == [[0, 1], [2, 3], [4, 5]]
     assert split([7, 8], 4) == [[7], [8]]  # never an empty shard
+
+
+NO_SHARDS = (
+    "hydra.sweeper.n_shards=0 is not allowed: a number of shards a population is cut into, at "
+    "least 1 (1: it trains in this process)"
+)
+
+
+def test_no_shards_is_refused_in_one_line_by_the_plugin_and_the_sweeper():
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        config = compose(
+            "config",
+            overrides=["hydra/sweeper=vectorized", "hydra.sweeper.n_shards=0"],
+            return_hydra_config=True,
+        )
+    # The callback asks the plugin before it opens the parent run; the sweeper asks again.
+    with pytest.raises(ConfigError) as from_plugin:
+        VectorizedSweeper.check_settings(config.hydra.sweeper)
+    assert str(from_plugin.value) == NO_SHARDS
+    with pytest.raises(ConfigError) as from_sweeper:
+        VectorizedSweeperImpl(n_shards=0).sweep([])
+    assert str(from_sweeper.value) == NO_SHARDS
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -106,6 +130,7 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, dict[int
     return parent, jobs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_two_shards_give_the_jobs_numbers_and_statuses_of_one_process(
     launcher, store, one_process, tmp_path
@@ -153,6 +178,7 @@ def test_two_shards_give_the_jobs_numbers_and_statuses_of_one_process(
     assert planned == [list(range(6)), list(range(6, 12))]
 
 
+@pytest.mark.slow
 def test_shards_on_submitits_local_executor_write_every_job_once(postgres_uri, tmp_path):
     # submitit_local runs each shard as its own process, as submitit_slurm does on a cluster.
     result = sweep(
@@ -173,6 +199,7 @@ def test_shards_on_submitits_local_executor_write_every_job_once(postgres_uri, t
     }
 
 
+@pytest.mark.slow
 def test_a_dead_shard_leaves_nothing_running_and_a_re_run_writes_exactly_its_missing_jobs(
     store, tmp_path
 ):
