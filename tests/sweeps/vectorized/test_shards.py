@@ -8,6 +8,7 @@ its jobs to a re-run with the same `hydra.sweep.dir`.
 
 import json
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from gatelab.sweeps.vectorized.shards import EXIT_AFTER_TRAINING
 from gatelab.sweeps.vectorized.sweeper import VectorizedSweeperImpl
 from gatelab.tracking.records import SWEEP_TAG
 from hydra_plugins.gatelab_vectorized_sweeper.vectorized_sweeper import VectorizedSweeper
-from tests.helpers import CONFIG_DIR, is_cell, run_train
+from tests.helpers import CONFIG_DIR, is_cell, run_train, runs_of, stopped_once_written
 
 EPOCHS = 100
 # 6 seeds x 2 rates: 12 jobs of one population, in 2 cells (lr=0.1, lr=2.0).
@@ -241,3 +242,28 @@ def test_a_dead_shard_leaves_nothing_running_and_a_re_run_writes_exactly_its_mis
     assert parent.info.status == "FINISHED"
     assert {cell.info.status for cell in cells.values()} == {"FINISHED"}
     assert parent.data.metrics["jobs"] == JOBS
+
+
+@pytest.mark.slow
+def test_a_stop_while_shards_write_ends_the_sweep_killed_and_leaves_nothing_running(tmp_path):
+    # SIGTERM to the process group (a SLURM time limit): the launching process and both shards.
+    command = [
+        "-m",
+        "hydra/sweeper=vectorized",
+        "hydra/launcher=joblib",
+        "hydra.sweeper.n_shards=2",
+        "seed=range(2000)",
+        "trainer.epochs=100",
+        "trainer.print_every=0",
+        "hydra.sweeper.runs_per_transaction=20",
+    ]
+    # Once the parent and 40 children are written.
+    returncode, output, _ = stopped_once_written(tmp_path, command, 41, signal.SIGTERM)
+    assert returncode == 128 + signal.SIGTERM, output
+    assert "stopped by SIGTERM: the runs this command had open ended KILLED" in output
+    _, parents, runs = runs_of(tmp_path)
+    assert [parent.info.status for parent in parents] == ["KILLED"]
+    children = [run for run in runs if "hydra.job.num" in run.data.tags]
+    assert 40 <= len(children) < 2000
+    assert all(run.info.status != "RUNNING" for run in runs)
+    assert {child.info.status for child in children} == {"FINISHED"}

@@ -230,7 +230,13 @@ class VectorizedShards:
         recorded.written += result["written"]
         if result["error"] is not None:
             return []
-        ends = [(member.job, result["outcomes"][str(member.job.number)]) for member in shard.jobs]
+        # None of a shard stopped before it wrote them (Ctrl-C, SIGTERM): the store counts.
+        ended = result["outcomes"]
+        ends = [
+            (member.job, ended[str(member.job.number)])
+            for member in shard.jobs
+            if str(member.job.number) in ended
+        ]
         # A job's error is the one line of a value its schema refused (`run_population`).
         return [
             JobOutcome(job, error=ConfigError(end["error"]))
