@@ -162,7 +162,10 @@ def test_a_search_logs_each_trials_interval_and_ends_with_the_best_beside_the_ru
         if run.data.tags["optuna.trial.number"] == study.data.tags["optuna.best_trial"]
     ]
     assert f"] best {best.info.run_name}: success_rate " in compared
-    verdict = r", runner-up .* \(trial \d+\): .*: the intervals (overlap|do not overlap), so .* at 6 seeds$"
+    verdict = (
+        r", runner-up .* \(trial \d+\): .*: the intervals (overlap|do not overlap), "
+        r"so .* at 6 seeds$"
+    )
     assert re.search(verdict, compared)
     top, second = sorted(int(run.data.metrics["solved_jobs"]) for run in trials)[::-1][:2]
     overlap = wilson_interval(top, 6).overlaps(wilson_interval(second, 6))
