@@ -101,3 +101,13 @@ def test_a_vectorized_sweep_summarises_what_it_wrote_as_a_resumed_one_reads_the_
     assert [row["status"] for row in written_rows] == ["FINISHED"] * 4
     assert {row["solved"] for row in written_rows} == {"0", "1"}
     assert resumed.data.metrics == written_metrics
+
+
+@pytest.mark.slow
+def test_a_vectorized_sweep_that_ends_in_an_error_summarises_what_the_store_holds(tmp_path):
+    result = train(tmp_path, "-m", VECTORIZED, "seed=1", "optimizer.learning_rate=0.5,-1", *QUICK)
+    assert result.returncode == 2
+    # Its jobs were all written here, but an error may have come from the store itself.
+    assert "sweep summary timings: read 2 jobs" in result.stdout
+    assert "(from the store)" in result.stdout
+    assert [row["status"] for row in summary_rows(tmp_path)] == ["FINISHED", "FAILED: error"]
