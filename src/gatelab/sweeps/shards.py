@@ -113,7 +113,9 @@ class ShardLauncher:
         """Run each shard (by number: its overrides and its name) to its end; return what went
         wrong, a line a shard: a failed task, or a process that died (launching then stops)."""
         failures: list[str] = []
-        log.info("%d shard(s) through the launcher, in %s", len(shards), SHARDS_FOLDER)
+        log.info(
+            "%d shard(s) through hydra/launcher, in %s", len(shards), self.sweep_dir / SHARDS_FOLDER
+        )
         try:
             for batch in launch_batches(list(shards), self.max_batch_size):
                 returns = self.launcher.launch(

@@ -75,7 +75,7 @@ class SearchSweeperImpl(SweeperImpl):
         self.settings = settings
         # A batch's members cut into this many shards, each a job of hydra/launcher (docs/scale.md).
         self.n_shards = n_shards
-        self.shards: ShardLauncher | None = None
+        self.shard_launcher: ShardLauncher | None = None
         self.set_on_command_line: set[str] = set()
 
     def sweep(self, arguments: list[str]) -> optuna.Study:
@@ -269,10 +269,12 @@ class SearchSweeperImpl(SweeperImpl):
         """A batch's members trained here, or in `n_shards` shards through the launcher."""
         if self.n_shards == 1:
             return train_members(task_cfg, member_values)
-        if self.shards is None:
-            self.shards = ShardLauncher(self.hydra_context, self.config, train_members_shard)
+        if self.shard_launcher is None:
+            self.shard_launcher = ShardLauncher(
+                self.hydra_context, self.config, train_members_shard
+            )
         fixed, keys = space.fixed, self.set_on_command_line
-        return train_in_shards(self.shards, fixed, member_values, keys, self.n_shards)
+        return train_in_shards(self.shard_launcher, fixed, member_values, keys, self.n_shards)
 
     def _launch_batch(
         self, study: optuna.Study, study_run: StudyRun, trials: list[Trial], space: SearchSpace
