@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from gatelab.data import truth_table
 from gatelab.history import History
 from gatelab.sweeps.cells import CELL_TAG
+from gatelab.sweeps.own_experiment import POINTER_TAG
 from gatelab.tracking import records
 from gatelab.tracking.records import SWEEP_TAG
 from gatelab.tracking.store import sqlite_path
@@ -51,10 +52,15 @@ def runs_of(workdir: Path) -> tuple[MlflowClient | None, list[Run], list[Run]]:
     """The store's client (None before the store exists), its sweep parents and the jobs:
     the other runs but cells."""
     client = store_client(workdir)
-    runs = all_runs(client)
+    runs = [run for run in all_runs(client) if not is_pointer(run)]
     parents = [run for run in runs if "sweep.params" in run.data.tags]
     jobs = [run for run in runs if "sweep.params" not in run.data.tags and not is_cell(run)]
     return client, parents, jobs
+
+
+def is_pointer(run: Run) -> bool:
+    """The run that points to a sweep's own experiment from the config's (not a job)."""
+    return POINTER_TAG in run.data.tags
 
 
 def cells_of(workdir: Path) -> list[Run]:
