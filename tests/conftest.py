@@ -41,11 +41,3 @@ def postgres_uri() -> Iterator[str]:
     """A throwaway PostgreSQL cluster with an empty database `mlflow`, for one test module."""
     with postgres_database() as uri:
         yield uri
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The modules of whole runs (`slow`: sweeps, servers, a browser) first, the rest after,
-    each module's tests kept together and in order: the 2 workers share out the long ones first
-    and end on short ones, not one worker on a last long test while the other waits."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)

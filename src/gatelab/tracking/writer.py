@@ -227,7 +227,16 @@ def _write_in_processes(
             counted.add(future)
 
     try:
-        submitted += [pool.submit(_write_chunk, experiment_id, chunk) for chunk in chunks]
+        for chunk in chunks:
+            try:
+                submitted.append(pool.submit(_write_chunk, experiment_id, chunk))
+            except BrokenProcessPool:
+                # A writer died while chunks were still handed out: the rest are lost with
+                # the pool, as those it had not returned, and written again by the caller.
+                broken = True
+                if stopping.stopping():
+                    raise KeyboardInterrupt from None
+                break
         pending = set(submitted)
         # The writers, started by the submits: a dead one may leave the others stuck.
         writer_processes = set(multiprocessing.active_children()) - others
