@@ -9,6 +9,7 @@ of them once, without importing TensorFlow.
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from hydra._internal.utils import get_args_parser
@@ -55,6 +56,57 @@ def validate(cfg: DictConfig) -> None:
             reason = str(error.msg or error).splitlines()[0]
             raise ConfigError(f"{error.full_key} is not allowed: {reason}") from None
         raise
+
+
+def checked_objects(cfg: DictConfig) -> Any | None:
+    """The schemas' objects of a config that passes `validate` and holds no interpolation (so
+    that one field's checks can be run again alone, `field_check`); None for any other config."""
+    try:
+        validate(cfg)
+    except ConfigError:
+        return None
+    if _has_interpolation(cfg):
+        return None  # a field read through another: a new value changes what both hold
+    return OmegaConf.to_object(cfg)
+
+
+def _has_interpolation(node: Any) -> bool:
+    if OmegaConf.is_dict(node):
+        return any(
+            OmegaConf.is_interpolation(node, key) or _has_interpolation(node._get_node(key))
+            for key in node
+        )
+    if OmegaConf.is_list(node):
+        return any(
+            OmegaConf.is_interpolation(node, index) or _has_interpolation(node._get_node(index))
+            for index in range(len(node))
+        )
+    return False
+
+
+def field_check(objects: Any, key: str) -> Callable[[Any], None] | None:
+    """What `validate` checks of the config `objects` came from (`checked_objects`) with the
+    field `key` set to a value: the checks of the schema holding it and of each above it, run
+    again, the others' fields unchanged. None if a node on the way is not a schema's.
+
+    The check raises the ConfigError `validate` would; it is only `validate`'s equal for a plain
+    value the field's type took (a value OmegaConf converted, not an interpolation or `???`).
+    """
+    *path, name = key.split(".")
+    owners = [objects]
+    for part in path:
+        owners.append(getattr(owners[-1], part, None))
+    if not all(dataclasses.is_dataclass(owner) and not isinstance(owner, type) for owner in owners):
+        return None
+    if name not in {field.name for field in dataclasses.fields(owners[-1]) if field.init}:
+        return None
+
+    def check(value: Any) -> None:
+        # As `OmegaConf.to_object` builds them: the field's schema first, then its parents'.
+        for owner, field_name in zip(reversed(owners), reversed([*path, name]), strict=True):
+            value = dataclasses.replace(owner, **{field_name: value})
+
+    return check
 
 
 def _find_config_error(error: BaseException | None) -> ConfigError | None:
