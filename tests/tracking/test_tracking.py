@@ -2,6 +2,7 @@
 
 import mlflow
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow.protos.databricks_pb2 import BAD_REQUEST, INTERNAL_ERROR
 from mlflow.tracking import MlflowClient
 
@@ -14,6 +15,7 @@ from gatelab.tracking.naming import (
     config_params,
     fixed_overrides,
     planned_jobs,
+    short_keys,
     single_run_name,
     sweep_run_name,
     swept_values,
@@ -52,6 +54,26 @@ def test_a_sweep_child_is_named_by_its_swept_values_with_short_keys():
     assert child_run_name({"model.activation": "relu", "other.activation": "tanh"}) == (
         "model.activation=relu other.activation=tanh"
     )
+
+    # Cached names are not shared: changing one dict leaves the next call's as it was.
+    short_keys(["seed", "optimizer.learning_rate"])["seed"] = "changed"
+    assert short_keys(["seed", "optimizer.learning_rate"]) == {
+        "seed": "seed",
+        "optimizer.learning_rate": "lr",
+    }
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["seed=0", "seed=42", "seed=-12", "seed=99999999999999999999", "a.b_c.d1=7", "true=1"]
+    + ["seed=05", "seed=-0", "seed=+5", "seed=1_000", "+seed=3", "~seed=3", "seed=1e3"]
+    + ["seed=0x10", "optimizer.learning_rate=0.10", "model=mlp", "a-b=1", "seed=07 "],
+)
+def test_a_jobs_swept_value_is_the_one_hydras_parser_reads(override):
+    # A seed is new in every job: `key=integer` is read without Hydra's parser, to the same.
+    (parsed,) = OverridesParser.create().parse_overrides([override])
+    key = parsed.key_or_group
+    assert swept_values([override], [key]) == {key: parsed.get_value_element_as_str()}
 
 
 def test_a_sweep_parent_is_named_by_what_it_sweeps_then_what_it_fixes():

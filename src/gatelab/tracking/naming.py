@@ -5,6 +5,7 @@ values only (`seed=3 lr=0.5`); a sweep's parent by what it sweeps (`seed x lr (4
 tells runs apart comes first: the UI's Run Name column shows about 17 characters.
 """
 
+import collections
 import functools
 import json
 import math
@@ -51,15 +52,27 @@ def short_key(key: str) -> str:
 
 def short_keys(keys: list[str]) -> dict[str, str]:
     """Each key's short name, or the key itself where two keys would share one."""
+    return dict(_short_keys(tuple(keys)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _short_keys(keys: tuple[str, ...]) -> dict[str, str]:
+    # Cached (not to be changed): every job of a sweep names the same keys.
     short = {key: short_key(key) for key in keys}
-    clashing = {name for name in short.values() if list(short.values()).count(name) > 1}
-    return {key: key if name in clashing else name for key, name in short.items()}
+    counts = collections.Counter(short.values())
+    return {key: key if counts[name] > 1 else name for key, name in short.items()}
 
 
 def child_run_name(swept_values: dict[str, str]) -> str:
     """A sweep job's run name: its swept values only, `seed=3 lr=0.5`."""
-    names = short_keys(list(swept_values))
-    return redact(" ".join(f"{names[key]}={value}" for key, value in swept_values.items()))
+    return _child_run_name(tuple(swept_values.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _child_run_name(values: tuple[tuple[str, str], ...]) -> str:
+    # Cached: a cell's name is asked for each of its jobs, several times over.
+    names = _short_keys(tuple(key for key, _ in values))
+    return redact(" ".join(f"{names[key]}={value}" for key, value in values))
 
 
 def sweep_run_name(swept: list[str], fixed_overrides: list[str], jobs: int | None) -> str:
@@ -105,10 +118,18 @@ def swept_values(overrides: list[str], keys: list[str]) -> dict[str, str]:
     return {key: found[key] for key in keys if key in found}
 
 
+# `key=integer` as Hydra's parser reads it: the key and the integer as written (`seed=42`).
+_NAME = "[A-Za-z_][A-Za-z0-9_]*"
+_KEY_EQUALS_INTEGER = re.compile(rf"({_NAME}(?:\.{_NAME})*)=(0|-?[1-9][0-9]*)")
+
+
 @functools.lru_cache(maxsize=100_000)
 def _key_and_value(override: str) -> tuple[str, str]:
     # Cached: the jobs of a big sweep repeat the same few overrides (`lr=0.1` in 1,000 of them),
-    # and Hydra's parser takes about 1 ms for each.
+    # and Hydra's parser takes about 1 ms for each. A seed is new in each job: read without it.
+    plain = _KEY_EQUALS_INTEGER.fullmatch(override)
+    if plain is not None:
+        return plain[1], plain[2]
     (parsed,) = OverridesParser.create().parse_overrides([override])
     return parsed.key_or_group, parsed.get_value_element_as_str()
 
