@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
 
-from gatelab.sweeps.publish import cell_colours
+from gatelab.sweeps.summary_figures import cell_colours
 from gatelab.tracking.records import COLOUR_TAG, outcome_colour
 from gatelab.views.colours import sequence_colour, sequence_colours
 from tests.helpers import cells_of, run_train, runs_of

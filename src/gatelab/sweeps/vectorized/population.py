@@ -16,12 +16,13 @@ from gatelab.build import Built, build
 from gatelab.engine import population
 from gatelab.engine.models import boundary_view, layer_weights
 from gatelab.errors import ConfigError
+from gatelab.sweeps import drawn_ahead
 from gatelab.sweeps.cells import cell_name
 from gatelab.sweeps.members import VALUE_KEYS, ValueChecker, train_members
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.results import hold
 from gatelab.sweeps.summary import CELL_GALLERY_JOBS, cell_keys
-from gatelab.sweeps.sweep_folder import LOSSES_FILE, MEMBERS_FILE, SweepArrays
+from gatelab.sweeps.sweep_folder import LOSSES_FILE, MEMBERS_FILE, Sweep, SweepArrays
 from gatelab.sweeps.sweeper import Timings
 from gatelab.sweeps.vectorized.job_folders import JobFolders
 from gatelab.tracking import children, records
@@ -96,6 +97,7 @@ def train_and_write(
     runs_per_transaction: int,
     timings: Timings,
     after_training: Callable[[], None] = lambda: None,
+    whole_sweep: Sweep | None = None,
 ) -> list[JobOutcome]:
     """A population's jobs, wherever it runs (the sweep's process, or a shard's): their folders
     written while it trains, then each logged as a child (`run_population`).
@@ -103,6 +105,8 @@ def train_and_write(
     Args:
         cfg: the population's config, as its jobs' task function sees it.
         after_training: called once the members are trained, before any child is written.
+        whole_sweep: the sweep, when these jobs are every job of it: its summary's figures are
+            drawn while the children are written (`drawn_ahead`).
     """
     # Written while the population trains (files, then TensorFlow's threads: the two share the
     # cores); its runs wait for them, as a child's `hydra.output_dir` is a folder that exists.
@@ -118,7 +122,9 @@ def train_and_write(
             folders()
 
     with timings.timed("train and log"):
-        return run_population(cfg, jobs, progress, recorded, runs_per_transaction, before_writing)
+        return run_population(
+            cfg, jobs, progress, recorded, runs_per_transaction, before_writing, whole_sweep
+        )
 
 
 def in_background(function: Callable[..., None], *args: Any) -> Callable[[], None]:
@@ -151,9 +157,11 @@ def run_population(
     recorded: Recorded,
     runs_per_transaction: int = children.BATCH,
     before_writing: Callable[[], None] = lambda: None,
+    whole_sweep: Sweep | None = None,
 ) -> list[JobOutcome]:
     """Train `jobs` (configs `cfg` with their values) as one population; log each as a child
-    (after `before_writing` returns: the sweeper's job folders, written meanwhile).
+    (after `before_writing` returns: the sweeper's job folders, written meanwhile). When they
+    are every job of `whole_sweep`, its summary's figures are drawn meanwhile (`drawn_ahead`).
 
     Returns each job's outcome, in the order of `jobs`. Adds to `recorded`, as each child is
     written, its full loss curve and (for the members a gallery shows) its decision boundary.
@@ -225,7 +233,14 @@ def run_population(
     recorded.trained += len(jobs)
     swept = jobs[0].job.swept
     index_of = {member.job.number: index for index, (member, _) in enumerate(valid)}
-    shown = {member.job.number for _, member in gallery_members(valid)}
+    boundaries = {
+        member.job.number: boundary_arrays(built, members.weights(index))
+        for index, member in gallery_members(valid)
+    }
+    if whole_sweep is not None:
+        losses = {member.job.number: history.member(i).loss for i, (member, _) in enumerate(valid)}
+        sweep_dir = jobs[0].job.output_dir.parent
+        drawn_ahead.start_from_records(whole_sweep, sweep_dir, run_records, losses, boundaries)
     total = len(run_records)
     written = 0
     record_of = {record.job_number: record for record in run_records}
@@ -244,8 +259,8 @@ def run_population(
         for number, run_id in trained:  # the others failed on a bad value: nothing trained
             index = index_of[number]
             recorded.arrays.losses[run_id] = history.member(index).loss
-            if number in shown:
-                recorded.arrays.boundaries[run_id] = boundary_arrays(built, members.weights(index))
+            if number in boundaries:
+                recorded.arrays.boundaries[run_id] = boundaries[number]
         progress.show(logging_progress(written, total, time.perf_counter() - started))
 
     children.child_store().write_all(

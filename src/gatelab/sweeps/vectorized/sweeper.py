@@ -168,6 +168,9 @@ class VectorizedSweeperImpl(SweeperImpl):
         returns: list[tuple[int, JobReturn]] = []
         one_by_one: list[int] = []
         shards: list[Shard] = []
+        # One population of every job: its summary's figures are drawn while its children are
+        # written (`drawn_ahead`).
+        whole = len(plan.groups) == 1 and not finished and self.n_shards == 1
         for structural, all_numbers in plan.groups.items():
             numbers = [number for number in all_numbers if number not in finished]
             if not numbers:
@@ -195,7 +198,13 @@ class VectorizedSweeperImpl(SweeperImpl):
                 ]
                 continue
             outcomes = train_and_write(
-                task_cfg, jobs, progress, recorded, self.runs_per_transaction, self.timings
+                task_cfg,
+                jobs,
+                progress,
+                recorded,
+                self.runs_per_transaction,
+                self.timings,
+                whole_sweep=sweep if whole else None,
             )
             returns += job_returns(outcomes, task_name)
         progress.done()
