@@ -1,9 +1,12 @@
 """The SQL bulk writer: the same children as MLflow's client writes, read back equal by MLflow,
 a batch a transaction, and chosen only for the SQL stores it was tested on."""
 
+import dataclasses
+import math
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 import mlflow
 import numpy as np
@@ -24,15 +27,17 @@ from gatelab.tracking.experiment import configure
 from tests.helpers import CHILD_EPOCHS, comparable_run, sweep_children
 
 
-def written_both_ways(uri: str) -> tuple[dict[int, str], dict[int, str], str]:
-    """The same children by MLflow's client and by the bulk writer, each in its experiment;
-    returns their run ids by job number and the sweep's parent run."""
+def written_both_ways(
+    uri: str, make: Callable[[str], list[records.RunRecord]] = sweep_children
+) -> tuple[dict[int, str], dict[int, str], str]:
+    """The same children (by default `sweep_children`) by MLflow's client and by the bulk
+    writer, each in its experiment; returns their run ids by job number and the sweep's parent."""
     name = uuid.uuid4().hex[:8]
     client = MlflowClient(uri)
     by_client = configure(uri, f"client-{name}")
     by_bulk = configure(uri, f"bulk-{name}")
     parent_run_id = client.create_run(by_client, run_name="sweep").info.run_id
-    wanted = sweep_children(parent_run_id)
+    wanted = make(parent_run_id)
     client_ids = writer.write_all(by_client, wanted, writers=1)
     engine = sqlalchemy.create_engine(uri)
     try:
@@ -105,6 +110,26 @@ def test_the_bulk_writer_stores_the_rows_mlflow_stores(store_uri):
     assert by_bulk == by_client
     assert len(by_bulk["runs"]) == 6
     assert len(by_bulk["metrics"]) > 40
+
+
+def odd_points(parent_run_id: str) -> list[records.RunRecord]:
+    """Children whose metric points are NaN, infinite, logged twice or a large integer."""
+    child = sweep_children(parent_run_id)[0]
+    points = [(1, 0.5), (2, math.nan), (3, math.inf), (4, -math.inf), (5, 0.25), (5, 0.25)]
+    return [
+        dataclasses.replace(child, loss_points=points, outcome={"accuracy": 0.5, "big": 2**53}),
+        dataclasses.replace(child, job_number=1, loss_points=[(1, math.nan)], outcome={}),
+        dataclasses.replace(child, job_number=2, loss_points=[(1, 0.5), (2, math.inf)]),
+    ]
+
+
+def test_nan_infinite_and_repeated_points_are_stored_as_mlflow_stores_them(store_uri):
+    client_ids, bulk_ids, _ = written_both_ways(store_uri, odd_points)
+    by_client, by_bulk = stored_rows(store_uri, client_ids), stored_rows(store_uri, bulk_ids)
+    assert by_bulk == by_client
+    assert len(by_bulk["metrics"]) == 5 + 2 + 1 + 2 + len(odd_points("p")[2].outcome)
+    # job 1's only loss is NaN: its latest point too
+    assert {bool(dict(row)["is_nan"]) for row in by_bulk["latest_metrics"]} == {True, False}
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ two equal), for the MLflow version and schema they were tested with (`unsupporte
 (a tracking server, Databricks, a folder, another MLflow or schema).
 """
 
+import math
 import time
 import urllib.parse
 import uuid
@@ -217,8 +218,8 @@ class BulkWriter:
 
     def _add_run(self, rows: Rows, record: RunRecord, run_id: str, now: int) -> None:
         """The rows `create_run`, `log_batch` and `set_terminated` write for `record`."""
-        metrics = record.metrics(now)
-        self._validate_metrics(metrics)
+        points = record.metric_points(now)
+        self._validate_metrics(points)
         tags = {MLFLOW_RUN_NAME: record.name, **record.tags, **description_tags(record, run_id)}
         tags.update(self._valid(_validate_tag, writer.result_tags(record)))
         rows.tables[SqlRun].append(
@@ -245,19 +246,22 @@ class BulkWriter:
             (run_id, key, value) for key, value in self._valid(_validate_param, record.params)
         ]
         latest: dict[str, tuple] = {}
-        points = rows.tables[SqlMetric]
-        for metric in dict.fromkeys(metrics):  # MLflow drops a point logged twice
-            is_nan, value = sanitized(metric.value)
-            row = (run_id, metric.key, value, metric.timestamp, metric.step, is_nan)
-            points.append(row)
+        metric_rows = rows.tables[SqlMetric]
+        # MLflow drops a point logged twice (its `Metric`s are equal as these tuples are).
+        for key, value, timestamp, step in dict.fromkeys(points):
+            is_nan = False
+            if not -math.inf < value < math.inf:  # NaN or infinite: as the SQL store keeps them
+                is_nan, value = sanitized(value)
+            row = (run_id, key, value, timestamp, step, is_nan)
+            metric_rows.append(row)
             # A key's latest point: the greatest (step, timestamp, value), as MLflow's.
-            previous = latest.get(metric.key)
-            if previous is None or (row[4], row[3], row[2]) > (
+            previous = latest.get(key)
+            if previous is None or (step, timestamp, value) > (
                 previous[4],
                 previous[3],
                 previous[2],
             ):
-                latest[metric.key] = row
+                latest[key] = row
         rows.tables[SqlLatestMetric] += latest.values()
 
     def _valid(
@@ -276,23 +280,23 @@ class BulkWriter:
             valid.append(known)
         return valid
 
-    def _validate_metrics(self, metrics: list[Metric]) -> None:
-        """MLflow's `_validate_metric` of each point (`log_batch`'s check), a name's own checks
-        once per writer: they cost most of it, and a sweep's runs log the same names."""
-        for index, metric in enumerate(metrics):
+    def _validate_metrics(self, points: list[tuple[str, float, int, int]]) -> None:
+        """MLflow's `_validate_metric` of each point, (key, value, timestamp, step) (`log_batch`'s
+        check), a name's own checks once per writer: they cost most of it, and a sweep's runs
+        log the same names."""
+        names = self.metric_names
+        for index, (key, value, timestamp, step) in enumerate(points):
             # The usual point in exact types (an ABC's isinstance costs more than the rest).
             if (
-                metric.key in self.metric_names
-                and type(metric.value) in (float, int)
-                and type(metric.timestamp) is int
-                and metric.timestamp >= 0
-                and type(metric.step) is int
+                key in names
+                and type(value) in (float, int)
+                and type(timestamp) is int
+                and timestamp >= 0
+                and type(step) is int
             ):
                 continue
-            _validate_metric(
-                metric.key, metric.value, metric.timestamp, metric.step, f"metrics[{index}]"
-            )
-            self.metric_names.add(metric.key)
+            _validate_metric(key, value, timestamp, step, f"metrics[{index}]")
+            names.add(key)
 
     def _add_inputs(
         self, rows: Rows, record: RunRecord, run_id: str, new_datasets: dict[tuple[str, str], str]

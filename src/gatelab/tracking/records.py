@@ -97,7 +97,12 @@ class RunRecord:
     description: str | None = None
 
     def metrics(self, timestamp: int | None = None) -> list[Metric]:
-        """Every metric point of the run: the loss points, then the outcome at step 0.
+        """Every metric point of the run, as MLflow's `Metric`s (see `metric_points`)."""
+        return [Metric(*point) for point in self.metric_points(timestamp)]
+
+    def metric_points(self, timestamp: int | None = None) -> list[tuple[str, float, int, int]]:
+        """Every metric point of the run, (key, value, timestamp, step): the loss points, then
+        the outcome at step 0.
 
         Each point lies within the run, where MLflow's wall-time and relative-time chart axes
         put it: the loss of epoch e at e/E of the way from `start_time` to `end_time` (E: the
@@ -109,10 +114,10 @@ class RunRecord:
         end = now if self.end_time is None else self.end_time
         last_epoch = max((epoch for epoch, _ in self.loss_points), default=1) or 1
         points = [
-            Metric("loss", loss, start + (end - start) * epoch // last_epoch, epoch)
+            ("loss", loss, start + (end - start) * epoch // last_epoch, epoch)
             for epoch, loss in self.loss_points
         ]
-        return points + [Metric(key, value, end, 0) for key, value in self.outcome.items()]
+        return points + [(key, value, end, 0) for key, value in self.outcome.items()]
 
 
 def description_tags(record: RunRecord, run_id: str) -> dict[str, str]:
@@ -147,7 +152,13 @@ def run_tags(job: Job, user_tags: dict[str, str]) -> dict[str, str]:
         tags[SWEEP_TAG] = job.sweep_run_id
     # Where it runs, for `python -m gatelab.runs mark-dead-killed`.
     tags.update(process_tags())
-    return {key: redact(value) for key, value in tags.items()}
+    return {key: _redacted(value) for key, value in tags.items()}
+
+
+@functools.lru_cache(maxsize=10_000)
+def _redacted(value: str) -> str:
+    # Cached: a sweep's jobs share most of their tags' values (choices, parent, sweep, host).
+    return redact(value)
 
 
 @functools.cache
@@ -200,7 +211,9 @@ def loss_points(loss: np.ndarray, *, epochs: int, max_points: int) -> list[tuple
     if not finite.size:
         return []
     steps = loss_steps(epochs, int(finite[-1]) + 1, max_points)
-    return [(int(epoch), float(loss[epoch - 1])) for epoch in steps]
+    # As Python numbers, the whole array at once: a sweep makes this list for each of its jobs.
+    values = np.asarray(loss, dtype=float)[steps - 1]
+    return list(zip(steps.tolist(), values.tolist(), strict=True))
 
 
 def weights_layout(
