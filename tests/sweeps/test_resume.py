@@ -7,6 +7,7 @@ import signal
 import pytest
 from mlflow.entities import RunStatus
 
+from gatelab.sweeps.own_experiment import POINTER_TAG
 from tests.helpers import (
     QUICK,
     runs_of,
@@ -20,6 +21,11 @@ VECTORIZED = "hydra/sweeper=vectorized"
 KILLED = RunStatus.to_string(RunStatus.KILLED)
 
 
+def pointers_to(client, run_id: str) -> list:
+    base = client.get_experiment_by_name("gatelab")
+    return client.search_runs([base.experiment_id], f'tags.`{POINTER_TAG}` = "{run_id}"')
+
+
 def by_job(jobs) -> dict[int, object]:
     numbers = [int(job.data.tags["hydra.job.num"]) for job in jobs]
     assert len(numbers) == len(set(numbers)), "a job has two runs"
@@ -30,15 +36,21 @@ def by_job(jobs) -> dict[int, object]:
 @pytest.mark.parametrize("sweeper", [[], [VECTORIZED]], ids=["basic", "vectorized"])
 def test_a_resumed_sweep_runs_only_the_jobs_not_finished(tmp_path, sweeper):
     folder = tmp_path / "the_sweep"
-    command = ["-m", *sweeper, "seed=range(4)", *QUICK, f"hydra.sweep.dir={folder}"]
+    # An experiment of its own: the run pointing to it from `gatelab` ends as the sweep does.
+    own = "tracking.own_experiment_above=3"
+    command = ["-m", *sweeper, "seed=range(4)", *QUICK, f"hydra.sweep.dir={folder}", own]
     first = train(tmp_path, *command)
     assert first.returncode == 0, first.stderr[-3000:]
     client, (parent,), jobs = runs_of(tmp_path)
+    (pointer,) = pointers_to(client, parent.info.run_id)
+    assert pointer.info.status == parent.info.status == "FINISHED"
     before = by_job(jobs)
-    # As a stop would leave it: job 1 KILLED, job 2 never written, the parent KILLED.
+    # As a stop would leave it: job 1 KILLED, job 2 never written, the parent (and the run
+    # pointing to it) KILLED.
     client.set_terminated(before[1].info.run_id, KILLED)
     client.delete_run(before[2].info.run_id)
     client.set_terminated(parent.info.run_id, KILLED)
+    client.set_terminated(pointer.info.run_id, KILLED)
 
     second = train(tmp_path, *command)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -50,6 +62,8 @@ def test_a_resumed_sweep_runs_only_the_jobs_not_finished(tmp_path, sweeper):
     client, (resumed,), jobs = runs_of(tmp_path)
     after = by_job(jobs)
     assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
+    (pointed,) = pointers_to(client, parent.info.run_id)
+    assert pointed.info.run_id == pointer.info.run_id and pointed.info.status == "FINISHED"
     assert sorted(after) == [0, 1, 2, 3]
     assert all(job.info.status == "FINISHED" for job in jobs)
     # The finished jobs kept their runs; the others ran again, under the same parent.

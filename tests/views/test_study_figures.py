@@ -1,6 +1,7 @@
 """An Optuna study's figures: trial numbers are whole numbers, and the history shows each
 trial's 95% interval around its success rate."""
 
+import matplotlib
 import numpy as np
 import optuna
 from matplotlib.container import ErrorbarContainer
@@ -72,3 +73,13 @@ def test_the_history_draws_each_trials_interval_around_its_point():
     assert not [item for item in plain.containers if isinstance(item, ErrorbarContainer)]
     for figure in [*figures.values(), plain.figure]:
         close(figure)
+
+
+def test_the_figures_drawn_after_a_studys_keep_matplotlibs_style():
+    # Optuna's plots apply pyplot's ggplot style (grey axes, a grid) for the whole process.
+    for figure in study_figures(study_of(5), ["success_rate"]).values():
+        close(figure)
+    style = ["axes.facecolor", "axes.edgecolor", "axes.grid", "axes.prop_cycle", "font.size"]
+    assert {key: matplotlib.rcParams[key] for key in style} == {
+        key: matplotlib.rcParamsDefault[key] for key in style
+    }

@@ -10,18 +10,21 @@ import json
 import os
 import pickle
 import sys
+import time
 from pathlib import Path
 
 from gatelab.sweeps.summary_figures import KnownArrays, save_kwargs, summary_figures
 
 # What the sweep's process hands over: (swept, cells, results, losses, boundaries, fingerprint).
 INPUT_FILE = "input.pickle"
-# {"fingerprint": ..., "figures": {target: {file name: path in FOLDER}}}: written last.
+# {"fingerprint": ..., "figures": {target: {file name: path in FOLDER}}, "seconds": drawing}:
+# written last.
 MANIFEST_FILE = "figures.json"
 
 
 def draw(folder: Path) -> None:
     """Draw every figure of the sweep described in `folder`, then write its manifest."""
+    started = time.perf_counter()
     with (folder / INPUT_FILE).open("rb") as file:
         swept, cells, results, losses, boundaries, fingerprint = pickle.load(file)
     figures: dict[str, dict[str, str]] = {}
@@ -34,7 +37,8 @@ def draw(folder: Path) -> None:
         figure.savefig(folder / path, **(save_kwargs(file_name) or {}))
         figures.setdefault(target, {})[file_name] = str(path)
     new = folder / f".{MANIFEST_FILE}.{os.getpid()}"
-    new.write_text(json.dumps({"fingerprint": fingerprint, "figures": figures}))
+    seconds = time.perf_counter() - started
+    new.write_text(json.dumps({"fingerprint": fingerprint, "figures": figures, "seconds": seconds}))
     os.replace(new, folder / MANIFEST_FILE)
 
 

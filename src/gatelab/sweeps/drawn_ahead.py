@@ -139,7 +139,11 @@ def take(sweep_run_id: str, drawn_from: str) -> dict[str, dict[str, Path]] | Non
     if content["fingerprint"] != drawn_from:
         log.info("the summary's figures drawn ahead are of other results: drawn here")
         return None
-    log.info("the summary's figures drawn ahead: waited %.2f s", time.perf_counter() - started)
+    log.info(
+        "the summary's figures drawn ahead in %.2f s: waited %.2f s",
+        content["seconds"],
+        time.perf_counter() - started,
+    )
     return {
         target: {name: drawing.folder / path for name, path in files.items()}
         for target, files in content["figures"].items()

@@ -9,11 +9,13 @@ from matplotlib.lines import Line2D
 from gatelab.plane import PLANE, BoundaryView
 from gatelab.views.run_figures import (
     HIDDEN_LINE_STYLES,
+    PANEL_STEP,
     SOLVED_COLOUR,
     UNSOLVED_COLOUR,
-    draw_boundary,
+    draw_panels,
     draw_rows,
     new_figure,
+    panel_title,
 )
 
 
@@ -50,24 +52,14 @@ def boundary_gallery(
     # of an axes per panel spends most of its time making and drawing those axes.
     row_axes = figure.subplots(len(rows), 1, squeeze=False)[:, 0]
     low, high = PLANE
-    span = high - low
-    step = span * 1.08
+    step = PANEL_STEP
     for axes, (label, panels) in zip(row_axes, rows, strict=True):
         axes.set_axis_off()
+        draw_panels(axes, [panel.view for panel in panels])
         for column, panel in enumerate(panels):
-            draw_boundary(
-                axes, panel.view, inputs, targets, small=True, offset=column * step, rows=False
-            )
             mark = "solved" if panel.solved else "not solved"
-            axes.text(
-                column * step + low + span / 2,
-                high + 0.04 * span,
-                f"{panel.title}: {mark}",
-                ha="center",
-                va="bottom",
-                fontsize=9,
-                color=SOLVED_COLOUR if panel.solved else UNSOLVED_COLOUR,
-            )
+            colour = SOLVED_COLOUR if panel.solved else UNSOLVED_COLOUR
+            panel_title(axes, column * step, f"{panel.title}: {mark}", fontsize=9, color=colour)
         draw_rows(axes, inputs, targets, True, [column * step for column in range(len(panels))])
         # Every row as wide as the widest, so a short row's panels keep their size.
         axes.set_xlim(low - 0.01, high + (columns - 1) * step + 0.01)

@@ -38,7 +38,9 @@ def study_figures(
     target = None if single else (lambda trial: trial.values[0])
     target_name = objective[0]
     keys = list(study.best_trials[0].params) if study.best_trials else []
-    with warnings.catch_warnings():
+    # Optuna's plots set pyplot's style (ggplot) for the whole process: the figures drawn
+    # after them (a sweep's, a run's) keep the defaults.
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         history = optuna_figures.plot_optimization_history(
             study, target=target, target_name=target_name
