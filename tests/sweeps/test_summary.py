@@ -3,6 +3,7 @@
 import mlflow
 import numpy as np
 
+from gatelab.sweeps.description import description
 from gatelab.sweeps.summary import (
     CONSOLE_ROWS,
     JobResult,
@@ -10,7 +11,6 @@ from gatelab.sweeps.summary import (
     cell_lines,
     cells_of,
     console_summary,
-    description,
     group_metrics,
     success_grid,
     success_rates,

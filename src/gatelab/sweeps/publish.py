@@ -11,6 +11,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from gatelab.sweeps import drawn_ahead
+from gatelab.sweeps.description import description
 from gatelab.sweeps.drawn_ahead import fingerprint
 from gatelab.sweeps.results import JobArrays
 from gatelab.sweeps.summary import (
@@ -18,7 +19,6 @@ from gatelab.sweeps.summary import (
     cell_lines,
     cells_of,
     console_summary,
-    description,
     group_metrics,
     outcome_line,
     stopped_line,
