@@ -30,6 +30,7 @@ import argparse
 import csv
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -210,16 +211,20 @@ def load() -> str:
 
 
 def timed_sweep(seeds: int, rates: list[float], sweeper: str) -> tuple[float, dict[str, float]]:
-    """One sweep in a fresh directory and store: its wall time and (vectorized) its breakdown."""
+    """One sweep in a fresh directory and store: its wall time and (vectorized) its breakdown,
+    with the CPU time of its processes (`cpu`: the sweep's, its drawing's and writers')."""
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as temporary:
         directory = Path(temporary)
         command = sweep_command(directory, seeds, rates, "basic", 1, sweeper)
         print(f"  {sweeper}: {seeds * len(rates)} jobs ({load()}) ...", flush=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds = run_sweep(command, directory)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if not check_store(directory, seeds * len(rates)):
             sys.exit(1)
         parts = breakdown(directory) if sweeper == "vectorized" else {}
-    return seconds, parts
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds, {**parts, "cpu": cpu}
 
 
 def scale(sizes: list[int], basic: bool = True) -> int:
@@ -261,6 +266,11 @@ def scale(sizes: list[int], basic: bool = True) -> int:
             verdict = "met" if seconds <= target else "not met"
             print(f"target: {jobs} jobs in at most {target} s: {seconds:.0f} s, {verdict}")
             print(floor_line(seconds, breakdown_of))
+            cpu, cores = breakdown_of["cpu"], os.cpu_count() or 1
+            print(
+                f"  CPU: {cpu:.1f} s in {seconds:.1f} s, {cpu / seconds:.2f} cores busy; on "
+                f"{cores} cores no overlap of this work ends before {cpu / cores:.1f} s"
+            )
     return 0
 
 
@@ -270,7 +280,7 @@ def floor_line(seconds: float, parts: dict[str, float]) -> str:
     longer of writing the children (and the parent's arrays) and drawing the figures beside it
     in a second process, then the summary (with its wait for the figures, if any)."""
     drawing = parts["figures (2nd process)"]
-    rest = seconds - sum(value for part, value in parts.items() if part != "figures (2nd process)")
+    rest = seconds - sum(value for part, value in parts.items() if part in BREAKDOWN) + drawing
     training = parts["compose"] + parts["compile + 1st chunk"] + parts["train (all chunks)"]
     writing = parts["log children"] + parts["write folders"] + parts["parent curves + ANALYZE"]
     return (

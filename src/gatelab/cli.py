@@ -22,7 +22,8 @@ from gatelab import stopping
 from gatelab.config.checks import refuse_targets
 from gatelab.errors import CONFIG_ERRORS, ConfigError, SweepNotStarted, one_line
 from gatelab.redaction import redact, redact_output
-from gatelab.sweeps.sweep_run import SweepEndError, disk_full, finish_open_sweeps, store_reason
+from gatelab.sweeps.store_failures import SweepEndError, disk_full, store_reason
+from gatelab.sweeps.sweep_run import finish_open_sweeps
 from gatelab.tracking.schema import schema_error
 from gatelab.tracking.statuses import KILLED
 

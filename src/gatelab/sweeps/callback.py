@@ -27,8 +27,9 @@ from gatelab.sweeps import sweep_folder
 from gatelab.sweeps.cells import create_cells, planned_cells
 from gatelab.sweeps.publish import ParentRun, publish
 from gatelab.sweeps.results import kill_if_running, read_results, written_results
+from gatelab.sweeps.store_failures import STORE_FAILURES, disk_full
 from gatelab.sweeps.summary import cell_keys, sweep_status
-from gatelab.sweeps.sweep_run import STORE_FAILURES, SweepRun, disk_full
+from gatelab.sweeps.sweep_run import SweepRun
 from gatelab.tracking import records
 from gatelab.tracking.children import child_store
 from gatelab.tracking.links import ANSWER_METRIC

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from gatelab.errors import one_line
 from gatelab.sweeps.members import apply_sweep_defaults, train_members
-from gatelab.sweeps.sweep_run import SweepEndError
+from gatelab.sweeps.store_failures import SweepEndError
 from gatelab.sweeps.sweeper import launch_batches
 
 log = logging.getLogger(__name__)

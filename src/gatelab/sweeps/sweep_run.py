@@ -9,7 +9,6 @@ holds a `GridRun` (`sweeps.callback`); the search sweeper a `StudyRun`
 (`sweeps.search.study_run`); each says what its summary is by `summarise`.
 """
 
-import errno
 import logging
 import os
 import shlex
@@ -18,16 +17,15 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Param
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
-from sqlalchemy.exc import SQLAlchemyError
 
 from gatelab.config import validate
 from gatelab.config.checks import refuse_swept_tracking
 from gatelab.errors import one_line
 from gatelab.redaction import redact
 from gatelab.sweeps import own_experiment, resume, sweep_folder
+from gatelab.sweeps.store_failures import STORE_FAILURES, SweepEndError, disk_full, store_reason
 from gatelab.tracking import records, store
 from gatelab.tracking.experiment import configure
 from gatelab.tracking.links import ANSWER_METRIC, children_url, share_children_view, ui_command
@@ -314,43 +312,6 @@ class SweepRun:
                 full,
             )
         return True
-
-
-class SweepEndError(RuntimeError):
-    """A store that could not record how a sweep ended, or is full: the message is one line
-    saying how its runs ended (or that they stay RUNNING) and what to do."""
-
-
-# What a store that cannot be written raises: MLflow's errors (its SQL store's wrapped), a file
-# store's or an SQL store's own.
-STORE_FAILURES = (MlflowException, SQLAlchemyError, OSError)
-# The words a full disk or store is reported in: SQLite's SQLITE_FULL, PostgreSQL's and the
-# operating system's ENOSPC (through a tracking server, only the words reach us).
-FULL_WORDS = ("database or disk is full", "No space left on device", "could not extend file")
-
-
-def disk_full(error: BaseException | None) -> bool:
-    """Whether `error`, or an error it was raised from, says a disk or store is full."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if any(words in str(error) for words in FULL_WORDS):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
-def store_reason(error: BaseException | None) -> str:
-    """What a store's error says at its root, in a few words: the database driver's message
-    under MLflow's and SQLAlchemy's wrappings (`database or disk is full`)."""
-    if error is None:
-        return "no reason given"
-    while error.__cause__ is not None:
-        error = error.__cause__
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def answer_params(swept: list[str]) -> list[str]:
