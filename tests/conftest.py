@@ -1,5 +1,6 @@
 """Shared fixtures: configs composed with Hydra's compose API, MLflow stores in tmp_path."""
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from omegaconf import DictConfig
 
 import gatelab.engine.backend  # noqa: F401  (imports TensorFlow quietly before anything else)
 from gatelab.config import register_configs
-from tests.helpers import CONFIG_DIR, postgres_database
+from gatelab.tracking import store
+from tests.helpers import CONFIG_DIR, copy_store, postgres_database
 
 register_configs()
 
@@ -26,14 +28,38 @@ def compose_config() -> Callable[..., DictConfig]:
     return _compose
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new SQLite MLflow store, made once per test process as a first run makes one: MLflow's
+    migrations take about 2 s a store, a copy of this one (`tracking_uri`) a few milliseconds."""
+    folder = tmp_path_factory.mktemp("store-template")
+    path = folder / "mlflow.db"
+    # MLflow resolves the Default experiment's artifact folder against the working directory.
+    with contextlib.chdir(folder), store.prepared(f"sqlite:///{path}"):
+        pass
+    # Its write-ahead log folded in: the file alone is the whole store, to be copied.
+    store.fold_log(path)
+    return path
+
+
 @pytest.fixture
-def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh SQLite MLflow store in tmp_path, also the working directory (artifacts, outputs)."""
+def fresh_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An SQLite MLflow store in tmp_path that does not exist yet, for the tests of its creation
+    (or of refusals that must create none); tmp_path is the working directory (artifacts,
+    outputs)."""
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     previous = mlflow.get_tracking_uri()
     yield uri
     mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture
+def tracking_uri(fresh_tracking_uri: str, store_template: Path, tmp_path: Path) -> str:
+    """An SQLite MLflow store in tmp_path, already made (a copy of `store_template`, as a first
+    run would have made it there); tmp_path is the working directory (artifacts, outputs)."""
+    copy_store(store_template, tmp_path)
+    return fresh_tracking_uri
 
 
 @pytest.fixture(scope="module")

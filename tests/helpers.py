@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -100,6 +100,32 @@ def summary_rows(workdir: Path, sweep_dir: Path | None = None) -> list[dict[str,
         (path,) = workdir.glob("multirun/*/*/sweep_summary.csv")
     with path.open() as file:
         return list(csv.DictReader(file))
+
+
+def copy_store(template: Path, folder: Path, artifact_root: str | None = None) -> Path:
+    """`folder/mlflow.db`, a copy of the new store `template` (fixture `store_template`), as if
+    made there: MLflow writes into a new store the Default experiment's artifact folder, resolved
+    where the store was made, and its creation time.
+
+    Args:
+        artifact_root: where its maker puts artifacts: a run's `folder/mlruns` (None), or
+            `mlflow-artifacts:/` for `mlflow server --serve-artifacts`.
+    """
+    path = folder / "mlflow.db"
+    shutil.copyfile(template, path)
+    now = int(time.time() * 1000)
+    with closing(sqlite3.connect(path)) as database, database:
+        (location,) = database.execute(
+            "SELECT artifact_location FROM experiments WHERE experiment_id = 0"
+        ).fetchone()
+        assert location == str(template.parent / "mlruns" / "0"), location  # MLflow's layout
+        root = artifact_root or str(folder / "mlruns")
+        database.execute(
+            "UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ?"
+            " WHERE experiment_id = 0",
+            (f"{root.rstrip('/')}/0", now, now),
+        )
+    return path
 
 
 # What a caller's shell may have set that changes how `train.py` runs: Hydra's full tracebacks,
@@ -313,16 +339,23 @@ def postgres_database() -> Iterator[str]:
 
 @contextmanager
 def mlflow_server(
-    directory: Path, backend_store_uri: str | None = None, command: str = "server"
+    directory: Path,
+    backend_store_uri: str | None = None,
+    command: str = "server",
+    store_template: Path | None = None,
 ) -> Iterator[str]:
     """`mlflow server` on a free loopback port, proxying artifacts to `directory/artifacts`.
 
-    Yields its address. Its store is `backend_store_uri`, by default `directory/mlflow.db`; its
-    log is `directory/server.log`. `command="ui"`: `mlflow ui`, as a user starts it to look at
-    a local store (artifacts read where the runs wrote them).
+    Yields its address. Its store is `backend_store_uri`, by default `directory/mlflow.db`: made
+    by the server, or a copy of `store_template` (fixture `store_template`), which spares the
+    server MLflow's migrations. Its log is `directory/server.log`. `command="ui"`: `mlflow ui`,
+    as a user starts it to look at a local store (artifacts read where the runs wrote them).
     """
     if backend_store_uri is None:
         backend_store_uri = f"sqlite:///{directory / 'mlflow.db'}"
+        if store_template is not None:
+            served = "mlflow-artifacts:/" if command == "server" else None
+            copy_store(store_template, directory, artifact_root=served)
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     log_path = directory / "server.log"

@@ -90,7 +90,7 @@ def test_the_default_vectorized_settings_pass():
 
 @pytest.mark.parametrize(("setting", "value", "line"), REFUSED_SETTINGS, ids=IDS)
 def test_the_callback_refuses_a_setting_before_it_opens_the_parent_run(
-    tracking_uri, tmp_path, setting, value, line
+    fresh_tracking_uri, tmp_path, setting, value, line
 ):
     config = sweep_config("hydra/sweeper=vectorized", f"hydra.sweeper.{setting}={value}")
     with pytest.raises(SweepNotStarted) as stopped:
@@ -128,7 +128,7 @@ def test_a_search_checks_each_choice_and_a_range_s_low_end(override, values):
 
 
 @pytest.fixture
-def search(tracking_uri) -> Iterator[SearchSweeperImpl]:
+def search(fresh_tracking_uri) -> Iterator[SearchSweeperImpl]:
     """The search sweeper as Hydra sets it up for `-m hydra/sweeper=search`, in tmp_path."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         sweeper = SearchSweeperImpl(Settings())

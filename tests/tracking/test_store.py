@@ -20,6 +20,7 @@ from gatelab.tracking.experiment import configure
 from tests.helpers import (
     PYTHON,
     all_runs,
+    copy_store,
     free_port,
     run_train,
     run_trains_together,
@@ -103,6 +104,40 @@ def test_a_store_under_a_file_is_refused(tmp_path):
         store.check(f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}")
 
 
+def store_contents(path: Path) -> tuple[str, dict[str, list[tuple]]]:
+    """An SQLite store's journal mode and every table's schema and rows, but times."""
+    with closing(sqlite3.connect(path)) as database:
+        (mode,) = database.execute("PRAGMA journal_mode").fetchone()
+        tables = {}
+        for name, sql in database.execute("select name, sql from sqlite_master order by name"):
+            columns = [row[1] for row in database.execute(f"PRAGMA table_info('{name}')")]
+            rows = database.execute(f"select * from '{name}'").fetchall() if columns else []
+            kept = [index for index, column in enumerate(columns) if not column.endswith("_time")]
+            # Line by line, in any order: MLflow's migrations order a table's constraints as a
+            # set iterates.
+            schema = sorted(line.strip().rstrip(",") for line in (sql or "").splitlines())
+            tables[name] = [schema, sorted(tuple(row[index] for index in kept) for row in rows)]
+    return mode, tables
+
+
+def test_the_tests_copied_store_holds_what_a_new_store_made_in_its_folder_holds(
+    fresh_tracking_uri, store_template, tmp_path
+):
+    # The `tracking_uri` fixture's copy stands for a store the first run would have made there.
+    path = tmp_path / "mlflow.db"
+    with store.prepared(fresh_tracking_uri):
+        pass
+    store.fold_log(path)
+    made = store_contents(path)
+    for leftover in tmp_path.glob("mlflow.db*"):
+        leftover.unlink()
+    copy_store(store_template, tmp_path)
+    assert store_contents(path) == made
+    assert made[1]["experiments"][1] == [
+        (0, "Default", str(tmp_path / "mlruns" / "0"), "active", "default")
+    ]
+
+
 def half_created_store(path: Path) -> None:
     """What a first run killed during MLflow's migrations leaves: some tables, no version."""
     SqlAlchemyStore(f"sqlite:///{path}", str(path.parent / "mlruns")).engine.dispose()
@@ -111,16 +146,16 @@ def half_created_store(path: Path) -> None:
         database.execute("drop table evaluation_dataset_records")
 
 
-def test_a_half_created_store_without_runs_is_rebuilt(tracking_uri, tmp_path):
+def test_a_half_created_store_without_runs_is_rebuilt(fresh_tracking_uri, tmp_path):
     path = tmp_path / "mlflow.db"
     half_created_store(path)
     with pytest.raises(Exception, match="already exists|duplicate column"):
         # As MLflow itself fails on it, for every later run.
-        SqlAlchemyStore(tracking_uri, str(tmp_path / "mlruns"))
-    experiment_id = configure(tracking_uri, "gatelab")
+        SqlAlchemyStore(fresh_tracking_uri, str(tmp_path / "mlruns"))
+    experiment_id = configure(fresh_tracking_uri, "gatelab")
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_metric("loss", 0.5)
-    assert MlflowClient(tracking_uri).get_run(run.info.run_id).data.metrics == {"loss": 0.5}
+    assert MlflowClient(fresh_tracking_uri).get_run(run.info.run_id).data.metrics == {"loss": 0.5}
     # Nothing left of the rebuilding (beside the store: its lock, write-ahead log and index).
     assert {path.name for path in tmp_path.iterdir()} <= {
         "mlflow.db",
@@ -131,11 +166,11 @@ def test_a_half_created_store_without_runs_is_rebuilt(tracking_uri, tmp_path):
 
 
 def test_a_store_writes_ahead_and_syncs_at_checkpoints_and_no_other_database_does(
-    tracking_uri, tmp_path
+    fresh_tracking_uri, tmp_path
 ):
     import sqlalchemy
 
-    configure(tracking_uri, "gatelab")
+    configure(fresh_tracking_uri, "gatelab")
     with closing(sqlite3.connect(tmp_path / "mlflow.db")) as database:
         assert database.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     other = tmp_path / "other.db"
@@ -148,13 +183,13 @@ def test_a_store_writes_ahead_and_syncs_at_checkpoints_and_no_other_database_doe
         engine.dispose()
 
 
-def test_a_half_created_store_holding_runs_is_refused_not_rebuilt(tracking_uri, tmp_path):
+def test_a_half_created_store_holding_runs_is_refused_not_rebuilt(fresh_tracking_uri, tmp_path):
     path = tmp_path / "mlflow.db"
     half_created_store(path)
     with sqlite3.connect(path) as database:
         database.execute("insert into runs (run_uuid, experiment_id) values ('r1', 0)")
     with pytest.raises(StoreError, match="holds 1 runs .* mlflow db upgrade"):
-        configure(tracking_uri, "gatelab")
+        configure(fresh_tracking_uri, "gatelab")
     with sqlite3.connect(path) as database:
         assert database.execute("select run_uuid from runs").fetchall() == [("r1",)]
 
