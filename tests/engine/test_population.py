@@ -67,6 +67,22 @@ def test_initial_weights_are_bit_identical_to_the_model_built_for_each_seed(buil
     assert not np.array_equal(stacked[0][0], stacked[0][1])
 
 
+def test_a_second_population_draws_its_seeds_weights_without_tracing_the_draw_again():
+    # A search trains a population per batch of trials: each batch's draw reuses the first's.
+    template = built_alone(lambda: build_mlp(2, [2]), 3)
+    first = population.initial_weights(template, [0, 1])
+    drawings = list(population._DRAWINGS.values())
+    traced = [drawing.experimental_get_tracing_count() for drawing in drawings]
+    second = population.initial_weights(template, [1, 5, 9])
+    assert [drawing.experimental_get_tracing_count() for drawing in drawings] == traced
+    for index, seed in [(1, 5), (2, 9)]:
+        alone = built_alone(lambda: build_mlp(2, [2]), seed).weights
+        for weight, values in zip(alone, second, strict=True):
+            np.testing.assert_array_equal(values[index], weight.numpy())
+    for weight_first, weight_second in zip(first, second, strict=True):
+        np.testing.assert_array_equal(weight_first[1], weight_second[0])  # seed 1 in both
+
+
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("takes", [[10], [1, 2, 7], [3, 3, 3, 1]])
 def test_row_orders_taken_a_few_epochs_at_a_time_are_the_single_runs_orders(shuffle, takes):
