@@ -281,9 +281,9 @@ class BulkWriter:
         return valid
 
     def _validate_metrics(self, points: list[tuple[str, float, int, int]]) -> None:
-        """MLflow's `_validate_metric` of each point, (key, value, timestamp, step) (`log_batch`'s
-        check), a name's own checks once per writer: they cost most of it, and a sweep's runs
-        log the same names."""
+        """MLflow's `_validate_metric` (`log_batch`'s check) of each (key, value, timestamp, step)
+        point, a name's own checks once per writer: they cost most of it, and a sweep's runs log
+        the same names."""
         names = self.metric_names
         for index, (key, value, timestamp, step) in enumerate(points):
             # The usual point in exact types (an ABC's isinstance costs more than the rest).
