@@ -185,6 +185,7 @@ def fit_with_keras() -> float:
 BREAKDOWN = {
     "compose": r"timings: compose ([0-9.]+) s",
     "compile + 1st chunk": r"compile and first chunk ([0-9.]+) s",
+    # The whole training, its first chunk (and the compilation) included.
     "train (all chunks)": r"members for \d+ epochs in ([0-9.]+) s",
     "log children": r"logged \d+ child runs in ([0-9.]+) s",
     "write folders": r"write folders ([0-9.]+) s",
@@ -280,11 +281,15 @@ def floor_line(seconds: float, parts: dict[str, float]) -> str:
     longer of writing the children (and the parent's arrays) and drawing the figures beside it
     in a second process, then the summary (with its wait for the figures, if any)."""
     drawing = parts["figures (2nd process)"]
-    rest = seconds - sum(value for part, value in parts.items() if part in BREAKDOWN) + drawing
-    training = parts["compose"] + parts["compile + 1st chunk"] + parts["train (all chunks)"]
+    # "train (all chunks)" holds "compile + 1st chunk"; the drawing ran beside the rest.
+    timed = [
+        part for part in BREAKDOWN if part not in ("compile + 1st chunk", "figures (2nd process)")
+    ]
+    rest = seconds - sum(parts[part] for part in timed)
+    training = parts["compose"] + parts["train (all chunks)"]
     writing = parts["log children"] + parts["write folders"] + parts["parent curves + ANALYZE"]
     return (
-        f"  where it went: start-up and store {rest:.1f} s + compose, compile, train "
+        f"  where it went: start-up, store and parent run {rest:.1f} s + compose, compile, train "
         f"{training:.1f} s + the longer of writing {writing:.1f} s and drawing {drawing:.1f} s "
         f"+ summary {parts['summary']:.1f} s (of it, the wait for the drawing); the figures "
         f"drawn beside the writing: {min(writing, drawing):.1f} s overlapped"
