@@ -118,3 +118,18 @@ def test_a_stopped_sweep_stops_its_drawing_and_removes_its_files(tmp_path):
     assert process.poll() is not None  # ended, not left drawing
     assert not (tmp_path / drawn_ahead.FOLDER).exists()
     assert "sweep" not in drawn_ahead._STARTED
+
+
+def test_a_drawing_that_cannot_start_leaves_the_figures_to_be_drawn_at_the_end(
+    tmp_path, monkeypatch, caplog
+):
+    def no_process(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(drawn_ahead.subprocess, "Popen", no_process)
+    drawn_from = start(tmp_path, results(2, solved=1))
+    assert "cannot be drawn ahead ([Errno 28] No space left on device): drawn at the end" in (
+        caplog.text
+    )
+    assert drawn_ahead.take("sweep", drawn_from) is None
+    assert not (tmp_path / drawn_ahead.FOLDER).exists()

@@ -64,8 +64,24 @@ def start(
     boundaries: dict[str, dict[str, np.ndarray]],
 ) -> None:
     """Start drawing the summary figures of sweep `sweep_run_id` from `results` and their
-    arrays (`losses`, `boundaries`, by each result's run id) in a process of its own."""
-    folder = Path(sweep_dir) / FOLDER
+    arrays (`losses`, `boundaries`, by each result's run id) in a process of its own; if it
+    cannot start (a full disk, say), the summary draws them."""
+    try:
+        _start(sweep_run_id, Path(sweep_dir) / FOLDER, swept, cells, results, losses, boundaries)
+    except (OSError, pickle.PicklingError, subprocess.SubprocessError) as error:
+        log.warning("the summary's figures cannot be drawn ahead (%s): drawn at the end", error)
+        shutil.rmtree(Path(sweep_dir) / FOLDER, ignore_errors=True)
+
+
+def _start(
+    sweep_run_id: str,
+    folder: Path,
+    swept: list[str],
+    cells: dict[str, str],
+    results: list[JobResult],
+    losses: dict[str, np.ndarray],
+    boundaries: dict[str, dict[str, np.ndarray]],
+) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     with (folder / INPUT_FILE).open("wb") as file:
@@ -82,8 +98,6 @@ def start(
             stderr=subprocess.STDOUT,
             env=environment,
         )
-    if not _STARTED:
-        atexit.register(_stop_all)
     _STARTED[sweep_run_id] = _Drawing(process, folder)
 
 
@@ -159,6 +173,7 @@ def discard(sweep_run_id: str, sweep_dir: Path) -> None:
     shutil.rmtree(Path(sweep_dir) / FOLDER, ignore_errors=True)
 
 
+@atexit.register
 def _stop_all() -> None:
     for drawing in _STARTED.values():
         drawing.process.kill()
