@@ -21,7 +21,14 @@ from gatelab.sweeps.sweep_folder import LOSSES_FILE, MEMBERS_FILE
 from gatelab.tracking.links import run_url
 from gatelab.tracking.naming import config_params
 from gatelab.tracking.records import DESCRIPTION_TAG, SWEEP_TAG
-from tests.helpers import CONFIG_DIR, PYTHON, REPO, run_trains_together, train_environment
+from tests.helpers import (
+    CONFIG_DIR,
+    PYTHON,
+    REPO,
+    copy_store,
+    run_trains_together,
+    train_environment,
+)
 
 QUICK = ["model=mlp", "dataset=xor", "trainer.epochs=200", "trainer.print_every=0"]
 # The job each test re-runs: at this rate seed 2 learns XOR within QUICK's 200 epochs (163).
@@ -50,10 +57,11 @@ def command(workdir: Path, *arguments: str) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def store(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> dict:
     """A store with a single run, a basic sweep and a vectorized sweep (in its own experiment),
     and the job seed=2 lr=2.0 of each re-run: (job's run, re-run, console) by kind."""
     workdir = tmp_path_factory.mktemp("rerun")
+    copy_store(store_template, workdir)
     made = run_trains_together(
         workdir,
         [*QUICK, *JOB],

@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gatelab.redaction import redact, redact_files
+from gatelab.tracking import writer
 from tests.helpers import PYTHON, TRAIN_SCRIPT, mlflow_server
 
 QUICK = ["trainer.epochs=50", "trainer.print_every=0"]
@@ -54,10 +55,12 @@ def test_config_files_holding_a_credential_are_rewritten_without_it(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, store_template: Path
+) -> Iterator[tuple[str, Path]]:
     """A local `mlflow server` (it ignores credentials) and the folder of its store."""
     directory = tmp_path_factory.mktemp("server")
-    with mlflow_server(directory) as uri:
+    with mlflow_server(directory, store_template=store_template) as uri:
         yield uri, directory
 
 
@@ -126,10 +129,12 @@ def test_credentials_are_in_no_store_artifact_output_or_console(server, tmp_path
 
 @pytest.mark.slow
 def test_a_vectorized_sweep_leaks_no_credential_from_any_process(server, tmp_path):
-    # 600 jobs: past `writer.PARALLEL_FROM`, so spawned writer processes write the children.
+    # `writer.PARALLEL_FROM` jobs, the fewest that spawned writer processes write (a child
+    # takes about 0.1 s through the server).
+    jobs = writer.PARALLEL_FROM
     uri, server_dir = server
     console = run_with_credentials(
-        tmp_path, uri, "-m", "hydra/sweeper=vectorized", "seed=range(600)"
+        tmp_path, uri, "-m", "hydra/sweeper=vectorized", f"seed=range({jobs})"
     )
     secrets = [PASSWORD, ENV_PASSWORD]
     assert [secret for secret in secrets if secret in console] == []
@@ -148,9 +153,9 @@ def test_a_vectorized_sweep_leaks_no_credential_from_any_process(server, tmp_pat
     ]
     runs = client.search_runs(own, max_results=5000)
     children = [run for run in runs if "hydra.job.num" in run.data.tags]
-    assert len(children) == 600
+    assert len(children) == jobs
     assert {child.info.status for child in children} == {"FINISHED"}
-    assert len(list(tmp_path.rglob(".hydra/overrides.yaml"))) == 600
+    assert len(list(tmp_path.rglob(".hydra/overrides.yaml"))) == jobs
 
 
 @pytest.mark.slow

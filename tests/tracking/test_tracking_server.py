@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -14,10 +15,10 @@ QUICK = ["trainer.epochs=300", "trainer.print_every=0"]
 
 
 @pytest.fixture(scope="module")
-def server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_uri(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Iterator[str]:
     """`mlflow server` with its own SQLite store, proxying artifacts, for this module."""
     directory = tmp_path_factory.mktemp("server")
-    with mlflow_server(directory) as uri:
+    with mlflow_server(directory, store_template=store_template) as uri:
         yield uri
 
 
@@ -56,10 +57,10 @@ def test_a_sweep_against_a_tracking_server_logs_as_to_a_local_store(server_uri, 
     assert "sweep_summary.csv" in parent_files
 
 
-def test_a_server_that_dies_during_a_run_is_one_line_and_exit_1(tmp_path):
+def test_a_server_that_dies_during_a_run_is_one_line_and_exit_1(tmp_path, store_template):
     directory = tmp_path / "server"
     directory.mkdir()
-    server = mlflow_server(directory)
+    server = mlflow_server(directory, store_template=store_template)
     uri = server.__enter__()
     process = start_train(
         tmp_path, f"tracking.uri={uri}", "trainer.epochs=2500000", tracking_uri=uri
