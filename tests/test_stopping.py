@@ -12,7 +12,9 @@ from mlflow.entities import Run
 from gatelab import stopping
 from tests.helpers import runs_of, start_train, statuses_in_a_copy_of_the_store_file
 
-pytestmark = pytest.mark.slow
+# Each test's store is made already in tmp_path (fixture tracking_uri): no test here is of its
+# creation.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tracking_uri")]
 
 # Long enough (a few seconds of training) to be stopped while training.
 LONG = ["trainer.epochs=1000000", "trainer.print_every=0"]

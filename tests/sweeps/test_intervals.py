@@ -100,6 +100,7 @@ def test_the_heatmap_writes_each_squares_interval_under_its_rate():
 @pytest.mark.parametrize(
     ("sweeper", "seeds"), [("vectorized", "seed=range(8)"), ("basic", "seed=1,2")]
 )
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_sweeps_cells_carry_their_intervals_on_console_runs_table_csv_and_figure(
     tmp_path, sweeper, seeds
 ):

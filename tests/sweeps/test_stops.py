@@ -116,6 +116,7 @@ def test_a_stop_while_writer_processes_write_counts_the_chunks_they_finish(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("tracking_uri")
 def test_sigterm_while_a_2000_job_sweep_writes_exits_within_3_s_its_count_the_stores(tmp_path):
     # 100 children a transaction, as the probe that found 5 s to the parent's end, 8.6 s to
     # the exit and `stopped: 300` said of 400 stored.

@@ -15,11 +15,16 @@ from tests.helpers import (
     USER_TAGS,
     assert_opens_children,
     cells_of,
+    copy_store,
     runs_of,
     statuses_in_a_copy_of_the_store_file,
     summary_rows,
 )
 from tests.helpers import run_train as train
+
+# Each test's store is made already in tmp_path (fixture tracking_uri): no test here is of its
+# creation.
+pytestmark = pytest.mark.usefixtures("tracking_uri")
 
 
 def rows_with_their_runs(workdir: Path) -> list[tuple[dict[str, str], Run]]:
@@ -59,8 +64,9 @@ def assert_success_rate_is_the_fraction_solved(parent: Run, children: list[Run])
 
 
 @pytest.fixture(scope="module")
-def two_by_two(tmp_path_factory):
+def two_by_two(tmp_path_factory, store_template):
     workdir = tmp_path_factory.mktemp("sweep")
+    copy_store(store_template, workdir)
     result = train(workdir, "-m", *SEEDS_BY_RATES, *QUICK, USER_TAGS)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, result
@@ -255,8 +261,9 @@ def test_a_job_gives_the_same_results_alone_as_inside_a_sweep(two_by_two, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def models_by_rates(tmp_path_factory):
+def models_by_rates(tmp_path_factory, store_template):
     workdir = tmp_path_factory.mktemp("sweep_models")
+    copy_store(store_template, workdir)
     # The MLP learns XOR at 5.0 in QUICK's epochs, not at 0.5; the perceptron never does.
     overrides = ["model=perceptron,mlp", "optimizer.learning_rate=0.5,5.0", *QUICK]
     result = train(workdir, "-m", *overrides)

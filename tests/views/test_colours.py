@@ -45,6 +45,7 @@ def test_cells_are_coloured_in_the_order_of_their_values_then_those_with_no_job(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_sweeps_cells_each_have_their_own_colour_and_its_jobs_their_outcomes(tmp_path):
     # Typed out of order: the colours follow the values. At 30 epochs no seed solves, so every
     # cell's rate is 0: once one colour, now three.

@@ -57,6 +57,7 @@ def seeds_of(client: MlflowClient, run_id: str) -> dict[int, int]:
         return {int(row["seed"]): int(row["solved"]) for row in csv.DictReader(file)}
 
 
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_study_is_a_parent_run_with_a_child_per_trial_scored_over_every_seed(tmp_path):
     result = run_train(tmp_path, *SEARCH, *SMALL)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -155,6 +156,7 @@ def test_a_bad_setting_is_one_line_and_exit_2_before_anything_trains(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.usefixtures("tracking_uri")
 def test_the_same_command_resumes_its_study_to_n_trials_in_total(tmp_path):
     first = run_train(tmp_path, *SEARCH, "hydra.sweeper.n_trials=3", "hydra.sweeper.batch_size=2")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -196,6 +198,7 @@ def second_batch_training(workdir: Path) -> Iterator[tuple[subprocess.Popen, lis
         process.wait()
 
 
+@pytest.mark.usefixtures("tracking_uri")
 def test_sigterm_keeps_finished_trials_marks_the_running_ones_and_the_study_resumes(tmp_path):
     with second_batch_training(tmp_path) as (process, console):
         process.send_signal(signal.SIGTERM)
@@ -220,6 +223,7 @@ def test_sigterm_keeps_finished_trials_marks_the_running_ones_and_the_study_resu
     assert resumed[-1].state == TrialState.COMPLETE
 
 
+@pytest.mark.usefixtures("tracking_uri")
 def test_trials_a_killed_process_left_running_are_told_fail_when_the_study_resumes(tmp_path):
     with second_batch_training(tmp_path) as (process, console):
         process.kill()  # SIGKILL: the process can tell nothing
@@ -246,6 +250,7 @@ def test_trials_a_killed_process_left_running_are_told_fail_when_the_study_resum
     assert list(statuses.values()) == ["FINISHED"]
 
 
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_trial_of_bad_values_fails_alone_and_too_many_failures_stop_the_study(tmp_path):
     bad_range = ["optimizer.learning_rate=interval(-1, 1)", "hydra.sweeper.sampler=random"]
     result = run_train(
@@ -278,6 +283,7 @@ def test_a_trial_of_bad_values_fails_alone_and_too_many_failures_stop_the_study(
     assert len(study_in(stopped_dir).trials) == 3
 
 
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_config_the_population_cannot_train_runs_a_job_per_trial_through_joblib(tmp_path):
     command = [
         "-m",
@@ -308,6 +314,7 @@ def test_a_config_the_population_cannot_train_runs_a_job_per_trial_through_jobli
         assert trial.value == pytest.approx(job.data.metrics["loss"], rel=1e-6)
 
 
+@pytest.mark.usefixtures("tracking_uri")
 def test_two_processes_share_a_study_on_postgresql_with_no_trial_twice(tmp_path):
     with postgres_database() as storage:
         shared = [
@@ -340,6 +347,7 @@ def test_two_processes_share_a_study_on_postgresql_with_no_trial_twice(tmp_path)
     }
 
 
+@pytest.mark.usefixtures("tracking_uri")
 def test_two_objectives_make_a_pareto_front(tmp_path):
     objectives = "hydra.sweeper.objective=[success_rate,epochs_to_solve_median]"
     result = run_train(tmp_path, *SEARCH, *SMALL, objectives)

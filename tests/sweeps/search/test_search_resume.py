@@ -15,7 +15,9 @@ from optuna.trial import TrialState
 
 from tests.helpers import QUICK, run_train, runs_of, start_train
 
-pytestmark = pytest.mark.slow
+# Each test's store is made already in tmp_path (fixture tracking_uri): no test here is of its
+# creation.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tracking_uri")]
 
 SPACE = [
     "optimizer.learning_rate=tag(log, interval(0.05, 5))",

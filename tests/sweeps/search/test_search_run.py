@@ -21,6 +21,7 @@ SEARCH = [
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_search_tags_its_study_and_trials_as_every_sweep_and_ends_with_its_answer(tmp_path):
     result = run_train(tmp_path, *SEARCH, "tags=[baseline,team:ml]")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -124,6 +124,7 @@ def test_no_runner_up_for_one_trial_two_objectives_or_another_objective():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_search_logs_each_trials_interval_and_ends_with_the_best_beside_the_runner_up(
     tmp_path,
 ):

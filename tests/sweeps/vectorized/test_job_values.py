@@ -7,6 +7,7 @@ from tests.helpers import run_train, runs_of
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("tracking_uri")
 def test_shuffled_and_quoted_values_are_what_each_job_trains_and_says(tmp_path):
     result = run_train(
         tmp_path,

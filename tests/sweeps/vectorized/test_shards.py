@@ -24,7 +24,14 @@ from gatelab.sweeps.vectorized.shards import EXIT_AFTER_TRAINING
 from gatelab.sweeps.vectorized.sweeper import VectorizedSweeperImpl
 from gatelab.tracking.records import SWEEP_TAG
 from hydra_plugins.gatelab_vectorized_sweeper.vectorized_sweeper import VectorizedSweeper
-from tests.helpers import CONFIG_DIR, is_cell, run_train, runs_of, stopped_once_written
+from tests.helpers import (
+    CONFIG_DIR,
+    copy_store,
+    is_cell,
+    run_train,
+    runs_of,
+    stopped_once_written,
+)
 
 EPOCHS = 100
 # 6 seeds x 2 rates: 12 jobs of one population, in 2 cells (lr=0.1, lr=2.0).
@@ -70,7 +77,7 @@ def test_no_shards_is_refused_in_one_line_by_the_plugin_and_the_sweeper():
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where the sweep writes: an SQLite store in the test's folder, or the module's PostgreSQL."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'mlflow.db'}"
+        return request.getfixturevalue("tracking_uri")  # made already, in tmp_path
     return request.getfixturevalue("postgres_uri")
 
 
@@ -121,9 +128,12 @@ def the_sweep(client: MlflowClient, sweep_dir: Path) -> tuple[Run, dict[int, Run
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, dict[int, Run]]:
+def one_process(
+    tmp_path_factory: pytest.TempPathFactory, store_template: Path
+) -> tuple[Run, dict[int, Run]]:
     """The grid trained in one process (n_shards=1, today's path): what shards must give."""
     workdir = tmp_path_factory.mktemp("one_process")
+    copy_store(store_template, workdir)
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     result = sweep(workdir, uri, workdir / "sweep")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -245,6 +255,7 @@ def test_a_dead_shard_leaves_nothing_running_and_a_re_run_writes_exactly_its_mis
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_stop_while_shards_write_ends_the_sweep_killed_and_leaves_nothing_running(tmp_path):
     # SIGTERM to the process group (a SLURM time limit): the launching process and both shards.
     command = [

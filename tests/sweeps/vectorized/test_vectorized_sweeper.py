@@ -38,6 +38,9 @@ from tests.helpers import (
 from tests.helpers import run_train as train
 
 VECTORIZED = "hydra/sweeper=vectorized"
+# Each test's store is made already in tmp_path (fixture tracking_uri): no test here is of its
+# creation.
+pytestmark = pytest.mark.usefixtures("tracking_uri")
 
 
 def test_the_sweeper_is_a_hydra_plugin_selectable_as_hydra_sweeper_vectorized():
