@@ -1,6 +1,7 @@
 """Shared fixtures: configs composed with Hydra's compose API, MLflow stores in tmp_path."""
 
 import contextlib
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import gatelab.engine.backend  # noqa: F401  (imports TensorFlow quietly before anything else)
+from gatelab import stopping
 from gatelab.config import register_configs
 from gatelab.tracking import store
 from tests.helpers import CONFIG_DIR, copy_store, postgres_database
@@ -67,3 +69,16 @@ def postgres_uri() -> Iterator[str]:
     """A throwaway PostgreSQL cluster with an empty database `mlflow`, for one test module."""
     with postgres_database() as uri:
         yield uri
+
+
+@pytest.fixture
+def stop_handlers() -> Iterator[None]:
+    """gatelab's stop handlers in this process; after the test, pytest's own back and no stop
+    noted (a stop a test sent would otherwise make a later test's writer take a dead writer
+    process for the stop's, and raise KeyboardInterrupt in the test process)."""
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    stopping.install()
+    yield
+    for number, handler in before.items():
+        signal.signal(number, handler)
+    stopping._received.clear()

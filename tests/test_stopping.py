@@ -31,16 +31,6 @@ def sweep_in(workdir: Path) -> tuple[Run, list[Run]]:
     return parent, jobs
 
 
-@pytest.fixture
-def stop_handlers():
-    """gatelab's stop handlers in this process, pytest's own back after the test."""
-    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    stopping.install()
-    yield
-    for number, handler in before.items():
-        signal.signal(number, handler)
-
-
 def test_a_stop_inside_a_deferred_block_is_raised_when_the_block_ends(stop_handlers):
     # As a bulk transaction is: the signal arrives mid-block, the block still runs to its end.
     ran_to_the_end = []

@@ -11,22 +11,11 @@ import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 
-from gatelab import stopping
 from gatelab.tracking import bulk, writer
 from gatelab.tracking.experiment import configure
 from tests.helpers import QUICK, runs_of, stopped_once_written, sweep_children
 
 VECTORIZED = "hydra/sweeper=vectorized"
-
-
-@pytest.fixture
-def stop_handlers():
-    """gatelab's stop handlers in this process, pytest's own back after the test."""
-    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    stopping.install()
-    yield
-    for number, handler in before.items():
-        signal.signal(number, handler)
 
 
 def stored_run_ids(uri: str, experiment_id: str) -> set[str]:
