@@ -2,6 +2,7 @@
 (`sweeps.drawn_ahead`): the same pictures as drawn from the store afterwards, and drawn in place
 whenever the ones drawn ahead are not of the results published or failed."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from gatelab.sweeps import drawn_ahead
 from gatelab.sweeps.results import JobArrays, read_results
 from gatelab.sweeps.summary import JobResult
 from gatelab.sweeps.summary_figures import PARENT, save_kwargs, summary_figures
-from gatelab.sweeps.sweep_folder import SweepArrays, sweep_of
+from gatelab.sweeps.sweep_folder import CELLS_FILE, SweepArrays
 from tests.helpers import QUICK, cells_of, runs_of
 from tests.helpers import run_train as train
 
@@ -37,15 +38,14 @@ def test_the_figures_drawn_ahead_are_those_drawn_from_the_store(tmp_path, monkey
 
     # The same figures, drawn here from what the store and the sweep folder hold.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
-    sweep = sweep_of(sweep_dir)
+    cells = json.loads((sweep_dir / CELLS_FILE).read_text())  # run ids by cell name
     kept = SweepArrays.load(sweep_dir)
     stored = read_results(client, parent.info.run_id, SWEPT)
     arrays = JobArrays(client, kept.losses, kept.boundaries, fetch=False)
-    runs = {PARENT: parent.info.run_id, **sweep.cells}
-    assert [cell.info.run_name for cell in cells_of(tmp_path)] == list(sweep.cells)
+    runs = {PARENT: parent.info.run_id, **cells}
+    assert [cell.info.run_name for cell in cells_of(tmp_path)] == list(cells)
     compared = 0
-    for target, name, figure in summary_figures(SWEPT, sweep.cells, stored, arrays):
+    for target, name, figure in summary_figures(SWEPT, cells, stored, arrays):
         here = tmp_path / "here" / target / name
         here.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(here, **(save_kwargs(name) or {}))
