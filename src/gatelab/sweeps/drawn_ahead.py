@@ -66,39 +66,32 @@ def start(
     """Start drawing the summary figures of sweep `sweep_run_id` from `results` and their
     arrays (`losses`, `boundaries`, by each result's run id) in a process of its own; if it
     cannot start (a full disk, say), the summary draws them."""
+    folder = Path(sweep_dir) / FOLDER
+    handed = (swept, cells, results, losses, boundaries, fingerprint(swept, cells, results))
     try:
-        _start(sweep_run_id, Path(sweep_dir) / FOLDER, swept, cells, results, losses, boundaries)
+        _STARTED[sweep_run_id] = _Drawing(_start(folder, handed), folder)
     except (OSError, pickle.PicklingError, subprocess.SubprocessError) as error:
         log.warning("the summary's figures cannot be drawn ahead (%s): drawn at the end", error)
-        shutil.rmtree(Path(sweep_dir) / FOLDER, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _start(
-    sweep_run_id: str,
-    folder: Path,
-    swept: list[str],
-    cells: dict[str, str],
-    results: list[JobResult],
-    losses: dict[str, np.ndarray],
-    boundaries: dict[str, dict[str, np.ndarray]],
-) -> None:
+def _start(folder: Path, handed: tuple) -> subprocess.Popen:
+    """`draw_figures` started on what `handed` holds, written into `folder` first."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     with (folder / INPUT_FILE).open("wb") as file:
-        handed = (swept, cells, results, losses, boundaries, fingerprint(swept, cells, results))
         pickle.dump(handed, file, protocol=pickle.HIGHEST_PROTOCOL)
     source = str(Path(__file__).resolve().parents[2])  # `gatelab`'s folder, installed or not
     paths = [source, *filter(None, [os.environ.get("PYTHONPATH")])]
     environment = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(paths)}
     with (folder / LOG_FILE).open("w") as output:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "gatelab.sweeps.draw_figures", str(folder)],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             env=environment,
         )
-    _STARTED[sweep_run_id] = _Drawing(process, folder)
 
 
 def start_from_records(
@@ -113,9 +106,14 @@ def start_from_records(
     standing in for its run id (`losses`, `boundaries`: by job number)."""
     ordered = sorted(records, key=lambda record: record.job_number)
     results = [
-        job_result(record.name, _stand_in(record.job_number), record.status, data, sweep.swept)
+        job_result(
+            record.name,
+            _stand_in(record.job_number),
+            record.status,
+            RecordData.of(record),
+            sweep.swept,
+        )
         for record in ordered
-        for data in [RecordData.of(record)]
     ]
     start(
         sweep.run_id,
