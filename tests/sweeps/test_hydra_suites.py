@@ -26,8 +26,8 @@ from omegaconf import OmegaConf
 from gatelab.errors import ConfigError
 from gatelab.sweeps.foreign_apps import basic_sweeper_unless_gatelab, missing_gatelab_keys
 from gatelab.sweeps.members import VALUE_KEYS
+from gatelab.sweeps.vectorized.child_writing import Recorded
 from gatelab.sweeps.vectorized.plan import plan_of
-from gatelab.sweeps.vectorized.population import Recorded
 from gatelab.sweeps.vectorized.sweeper import VectorizedSweeperImpl
 
 PYTHON = sys.executable

@@ -4,6 +4,7 @@ KILLED, and the one count of jobs recorded it gives is the store's (issue 26 ite
 import os
 import re
 import signal
+import threading
 from dataclasses import replace
 
 import mlflow
@@ -85,8 +86,9 @@ def test_a_stop_while_writer_processes_write_counts_the_chunks_they_finish(
 
     def on_written(run_ids: dict[int, str]) -> None:
         counted.extend(run_ids.values())
-        if len(counted) == writer.CHUNK:
-            # Stopped as the first chunk returns: the other writer's chunk still ends, whole.
+        if len(counted) == 1 + writer.CHUNK:
+            # Stopped as the first chunk returns (after the run written before the writers
+            # start): the other writer's chunk still ends, whole.
             os.kill(os.getpid(), signal.SIGTERM)
 
     records = [
@@ -102,6 +104,39 @@ def test_a_stop_while_writer_processes_write_counts_the_chunks_they_finish(
     # read from the store (the 2,000-job test below).
     assert set(counted) <= stored
     assert len(counted) >= writer.CHUNK and len(stored) < len(records)
+
+
+@pytest.mark.slow
+def test_writer_processes_cancelled_from_another_thread_count_the_chunks_they_finish(
+    tracking_uri,
+):
+    # As a stop while the next group of members trains cancels a group's writing thread.
+    experiment_id = configure(tracking_uri, "writers")
+    cancel = threading.Event()
+    counted: list[str] = []
+
+    def on_written(run_ids: dict[int, str]) -> None:
+        counted.extend(run_ids.values())
+        cancel.set()
+
+    records = [
+        replace(record, job_number=index)
+        for index, record in enumerate(sweep_children("a-parent") * 50)
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        writer.write_all(
+            experiment_id,
+            records,
+            on_written=on_written,
+            writers=2,
+            tracking_uri=tracking_uri,
+            cancel=cancel,
+        )
+    stored = stored_run_ids(tracking_uri, experiment_id)
+    # The chunks that returned are counted, those being written finish and are counted too,
+    # and no more start.
+    assert set(counted) == stored
+    assert writer.CHUNK < len(counted) < len(records)
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 two stores (SQL bulk, MLflow's client) leave the same runs, as MLflow reads them."""
 
 import logging
+import threading
 import uuid
+from dataclasses import replace
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -130,3 +132,36 @@ def test_the_console_says_which_writer_wrote(tracking_uri, monkeypatch, caplog):
     assert lines[0] == "6 child runs written by the SQL bulk writer (500 runs a transaction)"
     assert lines[1].startswith("2 child runs written by MLflow's client: MLflow ")
     assert len(MlflowClient(tracking_uri).search_runs([experiment_id])) == 8
+
+
+@pytest.mark.parametrize(
+    ("store_type", "counted_when_cancelled"),
+    [(SqlChildStore, 6), (ClientChildStore, 3)],
+    ids=["bulk", "client"],
+)
+def test_a_cancelled_writing_ends_after_the_runs_being_written_counted(
+    tracking_uri, store_type, counted_when_cancelled
+):
+    # Set by another thread (a stop of the sweep training the next group): here as the first
+    # transaction (bulk: 6 runs) or the third run (client: fewer than `writer.PARALLEL_FROM`,
+    # one at a time in this process) is counted.
+    experiment_id = configure(tracking_uri, "cancelled")
+    cancel = threading.Event()
+    counted: dict[int, str] = {}
+
+    def on_written(run_ids: dict[int, str]) -> None:
+        counted.update(run_ids)
+        if len(counted) >= counted_when_cancelled:
+            cancel.set()
+
+    many = [
+        replace(record, job_number=index)
+        for index, record in enumerate(sweep_children("a-parent") * 3)
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        store_type(tracking_uri).write_all(
+            experiment_id, many, on_written=on_written, batch=6, cancel=cancel
+        )
+    stored = MlflowClient(tracking_uri).search_runs([experiment_id])
+    assert {run.info.run_id for run in stored} == set(counted.values())
+    assert len(counted) == counted_when_cancelled

@@ -182,10 +182,17 @@ class Members:
 
 
 def train_members(
-    cfg: DictConfig, member_values: list[dict[str, Any]], progress: Progress | None = None
+    cfg: DictConfig,
+    member_values: list[dict[str, Any]],
+    progress: Progress | None = None,
+    label: str | None = None,
 ) -> Members:
     """Train one member per entry of `member_values` (every `VALUE_KEYS` value, as
-    `ValueChecker.member_values` gives them) of the config `cfg`, together."""
+    `ValueChecker.member_values` gives them) of the config `cfg`, together.
+
+    Args:
+        label: what the progress line calls them (by default "training <count> members").
+    """
     built = build(cfg)
     members = [
         population.Member(
@@ -196,6 +203,7 @@ def train_members(
         for values in member_values
     ]
     epochs = built.schedule.epochs
+    label = label or f"training {len(members)} members"
     started_ms = int(time.time() * 1000)
     started = time.perf_counter()
     chunk_times: list[float] = []
@@ -211,7 +219,7 @@ def train_members(
                 chunk_times[0] - started,
             )
         if progress is not None:
-            progress.show(f"training {len(members)} members: epoch {done}/{epochs}")
+            progress.show(f"{label}: epoch {done}/{epochs}", part="training")
 
     history = population.train_population(
         built.model,

@@ -16,6 +16,7 @@ two equal), for the MLflow version and schema they were tested with (`unsupporte
 """
 
 import math
+import threading
 import time
 import urllib.parse
 import uuid
@@ -184,10 +185,14 @@ class BulkWriter:
         records: list[RunRecord],
         on_written: Callable[[dict[int, str]], None] = lambda written: None,
         batch: int = BATCH,
+        cancel: threading.Event | None = None,
     ) -> dict[int, str]:
-        """Write `records`, `batch` runs a transaction; `on_written` after each commit."""
+        """Write `records`, `batch` runs a transaction; `on_written` after each commit; no
+        more transactions once `cancel` is set (KeyboardInterrupt)."""
         run_ids: dict[int, str] = {}
         for start in range(0, len(records), batch):
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt
             run_ids.update(self.write_batch(records[start : start + batch], on_written))
         return run_ids
 

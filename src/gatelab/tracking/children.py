@@ -8,6 +8,7 @@ and never choose: a new backend (an asynchronous REST batch writer, say) is one 
 """
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar
@@ -54,6 +55,7 @@ class ChildStore(ABC):
         *,
         on_written: Callable[[dict[int, str]], None] = _nothing,
         batch: int = BATCH,
+        cancel: threading.Event | None = None,
     ) -> dict[int, str]:
         """Write `records` as runs of `experiment_id`; return their run ids by job number.
 
@@ -61,6 +63,9 @@ class ChildStore(ABC):
             on_written: called with the run ids just written, by job number, as they are
                 written: each job once, never with none (what a stop leaves written is known).
             batch: runs a transaction, where the store has transactions.
+            cancel: once set (by another thread: a stop, an error), no more transaction or
+                chunk of runs starts, and KeyboardInterrupt is raised once those being
+                written are told to `on_written`.
         """
 
     @abstractmethod
@@ -92,13 +97,14 @@ class SqlChildStore(ChildStore):
         *,
         on_written: Callable[[dict[int, str]], None] = _nothing,
         batch: int = BATCH,
+        cancel: threading.Event | None = None,
     ) -> dict[int, str]:
         log.info(
             "%d child runs written by the SQL bulk writer (%d runs a transaction)",
             len(records),
             batch,
         )
-        return self._writer(experiment_id).write_all(records, on_written, batch)
+        return self._writer(experiment_id).write_all(records, on_written, batch, cancel)
 
     def write(self, experiment_id: str, record: RunRecord) -> str:
         return self._writer(experiment_id).write_batch([record])[record.job_number]
@@ -136,11 +142,12 @@ class ClientChildStore(ChildStore):
         *,
         on_written: Callable[[dict[int, str]], None] = _nothing,
         batch: int = BATCH,
+        cancel: threading.Event | None = None,
     ) -> dict[int, str]:
         because = f": {self.reason}" if self.reason else ""
         log.info("%d child runs written by MLflow's client%s", len(records), because)
         return writer.write_all(
-            experiment_id, records, on_written=on_written, tracking_uri=self.uri
+            experiment_id, records, on_written=on_written, tracking_uri=self.uri, cancel=cancel
         )
 
     def write(self, experiment_id: str, record: RunRecord) -> str:

@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -44,6 +45,8 @@ CHUNK = 25
 # Seconds a writer has to exit once every chunk returned, before it is taken as stuck (on a lock
 # a killed writer held) and killed: an idle writer exits in milliseconds.
 EXIT_SECONDS = 10
+# How often (s) the writing, waiting on its writers, sees whether it was cancelled.
+CANCEL_EVERY = 0.1
 
 
 def write(
@@ -130,6 +133,7 @@ def write_all(
     on_written: Callable[[dict[int, str]], None] = lambda written: None,
     writers: int | None = None,
     tracking_uri: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> dict[int, str]:
     """Write `records` into the tracking store at `tracking_uri` (by default the one MLflow is
     set to); return run ids by job number.
@@ -140,10 +144,17 @@ def write_all(
             job once, also when a writer process died and its runs were written again.
         writers: processes writing at once; by default one per core (at most `MAX_WRITERS`)
             from `PARALLEL_FROM` runs on, else this process alone.
+        cancel: once set (by another thread), no more run or chunk starts, and
+            KeyboardInterrupt is raised once those being written are told to `on_written`.
     """
     with _no_run_links():
         return _write_all(
-            tracking_uri or mlflow.get_tracking_uri(), experiment_id, records, on_written, writers
+            tracking_uri or mlflow.get_tracking_uri(),
+            experiment_id,
+            records,
+            on_written,
+            writers,
+            cancel or threading.Event(),
         )
 
 
@@ -169,6 +180,7 @@ def _write_all(
     records: list[RunRecord],
     on_written: Callable[[dict[int, str]], None],
     writers: int | None,
+    cancel: threading.Event,
 ) -> dict[int, str]:
     if writers is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
@@ -177,9 +189,19 @@ def _write_all(
         client = MlflowClient(tracking_uri)
         run_ids = {}
         for record in records:
+            if cancel.is_set():
+                raise KeyboardInterrupt
             run_ids[record.job_number] = write(client, experiment_id, record, on_written)
         return run_ids
-    run_ids = _write_in_processes(tracking_uri, experiment_id, records, writers, on_written)
+    # The first here: the dataset it logs exists before the writers log it too (MLflow's store
+    # inserts a new dataset unguarded: two writers inserting it at once, one fails).
+    first = records[0]
+    run_ids = {
+        first.job_number: write(MlflowClient(tracking_uri), experiment_id, first, on_written)
+    }
+    run_ids.update(
+        _write_in_processes(tracking_uri, experiment_id, records[1:], writers, on_written, cancel)
+    )
     rest = [record for record in records if record.job_number not in run_ids]
     if rest:
         # A writer process died (killed, out of memory): what it had started is found again.
@@ -192,7 +214,7 @@ def _write_all(
             "a writer process died: %d run(s) it left unfinished are written again here",
             len(rest),
         )
-        run_ids.update(_write_all(tracking_uri, experiment_id, rest, on_written, 1))
+        run_ids.update(_write_all(tracking_uri, experiment_id, rest, on_written, 1, cancel))
     return run_ids
 
 
@@ -202,6 +224,7 @@ def _write_in_processes(
     records: list[RunRecord],
     writers: int,
     on_written: Callable[[dict[int, str]], None],
+    cancel: threading.Event,
 ) -> dict[int, str]:
     """Write `records` with `writers` processes; the runs of a writer that died are left out."""
     chunks = [records[start : start + CHUNK] for start in range(0, len(records), CHUNK)]
@@ -241,7 +264,10 @@ def _write_in_processes(
         # The writers, started by the submits: a dead one may leave the others stuck.
         writer_processes = set(multiprocessing.active_children()) - others
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            # Woken now and then to see `cancel`: a signal reaches the main thread alone.
+            done, pending = wait(pending, timeout=CANCEL_EVERY, return_when=FIRST_COMPLETED)
+            if cancel.is_set():
+                raise KeyboardInterrupt
             for future in done:
                 try:
                     future.result()

@@ -20,8 +20,8 @@ from mlflow.tracking import MlflowClient
 from gatelab.errors import ConfigError
 from gatelab.sweeps.members import VALUE_KEYS
 from gatelab.sweeps.progress import Progress
+from gatelab.sweeps.vectorized.child_writing import in_background
 from gatelab.sweeps.vectorized.plan import estimate, plan_of
-from gatelab.sweeps.vectorized.sweeper import in_background
 from gatelab.tracking.children import ClientChildStore, SqlChildStore
 from gatelab.tracking.store import analyze
 from tests.helpers import (

@@ -50,12 +50,8 @@ from gatelab.sweeps.sweep_folder import (
     sweep_of,
 )
 from gatelab.sweeps.sweeper import Timings
-from gatelab.sweeps.vectorized.population import (
-    JobOutcome,
-    MemberJob,
-    Recorded,
-    train_and_write,
-)
+from gatelab.sweeps.vectorized.child_writing import Recorded
+from gatelab.sweeps.vectorized.population import JobOutcome, MemberJob, train_and_write
 from gatelab.tracking import records
 from gatelab.tracking.children import child_store
 from gatelab.tracking.statuses import KILLED, RUNNING

@@ -28,6 +28,7 @@ from gatelab.sweeps.members import VALUE_KEYS, apply_sweep_defaults, check_popul
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.shards import split
 from gatelab.sweeps.sweeper import SweeperImpl, launch_batches, one_by_one_reason, task_config
+from gatelab.sweeps.vectorized.child_writing import Recorded
 from gatelab.sweeps.vectorized.plan import (
     MAX_JOBS,
     JobValues,
@@ -35,13 +36,7 @@ from gatelab.sweeps.vectorized.plan import (
     estimate,
     plan_of,
 )
-from gatelab.sweeps.vectorized.population import (  # noqa: F401 (in_background: tests')
-    JobOutcome,
-    MemberJob,
-    Recorded,
-    in_background,
-    train_and_write,
-)
+from gatelab.sweeps.vectorized.population import JobOutcome, MemberJob, train_and_write
 from gatelab.sweeps.vectorized.settings import check_settings
 from gatelab.sweeps.vectorized.shards import Shard, VectorizedShards, plan_shard
 from gatelab.tracking import bulk, records
