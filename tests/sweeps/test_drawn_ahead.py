@@ -91,22 +91,22 @@ def test_figures_are_taken_only_when_drawn_from_the_rows_published(tmp_path, cap
     assert drawn_ahead.fingerprint(SWEPT, {}, results(4, solved=3)) != drawn_from
     assert drawn_ahead.fingerprint(SWEPT, {"lr=0.5": "cell"}, renamed) != drawn_from
 
-    files = drawn_ahead.take("sweep", drawn_from)
+    files = drawn_ahead.take("sweep", SWEPT, {}, renamed)
     assert files is not None and set(files) == {PARENT}
     assert {"loss_curves.png", "success_rate_by_optimizer.learning_rate.png"} <= set(files[PARENT])
     assert all(path.is_file() for path in files[PARENT].values())
-    assert drawn_ahead.take("sweep", drawn_from) is None  # taken once
+    assert drawn_ahead.take("sweep", SWEPT, {}, renamed) is None  # taken once
 
     start(tmp_path, results(4, solved=2))
-    assert drawn_ahead.take("sweep", drawn_ahead.fingerprint(SWEPT, {}, results(4, 3))) is None
+    assert drawn_ahead.take("sweep", SWEPT, {}, results(4, solved=3)) is None
     assert "drawn ahead are of other results: drawn here" in caplog.text
 
 
 def test_a_drawing_that_fails_says_why_and_leaves_the_figures_to_be_drawn_here(tmp_path, caplog):
     drawn = results(2, solved=1)
     # A boundary without its arrays: the drawing process raises.
-    drawn_from = start(tmp_path, drawn, boundaries={"job 0": {"outputs": None}})
-    assert drawn_ahead.take("sweep", drawn_from) is None
+    start(tmp_path, drawn, boundaries={"job 0": {"outputs": None}})
+    assert drawn_ahead.take("sweep", SWEPT, {}, drawn) is None
     assert "failed to draw ahead (" in caplog.text
     assert "drawn here" in caplog.text
 
@@ -127,9 +127,19 @@ def test_a_drawing_that_cannot_start_leaves_the_figures_to_be_drawn_at_the_end(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(drawn_ahead.subprocess, "Popen", no_process)
-    drawn_from = start(tmp_path, results(2, solved=1))
+    start(tmp_path, results(2, solved=1))
     assert "cannot be drawn ahead ([Errno 28] No space left on device): drawn at the end" in (
         caplog.text
     )
-    assert drawn_ahead.take("sweep", drawn_from) is None
+    assert drawn_ahead.take("sweep", SWEPT, {}, results(2, solved=1)) is None
     assert not (tmp_path / drawn_ahead.FOLDER).exists()
+
+
+def test_nothing_drawn_ahead_costs_no_fingerprint(monkeypatch):
+    # A resumed or sharded sweep's summary: no drawing started, its rows not hashed (about 1 s
+    # at 100,000 jobs).
+    def hashed(*args):
+        raise AssertionError("fingerprint computed with no drawing started")
+
+    monkeypatch.setattr(drawn_ahead, "fingerprint", hashed)
+    assert drawn_ahead.take("a sweep never drawn ahead", SWEPT, {}, results(3, solved=1)) is None

@@ -130,10 +130,13 @@ def _stand_in(number: int) -> str:
     return f"job {number}"
 
 
-def take(sweep_run_id: str, drawn_from: str) -> dict[str, dict[str, Path]] | None:
+def take(
+    sweep_run_id: str, swept: list[str], cells: dict[str, str], results: list[JobResult]
+) -> dict[str, dict[str, Path]] | None:
     """The figures drawn ahead for sweep `sweep_run_id`, once drawn, as PNG files by target (a
     cell's name, or `summary_figures.PARENT`) and file name; None if none were started, or they
-    were drawn from other results than `drawn_from` (a `fingerprint`), or the drawing failed."""
+    were drawn from other results than `results` (of keys `swept` and `cells`: their
+    `fingerprint`, computed only when a drawing was started), or the drawing failed."""
     drawing = _STARTED.pop(sweep_run_id, None)
     if drawing is None:
         return None
@@ -148,7 +151,7 @@ def take(sweep_run_id: str, drawn_from: str) -> dict[str, dict[str, Path]] | Non
         log.warning("the summary's figures failed to draw ahead (%s): drawn here", lines[-1])
         return None
     content = json.loads(manifest.read_text())
-    if content["fingerprint"] != drawn_from:
+    if content["fingerprint"] != fingerprint(swept, cells, results):
         log.info("the summary's figures drawn ahead are of other results: drawn here")
         return None
     log.info(

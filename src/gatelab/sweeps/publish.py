@@ -12,7 +12,6 @@ from mlflow.tracking import MlflowClient
 
 from gatelab.sweeps import drawn_ahead
 from gatelab.sweeps.description import description
-from gatelab.sweeps.drawn_ahead import fingerprint
 from gatelab.sweeps.results import JobArrays
 from gatelab.sweeps.summary import (
     JobResult,
@@ -107,7 +106,7 @@ def log_figures(parent: ParentRun, results: list[JobResult]) -> None:
     """Log the summary's figures onto the parent's run and each cell's: as drawn ahead while
     the children were written (`drawn_ahead`), or drawn now from the sweep folder's arrays."""
     target_runs = {PARENT: parent.run_id, **parent.cells}
-    drawn = drawn_ahead.take(parent.run_id, fingerprint(parent.swept, parent.cells, results))
+    drawn = drawn_ahead.take(parent.run_id, parent.swept, parent.cells, results)
     try:
         if drawn is not None:
             for target, files in drawn.items():
