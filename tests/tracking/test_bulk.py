@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import sqlalchemy
 from mlflow.store.tracking.dbmodels.models import (
+    SqlDataset,
     SqlInput,
     SqlLatestMetric,
     SqlMetric,
@@ -259,3 +260,40 @@ def test_run_ids_rise_as_they_are_made_and_are_uuid7_as_mlflow_spells_ids():
     assert all(re.fullmatch(r"[0-9a-f]{32}", run_id) for run_id in made)
     assert {uuid.UUID(run_id).version for run_id in made} == {7}
     assert abs(int(made[0][:12], 16) - time.time() * 1000) < 60_000  # the time, in ms
+
+
+def test_a_dataset_another_writer_inserted_meanwhile_is_not_inserted_twice(
+    tracking_uri, monkeypatch
+):
+    # Two shards start writing at once: each looked for the dataset before the other committed
+    # it. The second's batch fails on the dataset's unique key, and is written again with it.
+    experiment_id = configure(tracking_uri, "shards")
+    engine = sqlalchemy.create_engine(tracking_uri)
+    first, second = bulk.BulkWriter(engine, experiment_id), bulk.BulkWriter(engine, experiment_id)
+    stored = second._stored
+    looked: list[tuple[str, str]] = []
+
+    def not_there_yet(key: tuple[str, str]) -> str | None:
+        if not looked:  # its first look, before the first writer committed
+            looked.append(key)
+            return None
+        return stored(key)
+
+    monkeypatch.setattr(second, "_stored", not_there_yet)
+    children = [
+        dataclasses.replace(record, job_number=number)
+        for number, record in enumerate(sweep_children("a-parent") * 2)
+    ]
+    half = len(children) // 2
+    first.write_all(children[:half])
+    counted: dict[int, str] = {}
+    second.write_all(children[half:], counted.update)
+    assert looked and sorted(counted) == [record.job_number for record in children[half:]]
+    with engine.connect() as connection:
+        datasets = connection.execute(sqlalchemy.select(SqlDataset.dataset_uuid)).scalars().all()
+        inputs = connection.execute(sqlalchemy.select(SqlInput.source_id)).scalars().all()
+    engine.dispose()
+    # One dataset, every input of both writers' runs pointing at it.
+    assert len(datasets) == 1 and len(inputs) > half and set(inputs) == set(datasets)
+    runs = MlflowClient(tracking_uri).search_runs([experiment_id])
+    assert len(runs) == len(children)

@@ -214,11 +214,18 @@ class BulkWriter:
             self._add_inputs(rows, record, run_id, new_datasets)
             run_ids[record.job_number] = run_id
         # Committed whole or rolled back whole, and counted: a stop signal waits for both.
-        with stopping.deferred():
-            with self.engine.begin() as connection:
-                rows.insert(connection)
-            self.datasets.update(new_datasets)
-            on_written(run_ids)
+        try:
+            with stopping.deferred():
+                with self.engine.begin() as connection:
+                    rows.insert(connection)
+                self.datasets.update(new_datasets)
+                on_written(run_ids)
+        except sqlalchemy.exc.IntegrityError:
+            # Another writer (a shard) inserted a dataset this batch was to insert, since it
+            # looked: rolled back whole, the batch is made again with the dataset it committed.
+            if not new_datasets or any(self._stored(key) is None for key in new_datasets):
+                raise
+            return self.write_batch(records, on_written)
         return run_ids
 
     def _add_run(self, rows: Rows, record: RunRecord, run_id: str, now: int) -> None:
