@@ -190,17 +190,17 @@ def test_two_shards_give_the_jobs_numbers_and_statuses_of_one_process(
 
 
 @pytest.mark.slow
-def test_shards_on_submitits_local_executor_write_every_job_once(postgres_uri, tmp_path):
+def test_shards_on_submitits_local_executor_write_every_job_once(store, tmp_path):
     # submitit_local runs each shard as its own process, as submitit_slurm does on a cluster.
     result = sweep(
         tmp_path,
-        postgres_uri,
+        store,
         tmp_path / "sweep",
         "hydra/launcher=submitit_local",
         "hydra.sweeper.n_shards=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    parent, jobs, cells = the_sweep(MlflowClient(postgres_uri), tmp_path / "sweep")
+    parent, jobs, cells = the_sweep(MlflowClient(store), tmp_path / "sweep")
     assert parent.info.status == "FINISHED"
     assert sorted(jobs) == list(range(JOBS))
     assert {job.info.status for job in jobs.values()} == {"FINISHED"}

@@ -5,6 +5,7 @@ import json
 import logging
 import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from gatelab.errors import ConfigError
 from gatelab.sweeps.members import VALUE_KEYS
 from gatelab.sweeps.progress import Progress
-from gatelab.sweeps.vectorized.child_writing import in_background
+from gatelab.sweeps.vectorized.child_writing import Background
 from gatelab.sweeps.vectorized.plan import estimate, plan_of
 from gatelab.tracking.children import ClientChildStore, SqlChildStore
 from gatelab.tracking.store import analyze
@@ -312,15 +313,37 @@ def test_a_grid_past_max_jobs_is_refused_saying_how_long_it_would_log_and_how_to
 
 def test_work_in_the_background_is_waited_for_and_its_error_raised_in_the_waiting_thread():
     written = []
-    wait = in_background(written.append, "folders")
-    wait()
+
+    def write(item: str, done) -> None:
+        written.append(item)
+
+    Background(write, "folders").wait()
     assert written == ["folders"]
 
-    def fail() -> None:
+    def fail(done) -> None:
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        in_background(fail)()
+        Background(fail).wait()
+
+
+def test_work_in_the_background_is_waited_for_as_far_as_it_is_needed():
+    # The first group's children wait for their own job folders, not the last group's.
+    go_on = threading.Event()
+
+    def write(items: list[int], done) -> None:
+        for index in range(len(items)):
+            if index == 10:
+                done(10)
+                go_on.wait(timeout=60)
+        done(len(items))
+
+    background = Background(write, list(range(20)))
+    background.wait(10)  # returns while the rest waits on `go_on`
+    assert not background.ended
+    go_on.set()
+    background.wait()
+    assert background.ended and background.count == 20
 
 
 def test_the_estimate_says_which_writer_logs_the_children_and_at_its_cost(compose_config):

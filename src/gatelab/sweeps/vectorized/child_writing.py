@@ -38,27 +38,45 @@ class Recorded:
     trained: int = 0
 
 
-def in_background(function: Callable[..., None], *args: Any) -> Callable[[], None]:
-    """Start `function(*args)` in a thread; the function returned waits for it and raises what
-    it raised. A daemon thread: a stopped sweep does not wait for it to end."""
-    errors: list[BaseException] = []
+class Background:
+    """`function(*args, done)` run in a thread, which may call `done(count)` as it gets through
+    its items in order; `wait(count)` waits for the first `count` of them (or for its end), and
+    raises in the waiting thread what it raised. A daemon thread: a stopped sweep does not wait
+    for it to end."""
 
-    def run() -> None:
+    def __init__(self, function: Callable[..., None], *args: Any):
+        self.condition = threading.Condition()
+        self.count = 0
+        self.ended = False
+        self.errors: list[BaseException] = []
+        name = getattr(function, "__qualname__", "background")
+        thread = threading.Thread(target=self._run, args=(function, *args), name=name)
+        thread.daemon = True
+        thread.start()
+
+    def _run(self, function: Callable[..., None], *args: Any) -> None:
         try:
-            function(*args)
-        except BaseException as error:  # raised in the caller's thread, by `wait`
-            errors.append(error)
+            function(*args, self._done)
+        except BaseException as error:  # raised in the waiting thread, by `wait`
+            self.errors.append(error)
+        finally:
+            with self.condition:
+                self.ended = True
+                self.condition.notify_all()
 
-    thread = threading.Thread(target=run, name=getattr(function, "__qualname__", "background"))
-    thread.daemon = True
-    thread.start()
+    def _done(self, count: int) -> None:
+        with self.condition:
+            self.count = count
+            self.condition.notify_all()
 
-    def wait() -> None:
-        thread.join()
-        if errors:
-            raise errors[0]
-
-    return wait
+    def wait(self, count: int | None = None) -> None:
+        """Wait until the first `count` items are done (None: until the function returned)."""
+        with self.condition:
+            self.condition.wait_for(
+                lambda: self.ended or (count is not None and self.count >= count)
+            )
+        if self.errors:
+            raise self.errors[0]
 
 
 @dataclass(frozen=True)
@@ -102,10 +120,16 @@ class Children:
     def written_meanwhile(self, trained: Trained) -> "Writing":
         """Start writing `trained`'s children in a thread."""
         cancel = threading.Event()
-        return Writing(in_background(self.write, trained, cancel), cancel)
+        return Writing(Background(self.write, trained, cancel), cancel)
 
-    def write(self, trained: Trained, cancel: threading.Event | None = None) -> None:
-        """Write `trained`'s children; no more transactions once `cancel` is set."""
+    def write(
+        self,
+        trained: Trained,
+        cancel: threading.Event | None = None,
+        done: Callable[[int], None] = lambda count: None,
+    ) -> None:
+        """Write `trained`'s children; no more transactions once `cancel` is set. (`done`: a
+        `Background`'s count, not used: the writing is waited for whole.)"""
         started = time.perf_counter()
         self.started = self.started or started
         record_of = {record.job_number: record for record in trained.run_records}
@@ -160,8 +184,12 @@ class Children:
 class Writing:
     """A group's children being written in a thread (`Children.written_meanwhile`)."""
 
-    wait: Callable[[], None]
+    background: Background
     cancel_event: threading.Event
+
+    def wait(self) -> None:
+        """Wait for the writing to end; raise what it raised."""
+        self.background.wait()
 
     def cancel(self) -> None:
         """No more transactions after the one being written; wait for it (it is counted)."""

@@ -1,12 +1,16 @@
 """The job folders of a population: Hydra's `.hydra/config.yaml` and `overrides.yaml` per job,
 without the credentials a `tracking.uri` may carry."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from gatelab.redaction import redact
+
+# Jobs between two calls of `JobFolders.write`'s `done`.
+DONE_EVERY = 500
 
 
 class JobFolders:
@@ -29,9 +33,16 @@ class JobFolders:
         self.scalars: dict[str, str] = {}
         self.lines: dict[str, str] = {}
 
-    def write(self, jobs: list[tuple[Path, list[str], dict[str, Any]]]) -> None:
-        """Each job's files from its folder, its overrides and its values of the marked keys."""
-        for output_dir, overrides, values in jobs:
+    def write(
+        self,
+        jobs: list[tuple[Path, list[str], dict[str, Any]]],
+        done: Callable[[int], None] = lambda count: None,
+    ) -> None:
+        """Each job's files from its folder, its overrides and its values of the marked keys;
+        `done(count)` every `DONE_EVERY` jobs, once the first `count` are written."""
+        for index, (output_dir, overrides, values) in enumerate(jobs):
+            if index % DONE_EVERY == 0:
+                done(index)
             folder = output_dir / ".hydra"
             folder.mkdir(parents=True, exist_ok=True)
             text = self.template
@@ -42,6 +53,7 @@ class JobFolders:
                 text = text.replace(marker, self._scalar(value))
             (folder / "config.yaml").write_text(text)
             (folder / "overrides.yaml").write_text("".join(map(self._line, overrides)))
+        done(len(jobs))
 
     def _scalar(self, value: Any) -> str:
         key = repr(value)

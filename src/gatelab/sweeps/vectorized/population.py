@@ -18,11 +18,11 @@ from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.sweep_folder import Sweep
 from gatelab.sweeps.sweeper import Timings
 from gatelab.sweeps.vectorized.child_writing import (
+    Background,
     Children,
     Recorded,
     Trained,
     Writing,
-    in_background,
 )
 from gatelab.sweeps.vectorized.job_folders import JobFolders
 from gatelab.sweeps.vectorized.member_records import (
@@ -73,22 +73,26 @@ def train_and_write(
 
     Args:
         cfg: the population's config, as its jobs' task function sees it.
-        after_training: called once the members are trained, before any child is written.
+        after_training: called once the first members are trained, before any child is
+            written.
         whole_sweep: the sweep, when these jobs are every job of it: its summary's figures are
             drawn while the children are written (`drawn_ahead`).
     """
     # Written while the population trains (files, then TensorFlow's threads: the two share the
-    # cores); its runs wait for them, as a child's `hydra.output_dir` is a folder that exists.
-    # "write folders" is the time they wait, if any.
-    folders = in_background(
+    # cores), in the order of `jobs`; a group's runs wait for theirs, as a child's
+    # `hydra.output_dir` is a folder that exists. "write folders" is the time they wait, if any.
+    folders = Background(
         JobFolders(cfg, VALUE_KEYS).write,
         [(member.job.output_dir, member.job.overrides, member.values) for member in jobs],
     )
+    trained: list[bool] = []
 
-    def before_writing() -> None:
-        after_training()
+    def before_writing(count: int) -> None:
+        if not trained:
+            trained.append(True)
+            after_training()
         with timings.timed("write folders"):
-            folders()
+            folders.wait(count)
 
     with timings.timed("train and log"):
         return run_population(
@@ -102,14 +106,14 @@ def run_population(
     progress: Progress,
     recorded: Recorded,
     runs_per_transaction: int = children.BATCH,
-    before_writing: Callable[[], None] = lambda: None,
+    before_writing: Callable[[int], None] = lambda count: None,
     whole_sweep: Sweep | None = None,
 ) -> list[JobOutcome]:
     """Train `jobs` (configs `cfg` with their values) as one population, in groups of at most
-    `GROUP_MEMBERS`; log each as a child (after `before_writing` returns: the sweeper's job
-    folders, written meanwhile), a group's children while the next group trains. When they are
-    every job of `whole_sweep`, its summary's figures are drawn while the last are written
-    (`drawn_ahead`).
+    `GROUP_MEMBERS`; log each as a child, a group's children while the next group trains (once
+    `before_writing(count)` returns: the first `count` of `jobs`, those children's and the ones
+    before, have their job folders). When they are every job of `whole_sweep`, its summary's
+    figures are drawn while the last are written (`drawn_ahead`).
 
     Returns each job's outcome, in the order of `jobs`. Adds to `recorded`, as each child is
     written, its full loss curve and (for the members a gallery shows) its decision boundary.
@@ -133,6 +137,7 @@ def run_population(
     # Written with the first group: no member of theirs trains.
     every_record = [member_records.failed(*job) for job in refused]
     shown = gallery_numbers([job for job, _ in valid])
+    position = {member.job.number: index for index, member in enumerate(jobs)}
     losses: dict[int, np.ndarray] = {}
     boundaries: dict[int, dict[str, np.ndarray]] = {}
     groups = member_groups(len(valid), GROUP_MEMBERS)
@@ -159,8 +164,7 @@ def run_population(
                 (every_record if first else []) + group_records, members, group, boundaries
             )
             every_record += group_records
-            if first:
-                before_writing()
+            before_writing(1 + max(position[record.job_number] for record in trained.run_records))
             if writing is not None:
                 waiting, writing = writing, None
                 waiting.wait()
@@ -177,7 +181,7 @@ def run_population(
             children_of.write(trained)
         if not groups:  # no member trained: the refused jobs' FAILED records alone
             recorded.trained += len(refused)
-            before_writing()
+            before_writing(len(jobs))
             children_of.write(Trained(every_record, None, [], {}))
     except KeyboardInterrupt:
         if writing is not None:
