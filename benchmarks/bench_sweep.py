@@ -188,6 +188,9 @@ BREAKDOWN = {
     # The whole training, its first chunk (and the compilation) included.
     "train (all chunks)": r"members for \d+ epochs in ([0-9.]+) s",
     "log children": r"logged \d+ child runs in ([0-9.]+) s",
+    # From the first member trained to the last child written: training and writing, side by
+    # side when a population trains in groups (the children of one written as the next trains).
+    "train and log (wall)": r"train and log ([0-9.]+) s",
     "write folders": r"write folders ([0-9.]+) s",
     "parent curves + ANALYZE": r"(?:parent losses|ANALYZE) ([0-9.]+) s",
     "read results": r"summary timings: read \d+ jobs ([0-9.]+) s",
@@ -276,23 +279,23 @@ def scale(sizes: list[int], basic: bool = True) -> int:
 
 
 def floor_line(seconds: float, parts: dict[str, float]) -> str:
-    """Where a sweep's time went, as the parts one process cannot overlap: start-up and the
-    store (what the breakdown does not time), then composing, compiling and training, then the
-    longer of writing the children (and the parent's arrays) and drawing the figures beside it
-    in a second process, then the summary (with its wait for the figures, if any)."""
+    """Where a sweep's time went: start-up and the store (what the breakdown does not time),
+    composing, then training and writing the children (side by side, a group of members
+    trained while the group before is written; the figures drawn in a second process from the
+    end of training), the parent's arrays, then the summary (with its wait for the figures)."""
     drawing = parts["figures (2nd process)"]
-    # "train (all chunks)" holds "compile + 1st chunk"; the drawing ran beside the rest.
-    timed = [
-        part for part in BREAKDOWN if part not in ("compile + 1st chunk", "figures (2nd process)")
-    ]
-    rest = seconds - sum(parts[part] for part in timed)
-    training = parts["compose"] + parts["train (all chunks)"]
-    writing = parts["log children"] + parts["write folders"] + parts["parent curves + ANALYZE"]
+    wall = parts["train and log (wall)"]
+    training = parts["train (all chunks)"]
+    writing = parts["log children"] + parts["write folders"]
+    after = parts["parent curves + ANALYZE"]
+    rest = seconds - parts["compose"] - wall - after - parts["summary"]
     return (
-        f"  where it went: start-up, store and parent run {rest:.1f} s + compose, compile, train "
-        f"{training:.1f} s + the longer of writing {writing:.1f} s and drawing {drawing:.1f} s "
-        f"+ summary {parts['summary']:.1f} s (of it, the wait for the drawing); the figures "
-        f"drawn beside the writing: {min(writing, drawing):.1f} s overlapped"
+        f"  where it went: start-up, store and parent run {rest:.1f} s + compose "
+        f"{parts['compose']:.1f} s + training {training:.1f} s and writing the children "
+        f"{writing:.1f} s in {wall:.1f} s ({max(0.0, training + writing - wall):.1f} s of it "
+        f"side by side) + the parent's arrays {after:.1f} s + summary {parts['summary']:.1f} s "
+        f"(of it, the wait for the drawing); the figures drawn beside the last writing in "
+        f"{drawing:.1f} s"
     )
 
 
