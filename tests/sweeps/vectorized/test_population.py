@@ -1,5 +1,7 @@
 """A vectorized sweep's job is recorded as the run the same job logs alone (one definition)."""
 
+import os
+import signal
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -8,13 +10,13 @@ import mlflow
 import numpy as np
 import pytest
 
-from gatelab import pipeline
+from gatelab import pipeline, stopping
 from gatelab.sweeps.members import SWEEP_DEFAULTS
 from gatelab.sweeps.progress import Progress
 from gatelab.sweeps.vectorized import child_writing, population
 from gatelab.sweeps.vectorized.child_writing import Recorded
 from gatelab.sweeps.vectorized.population import MemberJob, run_population
-from gatelab.tracking import children, records
+from gatelab.tracking import bulk, children, records
 
 SWEPT = ["seed", "optimizer.learning_rate"]
 CHOICES = {"dataset": "xor", "model": "mlp", "optimizer": "sgd", "trainer": "default"}
@@ -259,3 +261,60 @@ def test_a_stop_or_an_error_while_the_next_group_trains_leaves_what_is_counted_s
         assert 5 <= recorded.written <= 30 and recorded.written % 5 == 0
     else:
         assert recorded.written == 30
+
+
+def test_a_stop_while_waiting_for_a_groups_writing_ends_that_writing_at_its_transaction(
+    compose_config, tracking_uri, tmp_path, monkeypatch, stop_handlers
+):
+    # The main thread has trained the second group and waits for the first group's children;
+    # SIGTERM (its handler raises there) must end that writing, not leave it writing past the
+    # stop while the sweep ends its runs.
+    monkeypatch.setattr(population, "GROUP_MEMBERS", 100)
+    main_waits = threading.Event()
+    wait, add_run = child_writing.Writing.wait, bulk.BulkWriter._add_run
+
+    def noting_the_wait(self):
+        main_waits.set()
+        return wait(self)
+
+    handled = threading.Event()
+
+    def noting_the_stop(number, frame):
+        handled.set()
+        stopping._stop(number, frame)  # raises KeyboardInterrupt in the main thread
+
+    signal.signal(signal.SIGTERM, noting_the_stop)  # `stop_handlers` puts pytest's back
+    made: list[str] = []
+
+    def stopped_in_the_third_transaction(self, rows, record, run_id, now):
+        made.append(run_id)
+        if len(made) == 11:  # building the third transaction's rows, outside any commit
+            assert main_waits.wait(timeout=60)
+            os.kill(os.getpid(), signal.SIGTERM)
+            # Handled in the main thread (only there) before this one goes on.
+            assert handled.wait(timeout=60)
+        return add_run(self, rows, record, run_id, now)
+
+    monkeypatch.setattr(child_writing.Writing, "wait", noting_the_wait)
+    monkeypatch.setattr(bulk.BulkWriter, "_add_run", stopped_in_the_third_transaction)
+    cfg = compose_config(*AS_IN_A_SWEEP, "trainer.print_every=0", "trainer.epochs=20")
+    members = []
+    for number in range(200):
+        (tmp_path / str(number)).mkdir()
+        overrides = [f"seed={number}", "optimizer.learning_rate=0.5"]
+        members.append(
+            MemberJob(
+                job(number, overrides, tmp_path / str(number)),
+                {"seed": number, "optimizer.learning_rate": 0.5},
+            )
+        )
+    mlflow.set_tracking_uri(tracking_uri)  # the fixture sets it back
+    recorded = Recorded()
+    with pytest.raises(KeyboardInterrupt):
+        run_population(cfg, members, Progress(), recorded, runs_per_transaction=5)
+    writing = [thread for thread in threading.enumerate() if "Children.write" in thread.name]
+    assert not any(thread.is_alive() for thread in writing)
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    # The transaction being made when the stop came is written whole, and no other.
+    assert len(runs) == recorded.written == 15
+    assert recorded.trained == 200

@@ -180,16 +180,21 @@ class Children:
         )
 
 
-@dataclass(frozen=True)
 class Writing:
     """A group's children being written in a thread (`Children.written_meanwhile`)."""
 
-    background: Background
-    cancel_event: threading.Event
+    def __init__(self, background: Background, cancel_event: threading.Event):
+        self.background = background
+        self.cancel_event = cancel_event
+        self.raised: BaseException | None = None  # its own error, once raised to the caller
 
     def wait(self) -> None:
         """Wait for the writing to end; raise what it raised."""
-        self.background.wait()
+        try:
+            self.background.wait()
+        except Exception as error:
+            self.raised = error
+            raise
 
     def cancel(self) -> None:
         """No more transactions after the one being written; wait for it (it is counted)."""
@@ -197,13 +202,15 @@ class Writing:
         self.finish()
 
     def finish(self) -> None:
-        """Wait for the writing to end, while an error of the caller's is being raised."""
+        """Wait for the writing to end, while an error is being raised (a stop's, training's,
+        or the writing's own, which is not said twice)."""
         try:
-            self.wait()
+            self.background.wait()
         except KeyboardInterrupt:
             pass  # the cancelling, or the same stop: the caller raises its own
-        except Exception:
-            log.exception("writing a group's children failed too")
+        except Exception as error:
+            if error is not self.raised:
+                log.exception("writing a group's children failed too")
 
 
 def logging_progress(written: int, total: int, seconds: float) -> str:

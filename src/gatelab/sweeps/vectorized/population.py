@@ -166,8 +166,9 @@ def run_population(
             every_record += group_records
             before_writing(1 + max(position[record.job_number] for record in trained.run_records))
             if writing is not None:
-                waiting, writing = writing, None
-                waiting.wait()
+                # A stop meanwhile cancels it below: it is not left writing past the stop.
+                writing.wait()
+                writing = None
             if group_number < len(groups) - 1:
                 # Written while the next group trains: the two share the cores.
                 writing = children_of.written_meanwhile(trained)
