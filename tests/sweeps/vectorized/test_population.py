@@ -1,6 +1,5 @@
 """A vectorized sweep's job is recorded as the run the same job logs alone (one definition)."""
 
-import os
 import signal
 import threading
 from dataclasses import replace
@@ -268,7 +267,7 @@ def test_a_stop_while_waiting_for_a_groups_writing_ends_that_writing_at_its_tran
 ):
     # The main thread has trained the second group and waits for the first group's children;
     # SIGTERM (its handler raises there) must end that writing, not leave it writing past the
-    # stop while the sweep ends its runs.
+    # stop while the sweep ends its runs, even when the signal reached another thread.
     monkeypatch.setattr(population, "GROUP_MEMBERS", 100)
     main_waits = threading.Event()
     wait, add_run = child_writing.Writing.wait, bulk.BulkWriter._add_run
@@ -290,8 +289,10 @@ def test_a_stop_while_waiting_for_a_groups_writing_ends_that_writing_at_its_tran
         made.append(run_id)
         if len(made) == 11:  # building the third transaction's rows, outside any commit
             assert main_waits.wait(timeout=60)
-            os.kill(os.getpid(), signal.SIGTERM)
-            # Handled in the main thread (only there) before this one goes on.
+            # To this thread, as the kernel may give a process's signal to any of its threads:
+            # the main thread, waiting, must still wake to act on it (Python runs handlers
+            # there only), before this one goes on.
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
             assert handled.wait(timeout=60)
         return add_run(self, rows, record, run_id, now)
 

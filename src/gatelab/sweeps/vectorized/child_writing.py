@@ -21,6 +21,9 @@ from gatelab.tracking.experiment import configure
 
 log = logging.getLogger(__name__)
 
+# How often (s) a thread waiting for work in the background wakes to act on a stop signal.
+WAKE_EVERY = 0.1
+
 
 @dataclass
 class Recorded:
@@ -72,9 +75,12 @@ class Background:
     def wait(self, count: int | None = None) -> None:
         """Wait until the first `count` items are done (None: until the function returned)."""
         with self.condition:
-            self.condition.wait_for(
-                lambda: self.ended or (count is not None and self.count >= count)
-            )
+            # Woken every `WAKE_EVERY` s: a stop signal the kernel gave another thread (this
+            # one's, a writer's, TensorFlow's) is only acted on once this thread runs again.
+            while not self.condition.wait_for(
+                lambda: self.ended or (count is not None and self.count >= count), WAKE_EVERY
+            ):
+                pass
         if self.errors:
             raise self.errors[0]
 
