@@ -82,6 +82,17 @@ def vectorized_records(
     return sorted(written, key=lambda record: record.job_number)
 
 
+def seeds_in_folders(folder: Path, count: int) -> list[MemberJob]:
+    """Jobs `seed=0..count-1` at learning rate 0.5, each with its folder in `folder`."""
+    members = []
+    for number in range(count):
+        (folder / str(number)).mkdir()
+        overrides = [f"seed={number}", "optimizer.learning_rate=0.5"]
+        values = {"seed": number, "optimizer.learning_rate": 0.5}
+        members.append(MemberJob(job(number, overrides, folder / str(number)), values))
+    return members
+
+
 def assert_same_record(together: records.RunRecord, alone: records.RunRecord) -> None:
     numbers = ("outcome", "loss_points", "weights", "predictions")
     # A member's times are its share of the population's training; a run alone's, its own.
@@ -238,16 +249,7 @@ def test_a_stop_or_an_error_while_the_next_group_trains_leaves_what_is_counted_s
     monkeypatch.setattr(population, "train_members", stopped_in_the_second_group)
     monkeypatch.setattr(child_writing, "hold", noting_a_commit)
     cfg = compose_config(*AS_IN_A_SWEEP, "trainer.print_every=0", "trainer.epochs=20")
-    members = []
-    for number in range(60):
-        (tmp_path / str(number)).mkdir()
-        overrides = [f"seed={number}", "optimizer.learning_rate=0.5"]
-        members.append(
-            MemberJob(
-                job(number, overrides, tmp_path / str(number)),
-                {"seed": number, "optimizer.learning_rate": 0.5},
-            )
-        )
+    members = seeds_in_folders(tmp_path, 60)
     mlflow.set_tracking_uri(tracking_uri)  # the fixture sets it back
     recorded = Recorded()
     with pytest.raises(stopped_by):
@@ -299,16 +301,7 @@ def test_a_stop_while_waiting_for_a_groups_writing_ends_that_writing_at_its_tran
     monkeypatch.setattr(child_writing.Writing, "wait", noting_the_wait)
     monkeypatch.setattr(bulk.BulkWriter, "_add_run", stopped_in_the_third_transaction)
     cfg = compose_config(*AS_IN_A_SWEEP, "trainer.print_every=0", "trainer.epochs=20")
-    members = []
-    for number in range(200):
-        (tmp_path / str(number)).mkdir()
-        overrides = [f"seed={number}", "optimizer.learning_rate=0.5"]
-        members.append(
-            MemberJob(
-                job(number, overrides, tmp_path / str(number)),
-                {"seed": number, "optimizer.learning_rate": 0.5},
-            )
-        )
+    members = seeds_in_folders(tmp_path, 200)
     mlflow.set_tracking_uri(tracking_uri)  # the fixture sets it back
     recorded = Recorded()
     with pytest.raises(KeyboardInterrupt):

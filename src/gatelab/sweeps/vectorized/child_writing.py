@@ -126,16 +126,11 @@ class Children:
     def written_meanwhile(self, trained: Trained) -> "Writing":
         """Start writing `trained`'s children in a thread."""
         cancel = threading.Event()
-        return Writing(Background(self.write, trained, cancel), cancel)
+        # Waited for whole: no count of its own done (`Background`'s `done`).
+        return Writing(Background(lambda done: self.write(trained, cancel)), cancel)
 
-    def write(
-        self,
-        trained: Trained,
-        cancel: threading.Event | None = None,
-        done: Callable[[int], None] = lambda count: None,
-    ) -> None:
-        """Write `trained`'s children; no more transactions once `cancel` is set. (`done`: a
-        `Background`'s count, not used: the writing is waited for whole.)"""
+    def write(self, trained: Trained, cancel: threading.Event | None = None) -> None:
+        """Write `trained`'s children; no more transactions once `cancel` is set."""
         started = time.perf_counter()
         self.started = self.started or started
         record_of = {record.job_number: record for record in trained.run_records}
